@@ -1,0 +1,30 @@
+"""bplab's backpropagation engine (Rumelhart, Hinton & Williams 1986), NumPy only, no I/O.
+
+Name tables (name -> description) list every valid choice; an unknown name
+anywhere is a ValueError listing them.
+"""
+
+from .activations import ACTIVATIONS, OUTPUT_ACTIVATIONS
+from .costs import COSTS
+from .datasets import DATASETS, Dataset, load_dataset
+from .initializers import INITS
+from .network import Network
+from .optimizers import OPTIMIZERS
+from .training import History, StopTraining, TrainConfig, TrainState, train
+
+__all__ = [
+    "ACTIVATIONS",
+    "COSTS",
+    "DATASETS",
+    "INITS",
+    "OPTIMIZERS",
+    "OUTPUT_ACTIVATIONS",
+    "Dataset",
+    "History",
+    "Network",
+    "StopTraining",
+    "TrainConfig",
+    "TrainState",
+    "load_dataset",
+    "train",
+]

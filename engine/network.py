@@ -1,0 +1,5 @@
+"""Feedforward network (being written)."""
+
+
+class Network:
+    pass
