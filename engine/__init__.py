@@ -10,7 +10,8 @@ from .datasets import DATASETS, Dataset, load_dataset
 from .initializers import INITS
 from .network import Network
 from .optimizers import OPTIMIZERS
-from .training import History, StopTraining, TrainConfig, TrainState, train
+from .state import TrainState
+from .training import History, StopTraining, TrainConfig, train
 
 __all__ = [
     "ACTIVATIONS",

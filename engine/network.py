@@ -1,5 +1,417 @@
-"""Feedforward network (being written)."""
+"""A layered feedforward network trained by backpropagation.
+
+Parameters: ``params = [W1, b1, W2, b2, ...]`` with ``W_l: (fan_in_l, d_l)`` and
+``b_l: (d_l,)``. Without skip connections fan_in_l = d_{l-1}; with them layer l
+also receives the input and every earlier hidden layer, concatenated in that
+order (input, h1, ..., h_{l-1}), so fan_in_l = d_0 + ... + d_{l-1}.
+
+Storage: all parameters are views into one flat vector ``theta``. Layer l owns a
+block of shape (1 + fan_in_l, d_l) whose row 0 is b_l and rows 1: are W_l: the
+bias is the weight from a unit that is always 1, as in the paper. Activations
+live in buffers with a leading column of ones, so one matrix product per layer
+computes i = [1, o] @ [b; W] and one more gives both dE/dW and dE/db. Writing
+into ``net.params[k][...]`` changes the network; replacing list items does not
+(use ``set_params``).
+
+The maths per layer is in the free functions ``forward_layers`` and
+``backward_layers`` acting on plain arrays, so that a stacked (population)
+version can reuse them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+
+from .activations import (
+    ACTIVATIONS,
+    DERIVATIVES,
+    FORWARD,
+    OUTPUT_ACTIVATIONS,
+    check_name,
+)
+from .costs import COSTS, MEAN_COSTS, cost_sum, output_delta
+from .initializers import check_init, init_layer
+from .masks import normalise_masks
+
+Array = np.ndarray
+
+# Rows of data pushed through the net at once when only outputs are needed
+# (evaluation): bounds the activation buffers for large datasets.
+EVAL_CHUNK = 4096
+_MAX_CACHED_WORKSPACES = 8
+
+
+class Workspace:
+    """Preallocated activation and delta buffers for batches of exactly ``m`` rows.
+
+    ``ins[l]``: layer l's input [1 | sources] (m, 1 + fan_in_l); ``outs[l]``: its
+    output (m, d_l), a view into the next layer's input buffer for hidden layers.
+    ``x``: where the batch's inputs are written; ``y``: the batch's targets.
+    """
+
+    def __init__(self, net: Network, m: int) -> None:
+        sizes = net.layer_sizes
+        L = len(sizes) - 1
+        self.m = m
+        self.ins: list[Array] = []
+        self.outs: list[Array] = []
+        if net.skip_connections:
+            buf = np.empty((m, 1 + sum(sizes[:-1])))
+            buf[:, 0] = 1.0
+            for l in range(L):
+                self.ins.append(buf[:, : 1 + net.fan_ins[l]])
+            for l in range(L - 1):
+                start = 1 + sum(sizes[: l + 1])
+                self.outs.append(buf[:, start : start + sizes[l + 1]])
+        else:
+            for l in range(L):
+                buf = np.empty((m, 1 + sizes[l]))
+                buf[:, 0] = 1.0
+                self.ins.append(buf)
+            for l in range(L - 1):
+                self.outs.append(self.ins[l + 1][:, 1:])
+        self.out = np.empty((m, sizes[-1]))
+        self.outs.append(self.out)
+        self.x = self.ins[0][:, 1 : 1 + sizes[0]]
+        self.y = np.empty((m, sizes[-1]))
+        self.diff = np.empty((m, sizes[-1]))
+        self.deltas = [np.empty((m, d)) for d in sizes[1:]]
+        self.tmps = [np.empty((m, d)) for d in sizes[1:]]
+        self.rowmax = np.empty(m)  # per-pattern largest |o - e|, for the metrics
+        self.flags = np.empty(m, dtype=bool)
+        self.loaded: object = None  # identity of the data currently in x / y
+
+
+def forward_layers(
+    blocks: Sequence[Array], ins: Sequence[Array], outs: Sequence[Array], hidden: str, output: str
+) -> Array:
+    """i_l = [1 | sources_l] @ [b_l; W_l], o_l = f(i_l), in place; returns the output layer."""
+    f_hidden = FORWARD[hidden]
+    last = len(blocks) - 1
+    for l in range(last):
+        o = outs[l]
+        np.matmul(ins[l], blocks[l], out=o)
+        f_hidden(o, o)
+    o = outs[last]
+    np.matmul(ins[last], blocks[last], out=o)
+    FORWARD[output](o, o)
+    return o
+
+
+def backward_layers(
+    blocks: Sequence[Array],
+    gblocks: Sequence[Array],
+    ins: Sequence[Array],
+    outs: Sequence[Array],
+    deltas: Sequence[Array],
+    tmps: Sequence[Array],
+    hidden: str,
+    back_views: Sequence[Sequence[Array]],
+) -> None:
+    """Given the output delta in ``deltas[-1]``, fill ``gblocks`` with dE/d[b; W].
+
+    dE/dw_ij = o_i delta_j for every layer in one product ([1 | o]^T @ delta);
+    delta_j = f'(i_j) sum_k delta_k w_jk for hidden units, where k runs over every
+    later layer the unit feeds (only the next one without skip connections).
+    ``back_views[j]`` lists, for each layer k > j fed by hidden layer j, the
+    transposed rows of W_k holding h_j's outgoing weights.
+    """
+    grad_of = DERIVATIVES[hidden]
+    L = len(blocks)
+    for l in range(L - 1, -1, -1):
+        np.matmul(ins[l].T, deltas[l], out=gblocks[l])
+        if l == 0:
+            break
+        j = l - 1  # the hidden layer whose delta is needed next
+        views = back_views[j]
+        dj = deltas[j]
+        np.matmul(deltas[j + 1], views[0], out=dj)
+        tmp = tmps[j]
+        for k, view in enumerate(views[1:], start=j + 2):
+            np.matmul(deltas[k], view, out=tmp)
+            dj += tmp
+        grad_of(outs[j], dj, tmp)
 
 
 class Network:
-    pass
+    """Feedforward net; see the module docstring for the parameter layout.
+
+    ``layer_sizes``: e.g. [6, 2, 1] (input, hidden..., output). ``init``: a float
+    r for uniform(-r, r), or "xavier" / "he". ``masks``: fixed connectivity, a
+    dict {layer_index: bool array of W's shape} or a list aligned with the
+    layers (see ``engine.masks``). ``rng`` supplies every random draw.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        *,
+        activation: str = "sigmoid",
+        output_activation: str = "sigmoid",
+        cost: str = "sse",
+        skip_connections: bool = False,
+        init: float | str = 0.3,
+        rng: np.random.Generator,
+        masks: Mapping[int, Any] | Sequence[Any] | None = None,
+    ) -> None:
+        sizes = [int(s) for s in layer_sizes]
+        if len(sizes) < 2 or any(s < 1 for s in sizes) or len(sizes) != len(layer_sizes):
+            raise ValueError(f"layer_sizes needs >= 2 sizes, all >= 1; got {list(layer_sizes)}")
+        self.layer_sizes = tuple(sizes)
+        self.activation = check_name("activation", activation, ACTIVATIONS)
+        self.output_activation = check_name(
+            "output activation", output_activation, OUTPUT_ACTIVATIONS
+        )
+        self.cost = check_name("cost", cost, COSTS)
+        self.skip_connections = bool(skip_connections)
+        self.init = check_init(init)
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("rng must be a numpy.random.Generator")
+        L = len(sizes) - 1
+        if self.skip_connections:
+            self.fan_ins = tuple(sum(sizes[: l + 1]) for l in range(L))
+        else:
+            self.fan_ins = tuple(sizes[:L])
+        shapes = [(self.fan_ins[l], sizes[l + 1]) for l in range(L)]
+        self.masks = normalise_masks(masks, shapes)
+
+        block_sizes = [(f + 1) * d for f, d in shapes]
+        self.theta = np.zeros(sum(block_sizes))
+        self.grad = np.zeros_like(self.theta)
+        self.blocks: list[Array] = []
+        self.gblocks: list[Array] = []
+        offset = 0
+        for (f, d), size in zip(shapes, block_sizes, strict=True):
+            self.blocks.append(self.theta[offset : offset + size].reshape(f + 1, d))
+            self.gblocks.append(self.grad[offset : offset + size].reshape(f + 1, d))
+            offset += size
+        # 1 where a parameter is free, 0 where a mask removes the connection.
+        self.free: Array | None = None
+        if any(m is not None for m in self.masks):
+            self.free = np.ones_like(self.theta)
+            free_blocks = self._split(self.free)
+            for l, m in enumerate(self.masks):
+                if m is not None:
+                    free_blocks[l][1:][~m] = 0.0
+        # 1 on weights, 0 on biases: L2 weight decay applies to weights only.
+        self.weight_indicator = np.ones_like(self.theta)
+        for blk in self._split(self.weight_indicator):
+            blk[0] = 0.0
+
+        for l, (f, d) in enumerate(shapes):
+            W, b = init_layer(self.init, f, d, rng)
+            self.blocks[l][1:] = W
+            self.blocks[l][0] = b
+        if self.free is not None:
+            self.theta *= self.free
+
+        # back_views[j][i]: (d_k, d_j) transposed rows of W_k fed by hidden layer j
+        self.back_views: list[list[Array]] = []
+        for j in range(L - 1):
+            start = 1 + (sum(sizes[1 : j + 1]) + sizes[0] if self.skip_connections else 0)
+            stop = start + sizes[j + 1]
+            later = range(j + 1, L) if self.skip_connections else [j + 1]
+            self.back_views.append([self.blocks[k][start:stop].T for k in later])
+        self._workspaces: dict[int, Workspace] = {}
+
+    # -- parameters ---------------------------------------------------------
+    def _split(self, flat: Array) -> list[Array]:
+        out, offset = [], 0
+        for blk in self.blocks:
+            out.append(flat[offset : offset + blk.size].reshape(blk.shape))
+            offset += blk.size
+        return out
+
+    @property
+    def params(self) -> list[Array]:
+        """[W1, b1, W2, b2, ...] as views into ``theta`` (in-place writes take effect)."""
+        out: list[Array] = []
+        for blk in self.blocks:
+            out.extend((blk[1:], blk[0]))
+        return out
+
+    def set_params(self, params: Sequence[Array]) -> None:
+        """Copy arrays in the ``params`` order and shapes into the network."""
+        current = self.params
+        if len(params) != len(current):
+            raise ValueError(f"expected {len(current)} arrays, got {len(params)}")
+        for k, (dst, src) in enumerate(zip(current, params, strict=True)):
+            src = np.asarray(src, dtype=np.float64)
+            if src.shape != dst.shape:
+                raise ValueError(f"params[{k}] has shape {src.shape}, expected {dst.shape}")
+            dst[...] = src
+
+    @property
+    def n_params(self) -> int:
+        return int(self.theta.size)
+
+    def __repr__(self) -> str:
+        skip = ", skip_connections=True" if self.skip_connections else ""
+        return (
+            f"Network({list(self.layer_sizes)}, activation={self.activation!r}, "
+            f"output_activation={self.output_activation!r}, cost={self.cost!r}{skip})"
+        )
+
+    # -- buffers ------------------------------------------------------------
+    def workspace(self, m: int) -> Workspace:
+        """The (cached) buffers for batches of ``m`` rows."""
+        ws = self._workspaces.get(m)
+        if ws is None:
+            if len(self._workspaces) >= _MAX_CACHED_WORKSPACES:
+                self._workspaces.clear()
+            ws = self._workspaces[m] = Workspace(self, m)
+        return ws
+
+    def run(self, ws: Workspace) -> Array:
+        """Forward pass on the inputs already in ``ws.x``; returns ``ws.out``."""
+        return forward_layers(self.blocks, ws.ins, ws.outs, self.activation, self.output_activation)
+
+    def backprop(self, ws: Workspace) -> None:
+        """Fill ``self.grad`` from the output delta in ``ws.deltas[-1]``, masks applied."""
+        backward_layers(
+            self.blocks,
+            self.gblocks,
+            ws.ins,
+            ws.outs,
+            ws.deltas,
+            ws.tmps,
+            self.activation,
+            self.back_views,
+        )
+        if self.free is not None:
+            self.grad *= self.free
+
+    def output_delta(self, ws: Workspace, rows_sum_to_one: bool = False) -> None:
+        """dE/di at the outputs from ``ws.out`` and ``ws.diff = out - y``."""
+        scale = 1.0 / ws.m if self.cost in MEAN_COSTS else 1.0
+        output_delta(
+            self.cost,
+            self.output_activation,
+            ws.out,
+            ws.y,
+            ws.diff,
+            ws.deltas[-1],
+            ws.tmps[-1],
+            scale,
+            rows_sum_to_one,
+        )
+
+    # -- public maths -------------------------------------------------------
+    def _check_xy(self, X: Array, Y: Array | None = None) -> tuple[Array, Array | None]:
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(f"X must be (n, {self.layer_sizes[0]}), got {X.shape}")
+        if Y is not None:
+            Y = np.asarray(Y, dtype=np.float64)
+            if Y.ndim == 1 and self.layer_sizes[-1] == 1:
+                Y = Y[:, None]
+            if Y.shape != (X.shape[0], self.layer_sizes[-1]):
+                raise ValueError(f"Y must be ({X.shape[0]}, {self.layer_sizes[-1]}), got {Y.shape}")
+        return X, Y
+
+    def forward(self, X: Array) -> Array:
+        """Outputs (n, d_out) for inputs X: (n, d_in); a new array."""
+        X, _ = self._check_xy(X)
+        n = X.shape[0]
+        result = np.empty((n, self.layer_sizes[-1]))
+        with np.errstate(all="ignore"):
+            for start in range(0, n, EVAL_CHUNK):
+                stop = min(n, start + EVAL_CHUNK)
+                ws = self.workspace(stop - start)
+                ws.x[...] = X[start:stop]
+                ws.loaded = None
+                result[start:stop] = self.run(ws)
+        return result
+
+    def hidden(self, X: Array) -> list[Array]:
+        """Hidden-layer outputs [h1, h2, ...], each (n, d_l), for inputs X."""
+        X, _ = self._check_xy(X)
+        ws = Workspace(self, X.shape[0])
+        ws.x[...] = X
+        with np.errstate(all="ignore"):
+            self.run(ws)
+        return [o.copy() for o in ws.outs[:-1]]
+
+    def loss(self, X: Array, Y: Array) -> float:
+        """The cost E over the set (sum for sse, mean over samples for mse/cross_entropy)."""
+        X, Y = self._check_xy(X, Y)
+        with np.errstate(all="ignore"):
+            O = self.forward(X)
+            total = cost_sum(self.cost, self.output_activation, O, Y, O - Y)
+        return total / X.shape[0] if self.cost in MEAN_COSTS else total
+
+    def gradient(self, X: Array, Y: Array) -> list[Array]:
+        """dE/dparams over the whole set, arrays in ``params`` order and shapes.
+
+        The cost's gradient only (no weight decay); masked weights get 0.
+        """
+        X, Y = self._check_xy(X, Y)
+        ws = Workspace(self, X.shape[0])
+        ws.x[...] = X
+        ws.y[...] = Y
+        with np.errstate(all="ignore"):
+            self.run(ws)
+            np.subtract(ws.out, ws.y, out=ws.diff)
+            self.output_delta(ws)
+            self.backprop(ws)
+        out: list[Array] = []
+        for g in self.gblocks:
+            out.extend((g[1:].copy(), g[0].copy()))
+        return out
+
+    # -- saving -------------------------------------------------------------
+    def architecture(self) -> dict[str, Any]:
+        """JSON-able description that rebuilds this network's shape."""
+        return {
+            "layer_sizes": list(self.layer_sizes),
+            "activation": self.activation,
+            "output_activation": self.output_activation,
+            "cost": self.cost,
+            "skip_connections": self.skip_connections,
+        }
+
+    def save(self, file: str | PathLike[str] | io.IOBase) -> None:
+        """Write the weights (and masks, architecture) with ``np.savez``.
+
+        Arrays: ``W1, b1, W2, b2, ...``, ``mask<l>`` for masked layers and
+        ``architecture`` (a JSON string), all readable with allow_pickle=False.
+        """
+        arrays: dict[str, Array] = {"architecture": np.array(json.dumps(self.architecture()))}
+        for l, blk in enumerate(self.blocks, start=1):
+            arrays[f"W{l}"] = blk[1:]
+            arrays[f"b{l}"] = blk[0]
+        for l, m in enumerate(self.masks):
+            if m is not None:
+                arrays[f"mask{l}"] = m
+        np.savez(file, **arrays)
+
+    @classmethod
+    def load(cls, file: str | PathLike[str] | io.IOBase) -> Network:
+        """Rebuild a network saved with ``save`` (np.load with allow_pickle=False)."""
+        with np.load(file, allow_pickle=False) as data:
+            try:
+                arch = json.loads(str(data["architecture"]))
+                L = len(arch["layer_sizes"]) - 1
+                masks = {l: data[f"mask{l}"] for l in range(L) if f"mask{l}" in data.files}
+                net = cls(
+                    arch["layer_sizes"],
+                    activation=arch["activation"],
+                    output_activation=arch["output_activation"],
+                    cost=arch["cost"],
+                    skip_connections=arch["skip_connections"],
+                    rng=np.random.default_rng(0),
+                    masks=masks or None,
+                )
+                params = []
+                for l in range(1, L + 1):
+                    params.extend((data[f"W{l}"], data[f"b{l}"]))
+            except KeyError as exc:
+                raise ValueError(f"{file}: not a saved bplab network (missing {exc})") from None
+        net.set_params(params)
+        return net

@@ -1,0 +1,110 @@
+"""Per-epoch metrics of a set: loss, accuracy, max_error.
+
+* ``loss``: the network's cost over the set (see ``engine.costs``).
+* ``accuracy``: softmax outputs -> fraction of patterns whose largest output is
+  the target's largest; sigmoid outputs with 0/1 targets -> fraction of patterns
+  whose every output is on the right side of 0.5 (|o - e| < 0.5); otherwise None
+  (identity outputs, or targets that are not 0/1).
+* ``max_error``: max |o - e| over patterns and outputs; the paper's "solved" is
+  ``max_error < stop_within``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .costs import MEAN_COSTS, cost_sum
+from .network import EVAL_CHUNK, Network, Workspace
+
+Array = np.ndarray
+
+
+def accuracy_kind(output_activation: str, Y: Array) -> str | None:
+    """ "argmax", "binary" or None (no accuracy) for these outputs and targets."""
+    if output_activation == "softmax":
+        return "argmax"
+    if output_activation == "sigmoid" and bool(np.isin(Y, (0.0, 1.0)).all()):
+        return "binary"
+    return None
+
+
+class Scorer:
+    """Evaluates a fixed set (X, Y) through preallocated buffers, chunk by chunk.
+
+    A set of at most EVAL_CHUNK rows is copied into its buffers once; a full-batch
+    trainer passes its own workspace (``ws``) so that the forward pass it runs for
+    the next gradient also serves the metrics.
+    """
+
+    def __init__(
+        self, net: Network, X: Array, Y: Array, kind: str | None, ws: Workspace | None = None
+    ) -> None:
+        self.net = net
+        self.X, self.Y = X, Y
+        self.n = X.shape[0]
+        self.kind = kind
+        self.mean = net.cost in MEAN_COSTS
+        self.targets = Y.argmax(axis=1) if kind == "argmax" else None
+        self.chunks: list[tuple[Workspace, int, int]] = []
+        if ws is not None or self.n <= EVAL_CHUNK:
+            if ws is None:
+                ws = Workspace(net, self.n)
+            ws.x[...] = X
+            ws.y[...] = Y
+            self.chunks.append((ws, 0, self.n))
+            self.preloaded = True
+        else:
+            full = Workspace(net, EVAL_CHUNK)
+            rest = self.n % EVAL_CHUNK
+            last = Workspace(net, rest) if rest else full
+            for start in range(0, self.n, EVAL_CHUNK):
+                stop = min(self.n, start + EVAL_CHUNK)
+                self.chunks.append((full if stop - start == EVAL_CHUNK else last, start, stop))
+            self.preloaded = False
+
+    def score(self, run: bool = True) -> tuple[float, float | None, float]:
+        """(loss, accuracy, max_error) of the current weights.
+
+        ``run=False``: the single preloaded chunk's forward pass is already done.
+        Leaves ``ws.diff = out - y`` in the (last) chunk's workspace.
+        """
+        net = self.net
+        if self.preloaded:
+            ws = self.chunks[0][0]
+            if run:
+                net.run(ws)
+            total, correct, max_err = self._score_ws(ws, self.targets)
+        else:
+            total, correct, max_err = 0.0, 0, 0.0
+            for ws, start, stop in self.chunks:
+                ws.x[...] = self.X[start:stop]
+                ws.y[...] = self.Y[start:stop]
+                net.run(ws)
+                targets = None if self.targets is None else self.targets[start:stop]
+                t, c, e = self._score_ws(ws, targets)
+                total += t
+                correct += c
+                if not e <= max_err:  # also propagates nan
+                    max_err = e
+        loss = total / self.n if self.mean else total
+        accuracy = None if self.kind is None else correct / self.n
+        return loss, accuracy, max_err
+
+    def _score_ws(self, ws: Workspace, targets: Array | None) -> tuple[float, int, float]:
+        net = self.net
+        out, diff = ws.out, ws.diff
+        np.subtract(out, ws.y, out=diff)
+        total = cost_sum(net.cost, net.output_activation, out, ws.y, diff)
+        absd = ws.tmps[-1]  # free between the forward pass and the next output delta
+        np.abs(diff, out=absd)
+        if absd.shape[1] == 1:
+            rowmax = absd.reshape(-1)
+        else:
+            rowmax = np.maximum.reduce(absd, axis=1, out=ws.rowmax)
+        max_err = float(rowmax.max())
+        correct = 0
+        if self.kind == "binary":
+            correct = int(np.count_nonzero(np.less(rowmax, 0.5, out=ws.flags)))
+        elif self.kind == "argmax":
+            correct = int(np.count_nonzero(out.argmax(axis=1) == targets))
+        return total, correct, max_err
