@@ -1,0 +1,368 @@
+"""The sweep parameters: their defaults, one-line descriptions and value checks.
+
+PARAMETERS is the single table: adding a parameter means adding one entry here (the
+engine must know the config key too). Every checker takes one value as written in the
+spec plus the field path for messages, and returns the normalised, JSON-able value that
+goes into the run configuration, or raises Invalid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine import ACTIVATIONS, COSTS, INITS, OPTIMIZERS, OUTPUT_ACTIVATIONS
+
+from .errors import Invalid, show, suggest, unknown_name
+
+Checker = Callable[[Any, str], Any]
+
+# Names people carry over from papers and other tools; only used for did-you-mean.
+ALIASES = {
+    "lr": "learning_rate",
+    "eta": "learning_rate",
+    "eps": "learning_rate",
+    "epsilon": "learning_rate",
+    "alpha": "momentum",
+    "hidden_layers": "hidden",
+    "hidden_sizes": "hidden",
+    "layers": "hidden",
+    "loss": "cost",
+    "seed": "seeds",
+    "max_epochs": "epochs",
+    "decay": "weight_decay",
+    "l2": "weight_decay",
+}
+
+
+def number(value: Any, field: str) -> float:
+    # bool is an int subclass in Python; `true` is never meant as 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(field, f"must be a number, got {show(value)}")
+    if not math.isfinite(value):
+        raise Invalid(field, f"must be a finite number, got {show(value)}")
+    return float(value)
+
+
+def integer(value: Any, field: str) -> int:
+    # YAML's 1e3 and JSON's 1000.0 are floats; accept them when they are whole numbers.
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(field, f"must be an integer, got {show(value)}")
+    return value
+
+
+def float_check(low: float, *, low_open: bool = False, high_open: float | None = None) -> Checker:
+    """A checker for a finite float in [low, high_open), or (low, ...) when low_open."""
+    if high_open is not None:
+        requirement = f"in [{low:g}, {high_open:g})"
+    else:
+        requirement = f"{'>' if low_open else '>='} {low:g}"
+
+    def check(value: Any, field: str) -> float:
+        try:
+            x = number(value, field)
+        except Invalid as exc:
+            raise Invalid(
+                field, exc.message.replace("number", f"number {requirement}", 1)
+            ) from None
+        too_low = x <= low if low_open else x < low
+        if too_low or (high_open is not None and x >= high_open):
+            raise Invalid(field, f"must be {requirement}, got {show(value)}")
+        return x
+
+    return check
+
+
+def int_check(low: int) -> Checker:
+    def check(value: Any, field: str) -> int:
+        try:
+            n = integer(value, field)
+        except Invalid:
+            n = None
+        if n is None or n < low:
+            raise Invalid(field, f"must be an integer >= {low}, got {show(value)}")
+        return n
+
+    return check
+
+
+def nullable(check: Checker) -> Checker:
+    def nullable_check(value: Any, field: str) -> Any:
+        return None if value is None else check(value, field)
+
+    return nullable_check
+
+
+def choice(kind: str, names: Any) -> Checker:
+    allowed = tuple(names)
+
+    def check(value: Any, field: str) -> str:
+        if not isinstance(value, str):
+            raise Invalid(field, f"must be one of {', '.join(sorted(allowed))}, got {show(value)}")
+        if value not in allowed:
+            raise Invalid(field, unknown_name(kind, value, allowed))
+        return value
+
+    return check
+
+
+def boolean(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(field, f"must be true or false, got {show(value)}")
+    return value
+
+
+positive_int = int_check(1)
+positive_float = float_check(0.0, low_open=True)
+unit_interval = float_check(0.0, high_open=1.0)  # [0, 1)
+
+
+def hidden_check(value: Any, field: str) -> list[int]:
+    """One architecture: an int (one hidden layer) or a list of layer sizes."""
+    if isinstance(value, list):
+        return [positive_int(size, f"{field}[{i}]") for i, size in enumerate(value)]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(
+            field, f"must be a layer size (int >= 1) or a list of sizes, got {show(value)}"
+        )
+    return [positive_int(value, field)]
+
+
+def batch_size_check(value: Any, field: str) -> str | int:
+    if value == "full":
+        return "full"
+    if isinstance(value, str):
+        raise Invalid(field, f"must be 'full' or an integer >= 1, got {show(value)}")
+    return positive_int(value, field)
+
+
+def init_check(value: Any, field: str) -> float | str:
+    # uniform is spelled as its range r, so only the named schemes are strings here.
+    names = [name for name in INITS if name != "uniform"]
+    if value == "uniform":
+        raise Invalid(field, "give uniform(-r, r) as the number r, e.g. init: 0.3")
+    if isinstance(value, str):
+        return choice("init", names)(value, field)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Invalid(
+            field, f"must be a range r > 0 or one of {', '.join(names)}, got {show(value)}"
+        )
+    return positive_float(value, field)
+
+
+_PHASE_KEYS = {"until": positive_int, "learning_rate": positive_float, "momentum": unit_interval}
+
+
+def schedule_check(value: Any, field: str) -> list[dict[str, Any]]:
+    """A list of phases {until, learning_rate?, momentum?} with increasing `until`."""
+    if not isinstance(value, list):
+        raise Invalid(
+            field,
+            f"must be a list of phases {{until, learning_rate?, momentum?}}, got {show(value)}",
+        )
+    phases: list[dict[str, Any]] = []
+    for i, phase in enumerate(value):
+        where = f"{field}[{i}]"
+        if not isinstance(phase, dict):
+            raise Invalid(
+                where, f"must be a mapping {{until, learning_rate?, momentum?}}, got {show(phase)}"
+            )
+        for key in phase:
+            if key not in _PHASE_KEYS:
+                raise Invalid(
+                    f"{where}.{key}",
+                    unknown_name(
+                        "phase key",
+                        None,
+                        _PHASE_KEYS,
+                        keep_order=True,
+                        hint=suggest(str(key), _PHASE_KEYS, ALIASES),
+                    ),
+                )
+        if "until" not in phase:
+            raise Invalid(f"{where}.until", "missing: the last epoch of the phase (int >= 1)")
+        if "learning_rate" not in phase and "momentum" not in phase:
+            raise Invalid(where, "a phase must set learning_rate, momentum or both")
+        checked = {
+            key: _PHASE_KEYS[key](phase[key], f"{where}.{key}")
+            for key in _PHASE_KEYS
+            if key in phase
+        }
+        if phases and checked["until"] <= phases[-1]["until"]:
+            raise Invalid(
+                f"{where}.until",
+                f"must be greater than the previous phase's until ({phases[-1]['until']}), "
+                f"got {checked['until']}",
+            )
+        phases.append(checked)
+    return phases
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One entry of the run configuration that a spec may set, fix or sweep."""
+
+    name: str
+    default: Any
+    description: str
+    check: Checker
+    # "float" or "int" when random sweeps may draw it from a distribution; these use
+    # bound_check on min and max (and on nothing else: a distribution draws numbers only).
+    numeric: str | None = None
+    bound_check: Checker | None = None
+    # False for values that are lists themselves (schedule): a list is then the value.
+    sweepable: bool = True
+
+
+def _param(name, default, description, check, numeric=None, bound_check=None, sweepable=True):
+    return Parameter(name, default, description, check, numeric, bound_check or check, sweepable)
+
+
+PARAMETERS: dict[str, Parameter] = {
+    p.name: p
+    for p in [
+        _param(
+            "learning_rate",
+            0.5,
+            "eps, the step size: dw = -eps dE/dw + alpha dw(t-1); > 0",
+            positive_float,
+            "float",
+        ),
+        _param(
+            "momentum",
+            0.9,
+            "alpha, the fraction of the previous weight change added; in [0, 1)",
+            unit_interval,
+            "float",
+        ),
+        _param(
+            "hidden",
+            2,
+            "hidden layer sizes: an int is one layer, a list of ints is the layers ([] = none); "
+            "a list of these sweeps architectures: [2, 4] tries one layer of 2 then of 4, "
+            "[[4, 4]] fixes two layers of 4",
+            hidden_check,
+            "int",
+            positive_int,
+        ),
+        _param(
+            "cost",
+            "sse",
+            "sse = 1/2 sum (o - e)^2 as in the paper, mse = the mean, cross_entropy",
+            choice("cost", COSTS),
+        ),
+        _param(
+            "activation",
+            "sigmoid",
+            f"hidden units' f: {', '.join(ACTIVATIONS)}",
+            choice("activation", ACTIVATIONS),
+        ),
+        _param(
+            "output_activation",
+            "sigmoid",
+            f"output units' f: {', '.join(OUTPUT_ACTIVATIONS)}",
+            choice("output_activation", OUTPUT_ACTIVATIONS),
+        ),
+        _param(
+            "optimizer",
+            "sgd",
+            f"weight update: {', '.join(OPTIMIZERS)} (sgd = the paper's momentum rule)",
+            choice("optimizer", OPTIMIZERS),
+        ),
+        _param(
+            "batch_size",
+            "full",
+            "patterns per weight update: full (the paper's sweep) or an int (1 = per pattern)",
+            batch_size_check,
+            "int",
+            positive_int,
+        ),
+        _param(
+            "epochs",
+            1000,
+            "the most epochs (sweeps through the training set) to run; >= 1",
+            positive_int,
+            "int",
+        ),
+        _param(
+            "init",
+            0.3,
+            "initial weights: r > 0 for uniform(-r, r), or xavier, he",
+            init_check,
+            "float",
+            positive_float,
+        ),
+        _param(
+            "weight_decay",
+            0.0,
+            "L2 weight decay, the penalty's coefficient; >= 0",
+            float_check(0.0),
+            "float",
+        ),
+        _param(
+            "skip_connections",
+            False,
+            "true: every layer also gets the outputs of all earlier layers and the input",
+            boolean,
+        ),
+        _param(
+            "stop_loss",
+            None,
+            "stop when the loss falls below this (> 0); null = never",
+            nullable(positive_float),
+            "float",
+            positive_float,
+        ),
+        _param(
+            "stop_within",
+            0.5,
+            "'solved' = every output within this of its target (> 0); its first epoch is "
+            "recorded; null = not tracked",
+            nullable(positive_float),
+            "float",
+            positive_float,
+        ),
+        _param(
+            "stop_on_solve", False, "stop at the first solved epoch (needs stop_within)", boolean
+        ),
+        _param(
+            "validation_split",
+            0.0,
+            "fraction of patterns held out for validation; in [0, 1)",
+            unit_interval,
+            "float",
+        ),
+        _param(
+            "log_every",
+            1,
+            "record every k-th epoch's metrics (the last epoch always); >= 1",
+            positive_int,
+            "int",
+        ),
+        _param(
+            "schedule",
+            [],
+            "phases [{until, learning_rate?, momentum?}]: these values hold up to epoch `until`, "
+            "then the next phase's, then the base values; one fixed value, not swept",
+            schedule_check,
+            sweepable=False,
+        ),
+    ]
+}
+
+# Parameter.default is written as in a spec (hidden: 2); DEFAULTS holds the config values.
+DEFAULTS: dict[str, Any] = {name: p.check(p.default, name) for name, p in PARAMETERS.items()}
+
+
+def defaults_table() -> list[tuple[str, str, str]]:
+    """(name, default as written in YAML, description) per parameter, for README and --help."""
+    import json
+
+    def yaml_text(value: Any) -> str:
+        return json.dumps(value).replace('"', "") if not isinstance(value, str) else value
+
+    return [(p.name, yaml_text(p.default), p.description) for p in PARAMETERS.values()]
