@@ -1,0 +1,185 @@
+"""`bplab sweep submit | watch | status | republish`: sweeps trained by Celery workers.
+
+Standalone click commands, attached to the ``sweep`` group by service.commands. The sweep's
+helpers are imported inside the commands so that this module and service.commands.sweep can
+import each other in either order.
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from service.config import Settings, mask_url
+from service.db import repository as repo
+from service.db.session import session_scope
+from service.errors import NotFound
+from service.output import format_option, render
+from service.spec import DEFAULT_MAX_RUNS
+
+# Statuses a run does not leave by itself (retry and recover may re-queue it later).
+TERMINAL = ("succeeded", "diverged", "failed", "cancelled")
+BROKER_CHECK_TIMEOUT_S = 5.0
+
+
+@click.command("submit")
+@click.argument("spec_path", metavar="SPEC")
+@click.option(
+    "--max-runs",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_RUNS,
+    show_default=True,
+    help="Refuse specs that expand to more runs than this.",
+)
+@click.pass_obj
+def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
+    """Record SPEC's runs and queue them for Celery workers; prints the sweep id.
+
+    Nothing is written when the spec is invalid or the broker cannot be reached. Tasks are
+    published only after the sweep is committed, so a worker never sees a run that does not exist.
+    """
+    from service.commands.sweep import load_spec_or_exit
+    from service.producer import BrokerUnavailable, check_broker, publish_runs
+    from service.sweeps import create_sweep_from_spec
+
+    broker_url = _require_broker(settings)
+    spec = load_spec_or_exit(spec_path, max_runs)
+    try:
+        check_broker(broker_url, timeout=BROKER_CHECK_TIMEOUT_S)
+    except BrokerUnavailable as exc:
+        raise click.ClickException(f"{exc}; nothing was written") from None
+
+    started = time.perf_counter()
+    with session_scope(settings.database_url) as session:
+        sweep_id = create_sweep_from_spec(session, spec, backend="celery")
+        run_ids = repo.run_ids(session, sweep_id)
+    written = time.perf_counter()
+    # The id goes out before publishing: whatever happens next, the sweep exists.
+    click.echo(sweep_id)
+    try:
+        sent = publish_runs(run_ids, broker_url)
+    except BrokerUnavailable as exc:
+        raise click.ClickException(
+            f"sweep {sweep_id} is recorded with {len(run_ids)} queued run(s), but {exc}. "
+            f"The runs stay queued; publish them again with `bplab sweep republish {sweep_id}`."
+        ) from None
+    click.echo(
+        f"sweep {sweep_id}: {spec.name}: {sent} run(s) queued on {mask_url(broker_url)} "
+        f"(written in {written - started:.2f} s, "
+        f"published in {time.perf_counter() - written:.2f} s); "
+        f"follow it with `bplab sweep watch {sweep_id}`",
+        err=True,
+    )
+
+
+@click.command("republish")
+@click.argument("sweep_id", type=int)
+@click.pass_obj
+def republish(settings: Settings, sweep_id: int) -> None:
+    """Publish a task again for every queued run of SWEEP_ID (after a failed or lost publish).
+
+    Safe to repeat: a run published twice is trained once.
+    """
+    from service.producer import BrokerUnavailable, publish_runs
+
+    broker_url = _require_broker(settings)
+    _require_sweep(settings, sweep_id)
+    with session_scope(settings.database_url, readonly=True) as session:
+        run_ids = repo.run_ids(session, sweep_id, status="queued")
+    try:
+        sent = publish_runs(run_ids, broker_url)
+    except BrokerUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"sweep {sweep_id}: {sent} queued run(s) published again", err=True)
+
+
+@click.command("status")
+@click.argument("sweep_id", type=int)
+@format_option
+@click.pass_obj
+def status(settings: Settings, sweep_id: int, fmt: str) -> None:
+    """A sweep's run counts by status, once."""
+    _require_sweep(settings, sweep_id)
+    counts = _counts(settings, sweep_id)
+    total = sum(counts.values())
+    done = sum(counts[s] for s in TERMINAL)
+    render([{"sweep": sweep_id, "total": total, "done": done, **counts}], fmt)
+
+
+@click.command("watch")
+@click.argument("sweep_id", type=int)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Seconds between two looks at the database.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Give up (exit code 1) after this many seconds; the sweep goes on.",
+)
+@format_option
+@click.pass_obj
+def watch(
+    settings: Settings, sweep_id: int, interval: float, timeout: float | None, fmt: str
+) -> None:
+    """Follow a sweep until every run has finished, then print its results."""
+    from service.commands.sweep import print_results
+    from service.progress import sweep_progress
+
+    _require_sweep(settings, sweep_id)
+    counts = _counts(settings, sweep_id)
+    total = sum(counts.values())
+    start = time.monotonic()
+    done_at_start = sum(counts[s] for s in TERMINAL)
+    try:
+        with sweep_progress(total) as bar:
+            while True:
+                done = sum(counts[s] for s in TERMINAL)
+                elapsed = time.monotonic() - start
+                rate = (done - done_at_start) / elapsed if elapsed > 0 else 0.0
+                bar.set(
+                    done=done,
+                    failed=counts["failed"] + counts["cancelled"],
+                    description=f"runs ({counts['running']} running, {rate:.2f} runs/s)",
+                )
+                if done >= total:
+                    break
+                if timeout is not None and elapsed >= timeout:
+                    raise click.ClickException(
+                        f"sweep {sweep_id} not finished after {timeout:g} s "
+                        f"({done}/{total} runs done); it goes on on the workers"
+                    )
+                time.sleep(interval)
+                counts = _counts(settings, sweep_id)
+    except KeyboardInterrupt:
+        click.echo(f"stopped watching; sweep {sweep_id} goes on on the workers", err=True)
+        raise SystemExit(130) from None
+    print_results(settings, sweep_id, fmt)
+
+
+def _counts(settings: Settings, sweep_id: int) -> dict[str, int]:
+    with session_scope(settings.database_url, readonly=True) as session:
+        return repo.status_counts(session, sweep_id)
+
+
+def _require_broker(settings: Settings) -> str:
+    if not settings.broker_url:
+        raise click.ClickException(
+            "BPLAB_BROKER_URL is not set: submitted sweeps go to Celery workers through a broker "
+            "(e.g. redis://localhost:6379/0); `bplab sweep run` trains locally instead"
+        )
+    return settings.broker_url
+
+
+def _require_sweep(settings: Settings, sweep_id: int) -> None:
+    with session_scope(settings.database_url, readonly=True) as session:
+        if repo.get_sweep(session, sweep_id) is None:
+            raise NotFound(f"sweep {sweep_id} does not exist (see `bplab sweep list`)")
+
+
+REMOTE_COMMANDS = (submit, watch, status, republish)

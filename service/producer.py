@@ -1,0 +1,158 @@
+"""Publishing training tasks to Celery workers, by task name.
+
+``service`` never imports ``worker``: the worker registers the tasks, this module only knows their
+names and keyword arguments. The Celery settings both sides must agree on (JSON only, the queue, the
+Redis visibility timeout) are in service.celery_config.
+
+A message carries run ids, never a run's data: the worker re-reads the run from the database, which
+is the source of truth (a lost or duplicated message costs nothing the reconciler cannot repair).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+from kombu import Connection
+
+from service.celery_config import base_celery_config
+from service.config import mask_url
+
+TRAIN_RUN = "bplab.train_run"
+# Issue 8's population tasks: one message trains a group of same-shape runs.
+TRAIN_RUNS = "bplab.train_runs"
+
+# How many messages one pass of the publishing loop sends before it checks the connection again;
+# large enough that per-chunk costs vanish, small enough that a failure mid-way says how far it got.
+PUBLISH_CHUNK = 1000
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker cannot be reached; the message names the masked URL."""
+
+
+def producer_app(broker_url: str) -> Celery:
+    """A Celery app that only publishes (it registers no task)."""
+    app = Celery("bplab-producer", set_as_current=False)
+    app.conf.update(base_celery_config(broker_url))
+    return app
+
+
+@dataclass(frozen=True)
+class TaskMessage:
+    """One message: a task name and its JSON keyword arguments."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def kwargs_repr(self) -> str:
+        """What the worker logs for the arguments; a long id list is cut short."""
+        text = repr(self.kwargs)
+        return text if len(text) <= 200 else text[:197] + "..."
+
+
+def train_run_messages(run_ids: Iterable[int]) -> Iterator[TaskMessage]:
+    """One ``bplab.train_run`` message per run id."""
+    for run_id in run_ids:
+        yield TaskMessage(TRAIN_RUN, {"run_id": int(run_id)})
+
+
+def train_runs_messages(groups: Iterable[Sequence[int]]) -> Iterator[TaskMessage]:
+    """One ``bplab.train_runs`` message per group of run ids (population training, issue 8)."""
+    for group in groups:
+        yield TaskMessage(TRAIN_RUNS, {"run_ids": [int(r) for r in group]})
+
+
+def check_broker(broker_url: str, timeout: float = 3.0) -> None:
+    """Connect once and fail fast: ``BrokerUnavailable`` naming the masked URL if that fails."""
+    conn = Connection(
+        broker_url, connect_timeout=timeout, transport_options=_fast_fail_options(timeout)
+    )
+    try:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+    except Exception as exc:
+        raise BrokerUnavailable(
+            f"cannot reach the broker at {mask_url(broker_url)}: {_reason(exc)}"
+        ) from None
+    finally:
+        conn.release()
+
+
+def publish(messages: Iterable[TaskMessage], broker_url: str, *, queue: str | None = None) -> int:
+    """Send every message over one connection and one producer; returns how many were sent.
+
+    On failure raises ``BrokerUnavailable`` saying how many messages went out before it.
+    """
+    app = producer_app(broker_url)
+    sent = 0
+    try:
+        with app.connection_for_write() as conn, app.producer_or_acquire() as producer:
+            conn.ensure_connection(max_retries=3)
+            for chunk in _chunks(messages, PUBLISH_CHUNK):
+                # One pipelined round trip per chunk instead of one per message, where kombu can.
+                with _batch(producer, len(chunk)):
+                    for message in chunk:
+                        app.send_task(
+                            message.name,
+                            kwargs=message.kwargs,
+                            queue=queue,
+                            producer=producer,
+                            ignore_result=True,
+                            # Given, so Celery does not build a safe repr of every message.
+                            argsrepr="()",
+                            kwargsrepr=message.kwargs_repr(),
+                        )
+                sent += len(chunk)
+    except Exception as exc:
+        raise BrokerUnavailable(
+            f"publishing to {mask_url(broker_url)} failed after {sent} message(s): {_reason(exc)}"
+        ) from None
+    finally:
+        app.close()
+    return sent
+
+
+def publish_runs(run_ids: Iterable[int], broker_url: str, *, queue: str | None = None) -> int:
+    """Publish one ``bplab.train_run`` per run id; returns how many were sent."""
+    return publish(train_run_messages(run_ids), broker_url, queue=queue)
+
+
+def republish_queued(
+    session: Any, sweep_id: int, broker_url: str, *, queue: str | None = None
+) -> int:
+    """Publish again every run of the sweep that is still ``queued`` (after a failed publish).
+
+    A run that is published twice is trained once: the worker's claim only takes a queued run.
+    """
+    from service.db import repository as repo
+
+    return publish_runs(repo.run_ids(session, sweep_id, status="queued"), broker_url, queue=queue)
+
+
+def _batch(producer: Any, size: int) -> AbstractContextManager[Any]:
+    """kombu's pipelined publish batch (kombu >= 5.6 on Redis), else plain one-by-one publishing."""
+    batch = getattr(producer, "batch", None)
+    return batch(max_size=max(size, 1)) if batch is not None else nullcontext()
+
+
+def _chunks(items: Iterable[TaskMessage], size: int) -> Iterator[list[TaskMessage]]:
+    chunk: list[TaskMessage] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _fast_fail_options(timeout: float) -> dict[str, Any]:
+    return {"socket_connect_timeout": timeout, "socket_timeout": timeout, "max_retries": 0}
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

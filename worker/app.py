@@ -1,0 +1,34 @@
+"""The Celery app of bplab's workers: ``celery -A worker.app worker`` or ``bplab worker``.
+
+Configured from the shared settings (BPLAB_BROKER_URL, BPLAB_DATABASE_URL); the configuration is
+checked here, at import, so a worker with unsafe time limits never starts.
+"""
+
+from __future__ import annotations
+
+import os
+
+from service.celery_config import BLAS_THREAD_VARIABLES
+
+# One BLAS thread per process (see BLAS_THREAD_VARIABLES): set before numpy is first imported, which
+# the tasks' imports below do; `bplab worker` also puts these in the environment it execs.
+for _name in BLAS_THREAD_VARIABLES:
+    os.environ.setdefault(_name, "1")
+
+from celery import Celery  # noqa: E402
+
+from service.config import get_settings  # noqa: E402
+from worker.config import worker_config  # noqa: E402
+
+app = Celery("bplab")
+app.conf.update(worker_config(get_settings()))
+app.conf.imports = ("worker.tasks",)
+
+
+# No worker_process_init hook is needed for the database: service.db.session keys its engines by
+# (url, pid) and drops inherited ones, unclosed, in every forked child (os.register_at_fork, which
+# billiard's os.fork-based pool triggers); each pool process so opens its own connection pool.
+
+# `celery -A worker.app` finds the tasks through the app's imports; importing them here too lets
+# `from worker.app import app` alone register them (tests, flower).
+import worker.tasks  # noqa: E402, F401
