@@ -9,9 +9,10 @@ Nothing here writes anything; the caller stores spec.spec_dict and the runs.
 """
 
 from .errors import SpecError
-from .loader import DEFAULT_MAX_RUNS, load_spec, parse_spec
+from .loader import load_spec
 from .parameters import DEFAULTS, PARAMETERS, Parameter, defaults_table
 from .sweep import RunSpec, SweepSpec
+from .validate import DEFAULT_MAX_RUNS, parse_spec
 
 __all__ = [
     "DEFAULTS",

@@ -299,7 +299,7 @@ PARAMETERS: dict[str, Parameter] = {
         _param(
             "weight_decay",
             0.0,
-            "L2 weight decay, the penalty's coefficient; >= 0",
+            "L2 coefficient lambda: dE/dw += lambda w (weights, not biases); >= 0",
             float_check(0.0),
             "float",
         ),

@@ -35,7 +35,7 @@ class Distribution:
 
     def draw(self, rng: np.random.Generator, integral: bool) -> float | int:
         if self.kind == "int_uniform":
-            return int(rng.integers(self.low, self.high + 1))
+            return int(rng.integers(int(self.low), int(self.high) + 1))
         if self.kind == "uniform":
             x = float(rng.uniform(self.low, self.high))
         else:

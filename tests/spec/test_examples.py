@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.spec import load_spec
+from engine import TrainConfig
+from service.spec import load_spec, parse_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FILES = sorted(p for p in EXAMPLES.rglob("*") if p.suffix in {".yaml", ".yml", ".json"})
@@ -29,3 +30,21 @@ def test_xor_example_is_small() -> None:
     assert spec.count_runs() == 30
     assert spec.swept == ["learning_rate", "hidden"]
     assert all(r.config["stop_on_solve"] for r in spec.expand())
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(EXAMPLES)) for p in FILES])
+def test_example_configs_are_accepted_by_the_engine(path: Path) -> None:
+    for config in load_spec(path).configs():
+        train_config = TrainConfig.from_dict(config)
+        assert train_config.epochs == config["epochs"]
+        assert train_config.learning_rate == config["learning_rate"]
+
+
+def test_schedule_reaches_the_engine() -> None:
+    schedule = [{"until": 20, "momentum": 0.5}, {"until": 40, "learning_rate": 0.01}]
+    spec = parse_spec({"dataset": "family_trees", "parameters": {"schedule": schedule}})
+    (config,) = spec.configs()
+    train_config = TrainConfig.from_dict(config)
+    assert train_config.values_at(20) == (0.5, 0.5)
+    assert train_config.values_at(40) == (0.01, 0.9)
+    assert train_config.values_at(41) == (0.5, 0.9)
