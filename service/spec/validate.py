@@ -55,6 +55,8 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
                 str(key), unknown_name("key", None, TOP_LEVEL, keep_order=True, hint=hint)
             )
 
+    # `name:` left empty (null) means the default, as if the key were absent.
+    data = {key: value for key, value in data.items() if value is not None}
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name.strip():
         raise Invalid(

@@ -96,7 +96,13 @@ def test_seeds_count_and_list(tmp_path: Path) -> None:
 def test_name_defaults_to_the_file_stem(tmp_path: Path) -> None:
     assert load_spec(write(tmp_path, "dataset: xor\n", "my-study.yaml")).name == "my-study"
     assert load_spec(write(tmp_path, "name: given\ndataset: xor\n", "other.yml")).name == "given"
+    assert load_spec(write(tmp_path, "name:\ndataset: xor\n", "blank.yaml")).name == "blank"
     assert parse_spec({"dataset": "xor"}).name == "sweep"
+
+
+def test_null_top_level_keys_take_their_defaults() -> None:
+    spec = parse_spec({"dataset": "xor", "name": None, "method": None, "seeds": None})
+    assert (spec.name, spec.method, spec.seeds) == ("sweep", "grid", [0])
 
 
 def test_json_spec_equals_yaml_spec(tmp_path: Path) -> None:
