@@ -63,10 +63,11 @@ def identity(z: Array, out: Array) -> Array:
 
 
 def softmax(z: Array, out: Array) -> Array:
-    """Row-wise softmax; shifting by the row maximum keeps exp from overflowing."""
-    np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+    """Softmax over the units of each sample (axis 0: buffers are (units, samples));
+    shifting by the maximum keeps exp from overflowing."""
+    np.subtract(z, z.max(axis=0, keepdims=True), out=out)
     np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
+    out /= out.sum(axis=0, keepdims=True)
     return out
 
 

@@ -16,7 +16,8 @@ softmax + categorical cross-entropy when each target row sums to 1); every
 other pair goes through the general chain rule, so any cost pairs with any
 output activation.
 
-Functions take ``diff = o - e`` precomputed: the training loop computes it once
+Arrays are unit-major, (d_out, n), as in the network's buffers. Functions take
+``diff = o - e`` precomputed: the training loop computes it once
 for the epoch's metrics and reuses it for the next gradient.
 """
 
@@ -44,7 +45,7 @@ _ONE_BELOW = float(np.nextafter(1.0, 0.0))
 def cost_sum(cost: str, output_activation: str, o: Array, e: Array, diff: Array) -> float:
     """Sum over samples and outputs of the per-sample cost terms (before any 1/n).
 
-    ``o, e, diff``: (n, d_out), ``diff = o - e``.
+    ``o, e, diff``: (d_out, n), ``diff = o - e``.
     """
     if cost != "cross_entropy":
         flat = diff.reshape(-1)
@@ -71,7 +72,7 @@ def output_delta(
     scale: float,
     rows_sum_to_one: bool = False,
 ) -> None:
-    """Write dE/di for the output units into ``delta`` (n, d_out).
+    """Write dE/di for the output units into ``delta`` (d_out, n).
 
     ``scale`` is 1 for ``sse`` and 1/n for the mean costs; ``tmp`` is scratch of
     delta's shape. ``rows_sum_to_one`` (each target row sums to 1) enables the
@@ -86,7 +87,7 @@ def output_delta(
                 np.multiply(diff, scale, out=delta)
             else:
                 # exact in general: dE/di_j = o_j sum_k e_k - e_j
-                np.multiply(o, e.sum(axis=1, keepdims=True), out=delta)
+                np.multiply(o, e.sum(axis=0, keepdims=True), out=delta)
                 delta -= e
                 delta *= scale
         else:  # identity: the chain rule with f' = 1
@@ -106,6 +107,6 @@ def output_delta(
         np.multiply(diff, scale, out=delta)
     else:  # softmax: the Jacobian-vector product o * (g - sum_k g_k o_k)
         np.multiply(diff, scale, out=tmp)
-        s = np.einsum("ij,ij->i", tmp, o)[:, None]
+        s = np.einsum("ij,ij->j", tmp, o)
         np.subtract(tmp, s, out=delta)
         delta *= o

@@ -49,8 +49,8 @@ class Scorer:
         if ws is not None or self.n <= EVAL_CHUNK:
             if ws is None:
                 ws = Workspace(net, self.n)
-            ws.x[...] = X
-            ws.y[...] = Y
+            ws.x[...] = X.T
+            ws.y[...] = Y.T
             self.chunks.append((ws, 0, self.n))
             self.preloaded = True
         else:
@@ -77,8 +77,8 @@ class Scorer:
         else:
             total, correct, max_err = 0.0, 0, 0.0
             for ws, start, stop in self.chunks:
-                ws.x[...] = self.X[start:stop]
-                ws.y[...] = self.Y[start:stop]
+                ws.x[...] = self.X[start:stop].T
+                ws.y[...] = self.Y[start:stop].T
                 net.run(ws)
                 targets = None if self.targets is None else self.targets[start:stop]
                 t, c, e = self._score_ws(ws, targets)
@@ -97,14 +97,12 @@ class Scorer:
         total = cost_sum(net.cost, net.output_activation, out, ws.y, diff)
         absd = ws.tmps[-1]  # free between the forward pass and the next output delta
         np.abs(diff, out=absd)
-        if absd.shape[1] == 1:
-            rowmax = absd.reshape(-1)
-        else:
-            rowmax = np.maximum.reduce(absd, axis=1, out=ws.rowmax)
+        # per pattern: the largest |o - e| over its outputs
+        rowmax = absd[0] if absd.shape[0] == 1 else np.maximum.reduce(absd, axis=0, out=ws.rowmax)
         max_err = float(rowmax.max())
         correct = 0
         if self.kind == "binary":
             correct = int(np.count_nonzero(np.less(rowmax, 0.5, out=ws.flags)))
         elif self.kind == "argmax":
-            correct = int(np.count_nonzero(out.argmax(axis=1) == targets))
+            correct = int(np.count_nonzero(out.argmax(axis=0) == targets))
         return total, correct, max_err

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from typing import Any
 
@@ -50,9 +50,11 @@ _MAX_CACHED_WORKSPACES = 8
 class Workspace:
     """Preallocated activation and delta buffers for batches of exactly ``m`` rows.
 
-    ``ins[l]``: layer l's input [1 | sources] (m, 1 + fan_in_l); ``outs[l]``: its
-    output (m, d_l), a view into the next layer's input buffer for hidden layers.
-    ``x``: where the batch's inputs are written; ``y``: the batch's targets.
+    Inside a workspace activations are stored unit-major, shape (units, m): each
+    layer's input is [1; sources] (1 + fan_in_l, m) with a leading row of ones, and
+    a hidden layer's output is a contiguous row block of the next input buffer, so
+    ``np.dot`` (cheaper per call than ``np.matmul`` on small nets) writes straight
+    into it. ``x`` (d_in, m) and ``y`` (d_out, m) receive the batch, transposed.
     """
 
     def __init__(self, net: Network, m: int) -> None:
@@ -62,81 +64,87 @@ class Workspace:
         self.ins: list[Array] = []
         self.outs: list[Array] = []
         if net.skip_connections:
-            buf = np.empty((m, 1 + sum(sizes[:-1])))
-            buf[:, 0] = 1.0
+            buf = np.empty((1 + sum(sizes[:-1]), m))
+            buf[0] = 1.0
             for l in range(L):
-                self.ins.append(buf[:, : 1 + net.fan_ins[l]])
+                self.ins.append(buf[: 1 + net.fan_ins[l]])
             for l in range(L - 1):
                 start = 1 + sum(sizes[: l + 1])
-                self.outs.append(buf[:, start : start + sizes[l + 1]])
+                self.outs.append(buf[start : start + sizes[l + 1]])
         else:
             for l in range(L):
-                buf = np.empty((m, 1 + sizes[l]))
-                buf[:, 0] = 1.0
+                buf = np.empty((1 + sizes[l], m))
+                buf[0] = 1.0
                 self.ins.append(buf)
             for l in range(L - 1):
-                self.outs.append(self.ins[l + 1][:, 1:])
-        self.out = np.empty((m, sizes[-1]))
+                self.outs.append(self.ins[l + 1][1:])
+        self.out = np.empty((sizes[-1], m))
         self.outs.append(self.out)
-        self.x = self.ins[0][:, 1 : 1 + sizes[0]]
-        self.y = np.empty((m, sizes[-1]))
-        self.diff = np.empty((m, sizes[-1]))
-        self.deltas = [np.empty((m, d)) for d in sizes[1:]]
-        self.tmps = [np.empty((m, d)) for d in sizes[1:]]
+        self.x = self.ins[0][1 : 1 + sizes[0]]
+        self.y = np.empty((sizes[-1], m))
+        self.diff = np.empty((sizes[-1], m))
+        self.deltas = [np.empty((d, m)) for d in sizes[1:]]
+        self.deltasT = [d.T for d in self.deltas]
+        self.tmps = [np.empty((d, m)) for d in sizes[1:]]
         self.rowmax = np.empty(m)  # per-pattern largest |o - e|, for the metrics
         self.flags = np.empty(m, dtype=bool)
-        self.loaded: object = None  # identity of the data currently in x / y
 
 
 def forward_layers(
-    blocks: Sequence[Array], ins: Sequence[Array], outs: Sequence[Array], hidden: str, output: str
+    blocksT: Sequence[Array],
+    ins: Sequence[Array],
+    outs: Sequence[Array],
+    f_hidden: Callable[[Array, Array], Array],
+    f_output: Callable[[Array, Array], Array],
 ) -> Array:
-    """i_l = [1 | sources_l] @ [b_l; W_l], o_l = f(i_l), in place; returns the output layer."""
-    f_hidden = FORWARD[hidden]
-    last = len(blocks) - 1
+    """i_l = [b_l; W_l]^T @ [1; sources_l], o_l = f(i_l), in place; returns the outputs.
+
+    ``blocksT[l]``: (d_l, 1 + fan_in_l); ``ins[l]``: (1 + fan_in_l, m); ``outs[l]``: (d_l, m).
+    """
+    dot = np.dot
+    last = len(blocksT) - 1
     for l in range(last):
         o = outs[l]
-        np.matmul(ins[l], blocks[l], out=o)
+        dot(blocksT[l], ins[l], out=o)
         f_hidden(o, o)
     o = outs[last]
-    np.matmul(ins[last], blocks[last], out=o)
-    FORWARD[output](o, o)
+    dot(blocksT[last], ins[last], out=o)
+    f_output(o, o)
     return o
 
 
 def backward_layers(
-    blocks: Sequence[Array],
     gblocks: Sequence[Array],
     ins: Sequence[Array],
     outs: Sequence[Array],
     deltas: Sequence[Array],
+    deltasT: Sequence[Array],
     tmps: Sequence[Array],
-    hidden: str,
-    back_views: Sequence[Sequence[Array]],
+    grad_hidden: Callable[[Array, Array, Array], None],
+    back_views: Sequence[tuple[Array, list[tuple[int, Array]]]],
 ) -> None:
-    """Given the output delta in ``deltas[-1]``, fill ``gblocks`` with dE/d[b; W].
+    """Given the output delta in ``deltas[-1]`` (d_L, m), fill ``gblocks`` with dE/d[b; W].
 
-    dE/dw_ij = o_i delta_j for every layer in one product ([1 | o]^T @ delta);
+    dE/dw_ij = o_i delta_j for every layer in one product ([1; o] @ delta^T);
     delta_j = f'(i_j) sum_k delta_k w_jk for hidden units, where k runs over every
     later layer the unit feeds (only the next one without skip connections).
-    ``back_views[j]`` lists, for each layer k > j fed by hidden layer j, the
-    transposed rows of W_k holding h_j's outgoing weights.
+    ``back_views[j]``: (rows of W_{j+1} holding h_j's outgoing weights, and the
+    same for each further layer k fed by h_j (skip connections)).
     """
-    grad_of = DERIVATIVES[hidden]
-    L = len(blocks)
-    for l in range(L - 1, -1, -1):
-        np.matmul(ins[l].T, deltas[l], out=gblocks[l])
+    dot = np.dot
+    for l in range(len(gblocks) - 1, -1, -1):
+        dot(ins[l], deltasT[l], out=gblocks[l])
         if l == 0:
             break
         j = l - 1  # the hidden layer whose delta is needed next
-        views = back_views[j]
+        first, further = back_views[j]
         dj = deltas[j]
-        np.matmul(deltas[j + 1], views[0], out=dj)
+        dot(first, deltas[l], out=dj)
         tmp = tmps[j]
-        for k, view in enumerate(views[1:], start=j + 2):
-            np.matmul(deltas[k], view, out=tmp)
+        for k, rows in further:
+            dot(rows, deltas[k], out=tmp)
             dj += tmp
-        grad_of(outs[j], dj, tmp)
+        grad_hidden(outs[j], dj, tmp)
 
 
 class Network:
@@ -211,13 +219,20 @@ class Network:
         if self.free is not None:
             self.theta *= self.free
 
-        # back_views[j][i]: (d_k, d_j) transposed rows of W_k fed by hidden layer j
-        self.back_views: list[list[Array]] = []
+        self.blocksT = [blk.T for blk in self.blocks]
+        # back_views[j]: rows of W_k (d_j, d_k) carrying hidden layer j's outputs
+        # to layer k: (k = j + 1, [(k, rows) for the further layers k > j + 1])
+        self.back_views: list[tuple[Array, list[tuple[int, Array]]]] = []
         for j in range(L - 1):
             start = 1 + (sum(sizes[1 : j + 1]) + sizes[0] if self.skip_connections else 0)
             stop = start + sizes[j + 1]
-            later = range(j + 1, L) if self.skip_connections else [j + 1]
-            self.back_views.append([self.blocks[k][start:stop].T for k in later])
+            further = range(j + 2, L) if self.skip_connections else []
+            self.back_views.append(
+                (self.blocks[j + 1][start:stop], [(k, self.blocks[k][start:stop]) for k in further])
+            )
+        self._f_hidden = FORWARD[self.activation]
+        self._f_output = FORWARD[self.output_activation]
+        self._grad_hidden = DERIVATIVES[self.activation]
         self._workspaces: dict[int, Workspace] = {}
 
     # -- parameters ---------------------------------------------------------
@@ -270,18 +285,18 @@ class Network:
 
     def run(self, ws: Workspace) -> Array:
         """Forward pass on the inputs already in ``ws.x``; returns ``ws.out``."""
-        return forward_layers(self.blocks, ws.ins, ws.outs, self.activation, self.output_activation)
+        return forward_layers(self.blocksT, ws.ins, ws.outs, self._f_hidden, self._f_output)
 
     def backprop(self, ws: Workspace) -> None:
         """Fill ``self.grad`` from the output delta in ``ws.deltas[-1]``, masks applied."""
         backward_layers(
-            self.blocks,
             self.gblocks,
             ws.ins,
             ws.outs,
             ws.deltas,
+            ws.deltasT,
             ws.tmps,
-            self.activation,
+            self._grad_hidden,
             self.back_views,
         )
         if self.free is not None:
@@ -324,19 +339,18 @@ class Network:
             for start in range(0, n, EVAL_CHUNK):
                 stop = min(n, start + EVAL_CHUNK)
                 ws = self.workspace(stop - start)
-                ws.x[...] = X[start:stop]
-                ws.loaded = None
-                result[start:stop] = self.run(ws)
+                ws.x[...] = X[start:stop].T
+                result[start:stop] = self.run(ws).T
         return result
 
     def hidden(self, X: Array) -> list[Array]:
         """Hidden-layer outputs [h1, h2, ...], each (n, d_l), for inputs X."""
         X, _ = self._check_xy(X)
         ws = Workspace(self, X.shape[0])
-        ws.x[...] = X
+        ws.x[...] = X.T
         with np.errstate(all="ignore"):
             self.run(ws)
-        return [o.copy() for o in ws.outs[:-1]]
+        return [o.T.copy() for o in ws.outs[:-1]]
 
     def loss(self, X: Array, Y: Array) -> float:
         """The cost E over the set (sum for sse, mean over samples for mse/cross_entropy)."""
@@ -353,8 +367,8 @@ class Network:
         """
         X, Y = self._check_xy(X, Y)
         ws = Workspace(self, X.shape[0])
-        ws.x[...] = X
-        ws.y[...] = Y
+        ws.x[...] = X.T
+        ws.y[...] = Y.T
         with np.errstate(all="ignore"):
             self.run(ws)
             np.subtract(ws.out, ws.y, out=ws.diff)

@@ -232,6 +232,7 @@ def train(
         ws_batch = Workspace(net, batch)
         ws_rest = Workspace(net, n % batch) if n % batch else ws_batch
         scorer = Scorer(net, X, Y, kind)
+        XT, YT = X.T, Y.T  # views; batches are gathered as columns
     val_scorer = None
     if validation is not None:
         Xv, Yv = net._check_xy(*validation)
@@ -280,8 +281,8 @@ def train(
                 for start in range(0, n, batch):
                     idx = perm[start : start + batch]
                     w = ws_batch if len(idx) == batch else ws_rest
-                    np.take(X, idx, axis=0, out=w.x, mode="clip")
-                    np.take(Y, idx, axis=0, out=w.y, mode="clip")
+                    np.take(XT, idx, axis=1, out=w.x, mode="clip")
+                    np.take(YT, idx, axis=1, out=w.y, mode="clip")
                     net.run(w)
                     np.subtract(w.out, w.y, out=w.diff)
                     net.output_delta(w, rows_sum_to_one)
