@@ -1,0 +1,456 @@
+"""Every read and write of the results database, as plain functions taking a Session.
+
+The caller owns the transaction (``with session_scope() as s``); nothing here commits.
+
+Fencing: a run being trained is owned by one attempt (runs.attempt, incremented by every
+claim). Each write on behalf of a running run takes (run_id, attempt) and first performs
+``UPDATE runs SET heartbeat_at = now() WHERE id = :id AND attempt = :attempt AND
+status = 'running'``; no matching row means a newer attempt (or a cancel, or a requeue)
+took the run over, and StaleAttempt is raised before anything is written. On PostgreSQL
+that UPDATE also locks the row until commit, so a concurrent re-claim waits for the
+batch to land or roll back rather than interleaving with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+
+from service.db.blobs import BlobError as BlobError  # re-exported: callers catch repo.BlobError
+from service.db.blobs import pack_arrays, sha256_hex, unpack_arrays, verify_sha256
+from service.db.models import (
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    Checkpoint,
+    EpochMetric,
+    Run,
+    RunWeights,
+    Sweep,
+)
+from service.db.types import db_now
+
+_runs: Table = Run.__table__  # type: ignore[assignment]
+_epochs: Table = EpochMetric.__table__  # type: ignore[assignment]
+
+EPOCH_FIELDS = ("loss", "accuracy", "val_loss", "val_accuracy", "max_error")
+_EPOCH_KEYS = frozenset(("epoch", *EPOCH_FIELDS))
+_SUMMARY_FIELDS = (
+    "epochs_run",
+    "final_loss",
+    "best_loss",
+    "accuracy",
+    "val_loss",
+    "solved_epoch",
+    "wall_time_s",
+)
+
+
+class StaleAttempt(RuntimeError):
+    """A write for an attempt that no longer owns its run; nothing was written."""
+
+    def __init__(self, run_id: int, attempt: int) -> None:
+        super().__init__(
+            f"run {run_id}: attempt {attempt} is no longer the running attempt"
+            " (re-claimed, cancelled or requeued); its write was rejected"
+        )
+        self.run_id = run_id
+        self.attempt = attempt
+
+
+class NotFound(LookupError):
+    """The requested row does not exist."""
+
+
+# --- configurations -----------------------------------------------------------------
+
+
+def canonical_json(config: Mapping[str, Any]) -> str:
+    """The one JSON text of a configuration: sorted keys, no spaces, no NaN."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """sha256 of canonical_json(config): the identity of a configuration across seeds."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def derived_columns(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The runs columns copied out of a run configuration (the contract in common.md)."""
+    try:
+        init = config["init"]
+        batch_size = config["batch_size"]
+        return {
+            "dataset": str(config["dataset"]),
+            "learning_rate": float(config["learning_rate"]),
+            "momentum": float(config["momentum"]),
+            "hidden": "-".join(str(int(h)) for h in config["hidden"]),
+            "cost": str(config["cost"]),
+            "activation": str(config["activation"]),
+            "output_activation": str(config["output_activation"]),
+            "optimizer": str(config["optimizer"]),
+            "batch_size": None if batch_size in (None, "full") else int(batch_size),
+            "weight_decay": float(config["weight_decay"]),
+            # A number as its float repr ("1.0", never "1") so equal inits group together.
+            "init": init if isinstance(init, str) else repr(float(init)),
+            "epochs": int(config["epochs"]),
+        }
+    except KeyError as exc:
+        raise ValueError(f"run configuration lacks the key {exc.args[0]!r}") from None
+
+
+# --- sweeps and their runs -----------------------------------------------------------
+
+
+def create_sweep(
+    session: Session,
+    *,
+    name: str,
+    dataset: str,
+    method: str,
+    spec: Mapping[str, Any],
+    swept: Sequence[str],
+    backend: str,
+    runs: Sequence[Mapping[str, Any]],
+) -> int:
+    """Insert a sweep and all its runs (each {"config": dict, "seed": int}); its id.
+
+    The runs go in as one executemany (no ORM object per run), so 10,000 runs take a
+    fraction of a second. Commit (or roll back) belongs to the caller, so a sweep and its
+    runs land together or not at all.
+    """
+    sweep = Sweep(
+        name=name,
+        dataset=dataset,
+        method=method,
+        spec=dict(spec),
+        swept=list(swept),
+        n_runs=len(runs),
+        backend=backend,
+    )
+    session.add(sweep)
+    session.flush()
+    rows = []
+    for run in runs:
+        config = run["config"]
+        rows.append(
+            {
+                "sweep_id": sweep.id,
+                "config": config,
+                "config_key": config_key(config),
+                "seed": int(run["seed"]),
+                "status": "queued",
+                "attempt": 0,
+                **derived_columns(config),
+            }
+        )
+    if rows:
+        session.connection().execute(insert(_runs), rows)
+    return sweep.id
+
+
+def get_sweep(session: Session, sweep_id: int) -> Sweep | None:
+    return session.get(Sweep, sweep_id)
+
+
+def list_sweeps(session: Session) -> list[tuple[Sweep, dict[str, int]]]:
+    """Every sweep (oldest first) with its run counts by status (all statuses present)."""
+    sweeps = session.scalars(select(Sweep).order_by(Sweep.id)).all()
+    counts: dict[int, dict[str, int]] = {s.id: dict.fromkeys(RUN_STATUSES, 0) for s in sweeps}
+    q = select(Run.sweep_id, Run.status, func.count()).group_by(Run.sweep_id, Run.status)
+    for sweep_id, status, n in session.execute(q):
+        if sweep_id in counts:
+            counts[sweep_id][status] = n
+    return [(s, counts[s.id]) for s in sweeps]
+
+
+def status_counts(session: Session, sweep_id: int) -> dict[str, int]:
+    """{status: number of runs} for one sweep, every status present (zeros included)."""
+    counts = dict.fromkeys(RUN_STATUSES, 0)
+    q = select(Run.status, func.count()).where(Run.sweep_id == sweep_id).group_by(Run.status)
+    for status, n in session.execute(q):
+        counts[status] = n
+    return counts
+
+
+def get_run(session: Session, run_id: int) -> Run | None:
+    return session.get(Run, run_id)
+
+
+_SORTABLE = frozenset(c.name for c in _runs.columns if c.name != "config")
+
+
+def list_runs(
+    session: Session,
+    sweep_id: int,
+    status: str | Iterable[str] | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+) -> list[Run]:
+    """Runs of a sweep, by id unless sort names a runs column ("-col" for descending).
+
+    NULLs sort last either way (an unfinished run has no loss yet). status may be one
+    status or several.
+    """
+    q = select(Run).where(Run.sweep_id == sweep_id)
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        bad = sorted(set(statuses) - set(RUN_STATUSES))
+        if bad:
+            raise ValueError(f"unknown status {bad[0]!r}; valid: {', '.join(RUN_STATUSES)}")
+        q = q.where(Run.status.in_(statuses))
+    if sort:
+        name = sort.lstrip("-")
+        if name not in _SORTABLE:
+            raise ValueError(f"cannot sort by {name!r}; valid: {', '.join(sorted(_SORTABLE))}")
+        col = _runs.c[name]
+        q = q.order_by((col.desc() if sort.startswith("-") else col.asc()).nulls_last())
+    q = q.order_by(Run.id)
+    if limit is not None:
+        q = q.limit(limit)
+    return list(session.scalars(q))
+
+
+def run_ids(session: Session, sweep_id: int, status: str | None = None) -> list[int]:
+    """Ids of a sweep's runs in id order (e.g. to publish them after the commit)."""
+    q = select(Run.id).where(Run.sweep_id == sweep_id).order_by(Run.id)
+    if status is not None:
+        q = q.where(Run.status == status)
+    return list(session.scalars(q))
+
+
+# --- claiming and fencing ------------------------------------------------------------
+
+
+def _expire_run(session: Session, run_id: int) -> None:
+    # Writes go through Core for speed; a Run this session already loaded must not keep
+    # showing the old status/attempt.
+    obj = session.identity_map.get(identity_key(Run, run_id))
+    if obj is not None:
+        session.expire(obj)
+
+
+def claim_run(session: Session, run_id: int, worker: str) -> int | None:
+    """Take a queued run (queued -> running, attempt + 1); the new attempt, or None.
+
+    None means the run is not queued (another worker has it, or it is finished or
+    cancelled): a second delivery of the same task must then do nothing.
+    """
+    stmt = (
+        update(_runs)
+        .where(_runs.c.id == run_id, _runs.c.status == "queued")
+        .values(
+            status="running",
+            attempt=_runs.c.attempt + 1,
+            worker=worker,
+            started_at=db_now(),
+            heartbeat_at=db_now(),
+            finished_at=None,
+        )
+        .returning(_runs.c.attempt)
+    )
+    attempt = session.connection().execute(stmt).scalar_one_or_none()
+    _expire_run(session, run_id)
+    return attempt
+
+
+def _fenced_update(session: Session, run_id: int, attempt: int, **values: Any) -> None:
+    stmt = (
+        update(_runs)
+        .where(_runs.c.id == run_id, _runs.c.attempt == attempt, _runs.c.status == "running")
+        .values(heartbeat_at=db_now(), **values)
+    )
+    if session.connection().execute(stmt).rowcount != 1:
+        raise StaleAttempt(run_id, attempt)
+
+
+def heartbeat(session: Session, run_id: int, attempt: int) -> None:
+    """Renew the lease of a running attempt (database time); StaleAttempt if it lost it."""
+    _fenced_update(session, run_id, attempt)
+
+
+# --- recording -----------------------------------------------------------------------
+
+
+def _insert_for(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        return sqlite.insert
+    if name == "postgresql":
+        return postgresql.insert
+    raise NotImplementedError(f"bplab supports SQLite and PostgreSQL, not {name}")
+
+
+def record_epochs(
+    session: Session, run_id: int, attempt: int, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Write a batch of epoch rows for a running attempt; existing (run, epoch) kept.
+
+    Each row: {"epoch": int, "loss", "accuracy", "val_loss", "val_accuracy", "max_error"}
+    (missing metrics are NULL). The fence doubles as the heartbeat. The rows go in as one
+    INSERT ... ON CONFLICT DO NOTHING executed for the whole batch, so replaying a batch
+    after a crash or a resume from checkpoint never duplicates an epoch.
+    """
+    _fenced_update(session, run_id, attempt)
+    if not rows:
+        return
+    params = []
+    for row in rows:
+        if not row.keys() <= _EPOCH_KEYS:
+            raise ValueError(f"unknown epoch metric(s): {sorted(row.keys() - _EPOCH_KEYS)}")
+        params.append(
+            {
+                "run_id": run_id,
+                "epoch": int(row["epoch"]),
+                "loss": row.get("loss"),
+                "accuracy": row.get("accuracy"),
+                "val_loss": row.get("val_loss"),
+                "val_accuracy": row.get("val_accuracy"),
+                "max_error": row.get("max_error"),
+            }
+        )
+    stmt = _insert_for(session)(_epochs).on_conflict_do_nothing()
+    session.connection().execute(stmt, params)
+
+
+def epoch_rows(session: Session, run_id: int) -> list[EpochMetric]:
+    """A run's recorded epochs in order."""
+    q = select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch)
+    return list(session.scalars(q))
+
+
+def _upsert(session: Session, model: type[Any], values: dict[str, Any]) -> None:
+    table: Table = model.__table__
+    stmt = _insert_for(session)(table).values(**values)
+    replace = {k: stmt.excluded[k] for k in values if k != "run_id"}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id"], set_={**replace, "created_at": db_now()}
+    )
+    session.connection().execute(stmt)
+
+
+def save_weights(session: Session, run_id: int, attempt: int, arrays: Sequence[np.ndarray]) -> None:
+    """Store a running attempt's final weights (replacing any earlier attempt's)."""
+    data, shapes, dtype, digest = pack_arrays(arrays)
+    _fenced_update(session, run_id, attempt)
+    _upsert(
+        session,
+        RunWeights,
+        {"run_id": run_id, "data": data, "shapes": shapes, "dtype": dtype, "sha256": digest},
+    )
+
+
+def load_weights(session: Session, run_id: int) -> list[np.ndarray]:
+    """A run's final weights, sha256-checked and loaded without pickle (else BlobError)."""
+    row = session.get(RunWeights, run_id)
+    if row is None:
+        raise NotFound(f"run {run_id} has no stored weights")
+    return unpack_arrays(row.data, row.shapes, row.sha256, what=f"run {run_id} weights")
+
+
+def save_checkpoint(session: Session, run_id: int, attempt: int, epoch: int, data: bytes) -> None:
+    """Replace the run's checkpoint with the training state after epoch (opaque bytes)."""
+    _fenced_update(session, run_id, attempt)
+    _upsert(
+        session,
+        Checkpoint,
+        {
+            "run_id": run_id,
+            "attempt": attempt,
+            "epoch": int(epoch),
+            "data": bytes(data),
+            "sha256": sha256_hex(data),
+        },
+    )
+
+
+def load_checkpoint(session: Session, run_id: int) -> tuple[int, bytes] | None:
+    """(epoch, state bytes) of the run's latest checkpoint, sha256-checked; None if none."""
+    row = session.get(Checkpoint, run_id)
+    if row is None:
+        return None
+    verify_sha256(row.data, row.sha256, f"run {run_id} checkpoint")
+    return row.epoch, row.data
+
+
+# --- finishing -----------------------------------------------------------------------
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    attempt: int,
+    *,
+    status: str,
+    epochs_run: int | None = None,
+    final_loss: float | None = None,
+    best_loss: float | None = None,
+    accuracy: float | None = None,
+    val_loss: float | None = None,
+    solved_epoch: int | None = None,
+    wall_time_s: float | None = None,
+    error: str | None = None,
+) -> None:
+    """End a running attempt with a terminal status and its summary (fenced)."""
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"finish status must be one of {', '.join(TERMINAL_STATUSES)}")
+    _fenced_update(
+        session,
+        run_id,
+        attempt,
+        status=status,
+        finished_at=db_now(),
+        epochs_run=epochs_run,
+        final_loss=final_loss,
+        best_loss=best_loss,
+        accuracy=accuracy,
+        val_loss=val_loss,
+        solved_epoch=solved_epoch,
+        wall_time_s=wall_time_s,
+        error=error,
+    )
+    _expire_run(session, run_id)
+
+
+def fail_run(session: Session, run_id: int, attempt: int, error: str) -> None:
+    """End a running attempt as failed with the error text (fenced)."""
+    _fenced_update(session, run_id, attempt, status="failed", finished_at=db_now(), error=error)
+    _expire_run(session, run_id)
+
+
+def requeue_runs(session: Session, sweep_id: int, statuses: Iterable[str] = ("running",)) -> int:
+    """Put a sweep's runs in the given statuses back to queued; how many were.
+
+    The default serves `sweep resume` of a local sweep whose process died (Ctrl-C, crash):
+    its runs left 'running' belong to nobody. The attempt counter is kept, so the next
+    claim gets a new attempt and any write of the old one is fenced off. Summaries and
+    errors are cleared; epoch rows, weights and checkpoints stay (a resumed run continues
+    from its checkpoint, and re-recorded epochs are ignored as duplicates).
+    """
+    statuses = list(statuses)
+    bad = sorted(set(statuses) - set(RUN_STATUSES))
+    if bad:
+        raise ValueError(f"unknown status {bad[0]!r}; valid: {', '.join(RUN_STATUSES)}")
+    stmt = (
+        update(_runs)
+        .where(_runs.c.sweep_id == sweep_id, _runs.c.status.in_(statuses))
+        .values(
+            status="queued",
+            worker=None,
+            started_at=None,
+            finished_at=None,
+            heartbeat_at=None,
+            error=None,
+            **dict.fromkeys(_SUMMARY_FIELDS),
+        )
+    )
+    n = session.connection().execute(stmt).rowcount
+    session.expire_all()
+    return n

@@ -1,0 +1,165 @@
+"""Engines and sessions: one engine per (URL, process), SQLite tuned for several writers.
+
+The caller owns the transaction: ``with session_scope() as s: ...`` commits on success,
+rolls back on an exception and always closes. Repository functions never commit.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from service.config import get_settings, mask_url
+
+_engines: dict[tuple[str, int], Engine] = {}
+_lock = threading.Lock()
+
+
+class SchemaNotReady(RuntimeError):
+    """The database exists but is not at the schema revision this bplab needs."""
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else BPLAB_DATABASE_URL, else the SQLite default."""
+    return url or get_settings().database_url
+
+
+def make_engine(url: str) -> Engine:
+    """A new engine for url, with no schema check (migrations use this directly).
+
+    SQLite connections get WAL (readers never block the writer), a 30 s busy timeout,
+    foreign keys (off by default in SQLite, and the cascades rely on them) and
+    synchronous=NORMAL (durable at every checkpoint of the WAL; a power cut can lose
+    the last transactions but never corrupts the file).
+    """
+    sa_url = make_url(url)
+    if sa_url.drivername == "postgresql":
+        # SQLAlchemy's default PostgreSQL driver is psycopg2; bplab depends on psycopg 3.
+        sa_url = sa_url.set(drivername="postgresql+psycopg")
+    if sa_url.get_backend_name() != "sqlite":
+        # pool_pre_ping: a worker that outlives a PostgreSQL restart gets a fresh
+        # connection instead of an error on its next batch.
+        return create_engine(sa_url, pool_pre_ping=True)
+
+    kwargs: dict[str, Any] = {}
+    if sa_url.database in (None, "", ":memory:"):
+        # An in-memory database exists per connection: keep exactly one.
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
+    engine = create_engine(sa_url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module (it would BEGIN lazily and
+        # DEFERRED); _on_begin below issues the BEGIN itself.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 30000")  # first: the WAL switch may have to wait
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # BEGIN IMMEDIATE takes the write lock up front and waits (busy_timeout) for it.
+        # A DEFERRED transaction that reads and then writes fails at once with "database
+        # is locked" if another process committed in between, busy timeout or not: exactly
+        # what a pool of local workers (read the run, then claim it) would hit. (Django
+        # 5.1's SQLite "transaction_mode": "IMMEDIATE" exists for the same reason.) The
+        # price: a read-write transaction holds the lock from its first statement, so keep
+        # them short. Reports use DEFERRED (session_scope(readonly=True), or the execution
+        # option bplab_sqlite_begin="DEFERRED") and never hold up the writers.
+        mode = conn.get_execution_options().get("bplab_sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for url (default: the settings' database_url), created once per process.
+
+    Keyed by process id as well, so a forked worker never shares a connection pool with its
+    parent. On first use a SQLite database is created or upgraded to the latest schema; a
+    PostgreSQL database must already be at the latest revision (``bplab db upgrade``),
+    else SchemaNotReady.
+    """
+    url = resolve_url(url)
+    key = (url, os.getpid())
+    engine = _engines.get(key)
+    if engine is not None:
+        return engine
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = make_engine(url)
+            try:
+                _ensure_schema(engine, url)
+            except BaseException:
+                engine.dispose()
+                raise
+            _engines[key] = engine
+    return engine
+
+
+def _ensure_schema(engine: Engine, url: str) -> None:
+    from service.db import migrate
+
+    if engine.dialect.name == "sqlite":
+        migrate.upgrade_engine(engine)
+        return
+    current = migrate.current_revision_of(engine)
+    head = migrate.head_revision()
+    if current != head:
+        raise SchemaNotReady(
+            f"the database {mask_url(url)} is at schema revision {current or 'none (empty)'}"
+            f" but bplab needs {head}; run `bplab db upgrade` (with BPLAB_DATABASE_URL set"
+            " to this database) first"
+        )
+
+
+def dispose_engines(url: str | None = None) -> None:
+    """Close the pooled connections of this process's engines (of one URL, or all)."""
+    with _lock:
+        for key in list(_engines):
+            if key[1] == os.getpid() and (url is None or key[0] == url):
+                _engines.pop(key).dispose()
+
+
+def _forget_parent_engines() -> None:
+    # In a forked child the parent's pooled sockets must be neither used nor closed (that
+    # would end the parent's sessions): drop them without closing.
+    for key in list(_engines):
+        _engines.pop(key).dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_parent_engines)
+
+
+@contextmanager
+def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """A session in one transaction: commit on success, rollback on error, always close.
+
+    readonly=True is for reports: on SQLite the transaction is DEFERRED (never waits for or
+    blocks writers); on PostgreSQL it is declared READ ONLY, which the server enforces.
+    """
+    engine = get_engine(url)
+    bind = engine.execution_options(bplab_sqlite_begin="DEFERRED") if readonly else engine
+    session = Session(bind=bind, expire_on_commit=False)
+    try:
+        if readonly and engine.dialect.name == "postgresql":
+            session.connection().exec_driver_sql("SET TRANSACTION READ ONLY")
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
