@@ -47,8 +47,10 @@ def time_limits(env: Mapping[str, str] | None = None) -> TimeLimits:
     """Task time limits and the visibility timeout from the environment, checked together."""
     env = os.environ if env is None else env
     visibility = _seconds(env, "BPLAB_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT_S)
-    soft = _seconds(env, "BPLAB_TASK_SOFT_TIME_LIMIT", DEFAULT_SOFT_TIME_LIMIT_S)
-    hard = _seconds(env, "BPLAB_TASK_TIME_LIMIT", DEFAULT_TIME_LIMIT_S)
+    # A limit left unset follows the one above it, so that lowering only the visibility timeout
+    # (or only the hard limit) still gives a consistent set; explicit values are checked as given.
+    hard = _seconds(env, "BPLAB_TASK_TIME_LIMIT", min(DEFAULT_TIME_LIMIT_S, 0.9 * visibility))
+    soft = _seconds(env, "BPLAB_TASK_SOFT_TIME_LIMIT", min(DEFAULT_SOFT_TIME_LIMIT_S, 0.9 * hard))
     if soft >= hard:
         raise CeleryConfigError(
             f"BPLAB_TASK_SOFT_TIME_LIMIT ({soft:g} s) must be below "

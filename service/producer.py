@@ -89,8 +89,12 @@ def publish(messages: Iterable[TaskMessage], broker_url: str, *, queue: str | No
     app = producer_app(broker_url)
     sent = 0
     try:
-        with app.connection_for_write() as conn, app.producer_or_acquire() as producer:
-            conn.ensure_connection(max_retries=3)
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=3)
+            # Declared once here, not once per message (kombu's per-message check costs as much
+            # as the rest of the publish).
+            target = app.amqp.queues[queue or app.conf.task_default_queue]
+            producer.maybe_declare(target)
             for chunk in _chunks(messages, PUBLISH_CHUNK):
                 # One pipelined round trip per chunk instead of one per message, where kombu can.
                 with _batch(producer, len(chunk)):
@@ -98,9 +102,13 @@ def publish(messages: Iterable[TaskMessage], broker_url: str, *, queue: str | No
                         app.send_task(
                             message.name,
                             kwargs=message.kwargs,
-                            queue=queue,
+                            queue=target,
+                            declare=[],
                             producer=producer,
                             ignore_result=True,
+                            # A failure aborts the whole publish and says how far it got; the
+                            # runs stay queued in the database for `republish` or the reconciler.
+                            retry=False,
                             # Given, so Celery does not build a safe repr of every message.
                             argsrepr="()",
                             kwargsrepr=message.kwargs_repr(),

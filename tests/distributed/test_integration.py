@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from service.db import repository as repo
 from service.db.session import session_scope
-from service.producer import publish_runs
+from service.producer import publish, publish_runs, train_runs_messages
 from service.spec import load_spec
 from service.sweeps import create_sweep_from_spec
 from tests.distributed.stack import (
@@ -242,6 +242,17 @@ def test_the_same_task_delivered_twice_trains_the_run_once(stack: Stack) -> None
     logs = stack.worker_logs()
     for run_id in run_ids:
         assert f"run {run_id}: already claimed or finished, nothing to do" in logs
+
+
+def test_a_group_task_trains_each_of_its_runs_once(stack: Stack) -> None:
+    """`bplab.train_runs` (one message, a list of run ids: the shape population tasks use)."""
+    run_ids = create_unpublished_sweep(stack, seeds=4, epochs=200)
+    groups = [run_ids[:3], run_ids[2:]]  # run_ids[2] in both groups: still trained once
+    assert publish(train_runs_messages(groups), stack.broker_url, queue=stack.queue) == 2
+    wait_terminal(stack, run_ids, timeout=120)
+    rows = {r["id"]: r for r in run_rows(stack, _sweep_of(stack, run_ids[0]))}
+    for run_id in run_ids:
+        assert_trained_once(stack, rows[run_id])
 
 
 def test_a_pickled_message_is_refused_and_not_executed(stack: Stack) -> None:
