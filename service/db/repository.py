@@ -4,7 +4,7 @@ The caller owns the transaction (``with session_scope() as s``); nothing here co
 
 Fencing: a run being trained is owned by one attempt (runs.attempt, incremented by every
 claim). Each write on behalf of a running run takes (run_id, attempt) and first performs
-``UPDATE runs SET heartbeat_at = now() WHERE id = :id AND attempt = :attempt AND
+``UPDATE runs SET heartbeat_at = <database time> WHERE id = :id AND attempt = :attempt AND
 status = 'running'``; no matching row means a newer attempt (or a cancel, or a requeue)
 took the run over, and StaleAttempt is raised before anything is written. On PostgreSQL
 that UPDATE also locks the row until commit, so a concurrent re-claim waits for the
@@ -26,6 +26,8 @@ from sqlalchemy.orm.util import identity_key
 
 from service.db.blobs import BlobError as BlobError  # re-exported: callers catch repo.BlobError
 from service.db.blobs import pack_arrays, sha256_hex, unpack_arrays, verify_sha256
+from service.db.bulk import EPOCH_FIELDS as EPOCH_FIELDS  # re-exported
+from service.db.bulk import insert_epoch_rows
 from service.db.models import (
     RUN_STATUSES,
     TERMINAL_STATUSES,
@@ -35,13 +37,10 @@ from service.db.models import (
     RunWeights,
     Sweep,
 )
-from service.db.types import db_now
+from service.db.types import db_ago, db_now
 
 _runs: Table = Run.__table__  # type: ignore[assignment]
-_epochs: Table = EpochMetric.__table__  # type: ignore[assignment]
 
-EPOCH_FIELDS = ("loss", "accuracy", "val_loss", "val_accuracy", "max_error")
-_EPOCH_KEYS = frozenset(("epoch", *EPOCH_FIELDS))
 _SUMMARY_FIELDS = (
     "epochs_run",
     "final_loss",
@@ -138,17 +137,25 @@ def create_sweep(
     session.add(sweep)
     session.flush()
     rows = []
+    # A sweep repeats each configuration once per seed, usually as the same dict object:
+    # hash and derive it once (keyed by id(), valid while runs holds the objects).
+    derived: dict[int, dict[str, Any]] = {}
     for run in runs:
         config = run["config"]
+        columns = derived.get(id(config))
+        if columns is None:
+            columns = derived[id(config)] = {
+                "config_key": config_key(config),
+                **derived_columns(config),
+            }
         rows.append(
             {
                 "sweep_id": sweep.id,
                 "config": config,
-                "config_key": config_key(config),
                 "seed": int(run["seed"]),
                 "status": "queued",
                 "attempt": 0,
-                **derived_columns(config),
+                **columns,
             }
         )
     if rows:
@@ -160,15 +167,49 @@ def get_sweep(session: Session, sweep_id: int) -> Sweep | None:
     return session.get(Sweep, sweep_id)
 
 
-def list_sweeps(session: Session) -> list[tuple[Sweep, dict[str, int]]]:
-    """Every sweep (oldest first) with its run counts by status (all statuses present)."""
+def list_sweeps(session: Session) -> list[dict[str, Any]]:
+    """One flat dict per sweep (oldest first): id, name, dataset, method, backend, runs,
+    created_at, and the number of runs in each status (every status present)."""
     sweeps = session.scalars(select(Sweep).order_by(Sweep.id)).all()
     counts: dict[int, dict[str, int]] = {s.id: dict.fromkeys(RUN_STATUSES, 0) for s in sweeps}
     q = select(Run.sweep_id, Run.status, func.count()).group_by(Run.sweep_id, Run.status)
     for sweep_id, status, n in session.execute(q):
         if sweep_id in counts:
             counts[sweep_id][status] = n
-    return [(s, counts[s.id]) for s in sweeps]
+    return [
+        {
+            "id": s.id,
+            "name": s.name,
+            "dataset": s.dataset,
+            "method": s.method,
+            "backend": s.backend,
+            "runs": s.n_runs,
+            "created_at": s.created_at,
+            **counts[s.id],
+        }
+        for s in sweeps
+    ]
+
+
+def sweep_timing(session: Session, sweep_id: int) -> dict[str, Any]:
+    """When a sweep's runs started and finished: first_started_at, last_finished_at,
+    elapsed_s (between the two, None until both exist), total_wall_time_s and
+    mean_wall_time_s (over runs that reported one)."""
+    first, last, total, mean = session.execute(
+        select(
+            func.min(Run.started_at),
+            func.max(Run.finished_at),
+            func.sum(Run.wall_time_s),
+            func.avg(Run.wall_time_s),
+        ).where(Run.sweep_id == sweep_id)
+    ).one()
+    return {
+        "first_started_at": first,
+        "last_finished_at": last,
+        "elapsed_s": (last - first).total_seconds() if first and last else None,
+        "total_wall_time_s": total,
+        "mean_wall_time_s": mean,
+    }
 
 
 def status_counts(session: Session, sweep_id: int) -> dict[str, int]:
@@ -265,7 +306,7 @@ def _fenced_update(session: Session, run_id: int, attempt: int, **values: Any) -
     stmt = (
         update(_runs)
         .where(_runs.c.id == run_id, _runs.c.attempt == attempt, _runs.c.status == "running")
-        .values(heartbeat_at=db_now(), **values)
+        .values({"heartbeat_at": db_now(), **values})
     )
     if session.connection().execute(stmt).rowcount != 1:
         raise StaleAttempt(run_id, attempt)
@@ -295,29 +336,11 @@ def record_epochs(
 
     Each row: {"epoch": int, "loss", "accuracy", "val_loss", "val_accuracy", "max_error"}
     (missing metrics are NULL). The fence doubles as the heartbeat. The rows go in as one
-    INSERT ... ON CONFLICT DO NOTHING executed for the whole batch, so replaying a batch
-    after a crash or a resume from checkpoint never duplicates an epoch.
+    INSERT ... ON CONFLICT DO NOTHING for the whole batch (service.db.bulk), so replaying a
+    batch after a crash or a resume from checkpoint never duplicates an epoch.
     """
     _fenced_update(session, run_id, attempt)
-    if not rows:
-        return
-    params = []
-    for row in rows:
-        if not row.keys() <= _EPOCH_KEYS:
-            raise ValueError(f"unknown epoch metric(s): {sorted(row.keys() - _EPOCH_KEYS)}")
-        params.append(
-            {
-                "run_id": run_id,
-                "epoch": int(row["epoch"]),
-                "loss": row.get("loss"),
-                "accuracy": row.get("accuracy"),
-                "val_loss": row.get("val_loss"),
-                "val_accuracy": row.get("val_accuracy"),
-                "max_error": row.get("max_error"),
-            }
-        )
-    stmt = _insert_for(session)(_epochs).on_conflict_do_nothing()
-    session.connection().execute(stmt, params)
+    insert_epoch_rows(session.connection(), run_id, rows)
 
 
 def epoch_rows(session: Session, run_id: int) -> list[EpochMetric]:
@@ -450,6 +473,45 @@ def requeue_runs(session: Session, sweep_id: int, statuses: Iterable[str] = ("ru
             error=None,
             **dict.fromkeys(_SUMMARY_FIELDS),
         )
+    )
+    n = session.connection().execute(stmt).rowcount
+    session.expire_all()
+    return n
+
+
+def release_run(session: Session, run_id: int, attempt: int) -> None:
+    """Hand a running attempt's run back to the queue (it was stopped, e.g. by Ctrl-C).
+
+    Fenced. The attempt counter stays; the checkpoint and epoch rows stay, so the next
+    claim resumes where this attempt's last checkpoint left off.
+    """
+    _fenced_update(
+        session, run_id, attempt, status="queued", worker=None, started_at=None, heartbeat_at=None
+    )
+    _expire_run(session, run_id)
+
+
+def requeue_stale_runs(
+    session: Session, sweep_id: int | None = None, *, older_than_s: float
+) -> int:
+    """Re-queue running runs whose lease expired; how many were.
+
+    A run's lease is its heartbeat: a 'running' run whose heartbeat_at is more than
+    older_than_s seconds old in database time (or missing) belongs to a dead worker. With
+    older_than_s=0 every running run of the sweep is taken back (a local sweep whose
+    process is known to be gone). sweep_id None: every sweep. Like requeue_runs, the
+    attempt counter is kept, so a late write of the dead attempt is fenced off.
+    """
+    cond = [
+        _runs.c.status == "running",
+        (_runs.c.heartbeat_at.is_(None)) | (_runs.c.heartbeat_at <= db_ago(older_than_s)),
+    ]
+    if sweep_id is not None:
+        cond.append(_runs.c.sweep_id == sweep_id)
+    stmt = (
+        update(_runs)
+        .where(*cond)
+        .values(status="queued", worker=None, started_at=None, heartbeat_at=None)
     )
     n = session.connection().execute(stmt).rowcount
     session.expire_all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import DateTime, Double
+from sqlalchemy import DateTime, Double, literal
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -88,8 +88,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 class db_now(FunctionElement[dt.datetime]):  # noqa: N801 - reads like func.now()
     """The database server's current time, so that leases never depend on worker clocks.
 
-    PostgreSQL: now() (the transaction's start time). SQLite: CURRENT_TIMESTAMP only has
-    whole seconds, so strftime with %f gives milliseconds (in UTC, like CURRENT_TIMESTAMP).
+    PostgreSQL: statement_timestamp(), not now(): now() is the start of the transaction,
+    so a heartbeat written late in a transaction would look older than it is. SQLite:
+    CURRENT_TIMESTAMP only has whole seconds, so strftime with %f gives milliseconds (in
+    UTC, like CURRENT_TIMESTAMP).
     """
 
     type = UTCDateTime()
@@ -98,9 +100,32 @@ class db_now(FunctionElement[dt.datetime]):  # noqa: N801 - reads like func.now(
 
 @compiles(db_now)
 def _db_now_default(element: db_now, compiler: Any, **kw: Any) -> str:
-    return "now()"
+    return "statement_timestamp()"
 
 
 @compiles(db_now, "sqlite")
 def _db_now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:
     return "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+
+class db_ago(FunctionElement[dt.datetime]):  # noqa: N801 - reads like db_now()
+    """Database time minus a number of seconds: the cut-off for an expired lease."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(literal(float(seconds), Double()))
+
+
+@compiles(db_ago)
+def _db_ago_default(element: db_ago, compiler: Any, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"statement_timestamp() - make_interval(secs => {seconds})"
+
+
+@compiles(db_ago, "sqlite")
+def _db_ago_sqlite(element: db_ago, compiler: Any, **kw: Any) -> str:
+    # Same text format as db_now, so that comparing the stored text orders correctly.
+    seconds = compiler.process(element.clauses, **kw)
+    return f"strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || {seconds} || ' seconds')"

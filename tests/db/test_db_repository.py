@@ -141,8 +141,25 @@ def test_list_sweeps_and_status_counts(db_url, session, make_sweep):
         "cancelled": 0,
     }
     listed = repo.list_sweeps(session)
-    assert [s.id for s, _ in listed] == [a, b]
-    assert listed[0][1] == counts and listed[1][1]["queued"] == 1
+    assert [row["id"] for row in listed] == [a, b]
+    assert {k: listed[0][k] for k in counts} == counts
+    assert (listed[0]["runs"], listed[1]["runs"], listed[1]["queued"]) == (3, 1, 1)
+    assert listed[0]["name"] == "t" and listed[0]["created_at"].tzinfo is not None
+
+
+def test_sweep_timing(db_url, session, make_sweep):
+    sweep_id = make_sweep(seeds=2)
+    assert repo.sweep_timing(session, sweep_id)["elapsed_s"] is None
+    for run_id, wall in zip(repo.run_ids(session, sweep_id), (1.0, 3.0), strict=True):
+        attempt = repo.claim_run(session, run_id, "w")
+        session.commit()
+        time.sleep(0.01)
+        repo.finish_run(session, run_id, attempt, status="succeeded", wall_time_s=wall)
+        session.commit()
+    timing = repo.sweep_timing(session, sweep_id)
+    assert timing["first_started_at"] <= timing["last_finished_at"]
+    assert timing["elapsed_s"] >= 0
+    assert (timing["total_wall_time_s"], timing["mean_wall_time_s"]) == (4.0, 2.0)
 
 
 def test_list_runs_filter_sort_limit(db_url, session, make_sweep):
@@ -318,6 +335,42 @@ def test_requeue_puts_running_back_and_keeps_attempt(db_url, session, make_sweep
     ]
     assert len(repo.epoch_rows(session, r1)) == 1  # kept for the resumed attempt
     assert repo.claim_run(session, r1, "new") == 2
+
+
+def test_release_run_hands_a_stopped_run_back(db_url, session, make_sweep):
+    run_id = repo.run_ids(session, make_sweep(seeds=1))[0]
+    attempt = repo.claim_run(session, run_id, "w")
+    repo.save_checkpoint(session, run_id, attempt, 5, b"s5")
+    repo.release_run(session, run_id, attempt)
+    session.commit()
+    run = repo.get_run(session, run_id)
+    assert (run.status, run.attempt, run.worker, run.heartbeat_at) == ("queued", 1, None, None)
+    assert repo.load_checkpoint(session, run_id) == (5, b"s5")
+    with pytest.raises(repo.StaleAttempt):
+        repo.release_run(session, run_id, attempt)  # no longer running
+    assert repo.claim_run(session, run_id, "w2") == 2
+
+
+def test_requeue_stale_runs_uses_the_lease(db_url, session, make_sweep):
+    sweep_id = make_sweep(seeds=2)
+    other = make_sweep(seeds=1)
+    r1, r2 = repo.run_ids(session, sweep_id)
+    (r3,) = repo.run_ids(session, other)
+    for run_id in (r1, r2, r3):
+        repo.claim_run(session, run_id, "w")
+    session.commit()
+    assert repo.requeue_stale_runs(session, sweep_id, older_than_s=3600) == 0  # fresh leases
+    time.sleep(1.1)
+    attempt2 = repo.get_run(session, r2).attempt
+    repo.heartbeat(session, r2, attempt2)  # r2's worker is alive
+    session.commit()
+    assert repo.requeue_stale_runs(session, sweep_id, older_than_s=1.0) == 1
+    session.commit()
+    assert [r.status for r in repo.list_runs(session, sweep_id)] == ["queued", "running"]
+    assert repo.get_run(session, r3).status == "running"  # another sweep: untouched
+    assert repo.requeue_stale_runs(session, None, older_than_s=0) == 2
+    session.commit()
+    assert repo.status_counts(session, other)["queued"] == 1
 
 
 # --- epoch rows --------------------------------------------------------------------------
