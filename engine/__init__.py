@@ -8,6 +8,7 @@ from .activations import ACTIVATIONS, OUTPUT_ACTIVATIONS
 from .costs import COSTS
 from .datasets import DATASETS, Dataset, load_dataset
 from .initializers import INITS
+from .masks import group_mask
 from .network import Network
 from .optimizers import OPTIMIZERS
 from .state import TrainState
@@ -26,6 +27,7 @@ __all__ = [
     "StopTraining",
     "TrainConfig",
     "TrainState",
+    "group_mask",
     "load_dataset",
     "train",
 ]

@@ -232,7 +232,8 @@ def train(
         ws_batch = Workspace(net, batch)
         ws_rest = Workspace(net, n % batch) if n % batch else ws_batch
         scorer = Scorer(net, X, Y, kind)
-        XT, YT = X.T, Y.T  # views; batches are gathered as columns
+        xb, yb = np.empty((batch, X.shape[1])), np.empty((batch, Y.shape[1]))
+        xr, yr = xb[: n % batch], yb[: n % batch]
     val_scorer = None
     if validation is not None:
         Xv, Yv = net._check_xy(*validation)
@@ -281,8 +282,12 @@ def train(
                 for start in range(0, n, batch):
                     idx = perm[start : start + batch]
                     w = ws_batch if len(idx) == batch else ws_rest
-                    np.take(XT, idx, axis=1, out=w.x, mode="clip")
-                    np.take(YT, idx, axis=1, out=w.y, mode="clip")
+                    # gather whole rows (fast), then transpose into the unit-major buffers
+                    rows_x, rows_y = (xb, yb) if w is ws_batch else (xr, yr)
+                    np.take(X, idx, axis=0, out=rows_x, mode="clip")
+                    np.take(Y, idx, axis=0, out=rows_y, mode="clip")
+                    np.copyto(w.x, rows_x.T)
+                    np.copyto(w.y, rows_y.T)
                     net.run(w)
                     np.subtract(w.out, w.y, out=w.diff)
                     net.output_delta(w, rows_sum_to_one)
