@@ -318,21 +318,24 @@ class Network:
         )
 
     # -- public maths -------------------------------------------------------
-    def _check_xy(self, X: Array, Y: Array | None = None) -> tuple[Array, Array | None]:
+    def _check_x(self, X: Array) -> Array:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
             raise ValueError(f"X must be (n, {self.layer_sizes[0]}), got {X.shape}")
-        if Y is not None:
-            Y = np.asarray(Y, dtype=np.float64)
-            if Y.ndim == 1 and self.layer_sizes[-1] == 1:
-                Y = Y[:, None]
-            if Y.shape != (X.shape[0], self.layer_sizes[-1]):
-                raise ValueError(f"Y must be ({X.shape[0]}, {self.layer_sizes[-1]}), got {Y.shape}")
+        return X
+
+    def _check_xy(self, X: Array, Y: Array) -> tuple[Array, Array]:
+        X = self._check_x(X)
+        Y = np.asarray(Y, dtype=np.float64)
+        if Y.ndim == 1 and self.layer_sizes[-1] == 1:
+            Y = Y[:, None]
+        if Y.shape != (X.shape[0], self.layer_sizes[-1]):
+            raise ValueError(f"Y must be ({X.shape[0]}, {self.layer_sizes[-1]}), got {Y.shape}")
         return X, Y
 
     def forward(self, X: Array) -> Array:
         """Outputs (n, d_out) for inputs X: (n, d_in); a new array."""
-        X, _ = self._check_xy(X)
+        X = self._check_x(X)
         n = X.shape[0]
         result = np.empty((n, self.layer_sizes[-1]))
         with np.errstate(all="ignore"):
@@ -345,7 +348,7 @@ class Network:
 
     def hidden(self, X: Array) -> list[Array]:
         """Hidden-layer outputs [h1, h2, ...], each (n, d_l), for inputs X."""
-        X, _ = self._check_xy(X)
+        X = self._check_x(X)
         ws = Workspace(self, X.shape[0])
         ws.x[...] = X.T
         with np.errstate(all="ignore"):
@@ -403,7 +406,7 @@ class Network:
         for l, m in enumerate(self.masks):
             if m is not None:
                 arrays[f"mask{l}"] = m
-        np.savez(file, **arrays)
+        np.savez(file, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, file: str | PathLike[str] | io.IOBase) -> Network:
@@ -422,7 +425,7 @@ class Network:
                     rng=np.random.default_rng(0),
                     masks=masks or None,
                 )
-                params = []
+                params: list[Array] = []
                 for l in range(1, L + 1):
                     params.extend((data[f"W{l}"], data[f"b{l}"]))
             except KeyError as exc:

@@ -65,7 +65,7 @@ class TrainState:
         for name, buf in self.buffers.items():
             arrays[f"buffer_{name}"] = buf
         out = io.BytesIO()
-        np.savez(out, **arrays)
+        np.savez(out, **arrays)  # type: ignore[arg-type]
         return out.getvalue()
 
     @classmethod

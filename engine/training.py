@@ -169,7 +169,7 @@ def _snapshot(
         params=[p.copy() for p in net.params],
         optimizer=opt.name,
         buffers={k: v.copy() for k, v in opt.buffers.items()},
-        rng_state=rng.bit_generator.state,
+        rng_state=dict(rng.bit_generator.state),
         best_loss=best,
         solved_epoch=solved,
     )
@@ -228,7 +228,7 @@ def train(
         ws = Workspace(net, n)
         scorer = Scorer(net, X, Y, kind, ws=ws)
     else:
-        assert batch is not None
+        assert batch is not None  # for the type checker: not full means a batch size
         ws_batch = Workspace(net, batch)
         ws_rest = Workspace(net, n % batch) if n % batch else ws_batch
         scorer = Scorer(net, X, Y, kind)
@@ -279,8 +279,8 @@ def train(
                 loss, acc, max_err = scorer.score(run=False)
             else:
                 perm = rng.permutation(n)
-                for start in range(0, n, batch):
-                    idx = perm[start : start + batch]
+                for start in range(0, n, batch):  # type: ignore[arg-type]
+                    idx = perm[start : start + batch]  # type: ignore[operator]
                     w = ws_batch if len(idx) == batch else ws_rest
                     # gather whole rows (fast), then transpose into the unit-major buffers
                     rows_x, rows_y = (xb, yb) if w is ws_batch else (xr, yr)
