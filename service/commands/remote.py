@@ -53,9 +53,16 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
         raise click.ClickException(f"{exc}; nothing was written") from None
 
     started = time.perf_counter()
-    with session_scope(settings.database_url) as session:
-        sweep_id = create_sweep_from_spec(session, spec, backend="celery")
-        run_ids = repo.run_ids(session, sweep_id)
+    try:
+        with session_scope(settings.database_url) as session:
+            sweep_id = create_sweep_from_spec(session, spec, backend="celery")
+            run_ids = repo.run_ids(session, sweep_id)
+    except Exception as exc:  # not migrated, unreachable, ...: rolled back, nothing published
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise click.ClickException(
+            f"cannot record the sweep in {mask_url(settings.database_url)}: {first}; "
+            "nothing was written or published"
+        ) from None
     written = time.perf_counter()
     # The id goes out before publishing: whatever happens next, the sweep exists.
     click.echo(sweep_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -326,6 +327,22 @@ def test_submit_with_an_unreachable_broker_writes_nothing(stack: Stack) -> None:
     assert "nothing was written" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert sweep_count(stack) == before
+
+
+def test_submit_to_an_unmigrated_database_publishes_nothing(
+    stack: Stack, empty_pg_url: str
+) -> None:
+    received_before = stack.worker_logs().count("] received")
+    result = stack.bplab(
+        "sweep", "submit", str(write_spec(stack)), env=stack.env(BPLAB_DATABASE_URL=empty_pg_url)
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert "bplab db upgrade" in result.stderr
+    assert "nothing was written or published" in result.stderr
+    time.sleep(2)  # time enough for a worker to log a message, had one been published
+    assert stack.redis().llen(stack.queue) == 0
+    assert stack.worker_logs().count("] received") == received_before
 
 
 def test_submit_with_a_bad_spec_exits_2_and_writes_nothing(stack: Stack) -> None:
