@@ -225,6 +225,21 @@ def test_submit_a_sweep_to_two_workers_and_read_the_results(stack: Stack) -> Non
             assert runs[run.id]["final_loss"] == pytest.approx(run.final_loss, rel=1e-12)
 
 
+def test_workers_run_with_one_blas_thread_per_process(stack: Stack) -> None:
+    for worker in stack.workers:
+        pids = [worker.proc.pid, *_children(worker.proc.pid)]
+        assert len(pids) == 2, pids  # the main process and its one pool process (concurrency 1)
+        for pid in pids:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            for name in (b"OMP_NUM_THREADS", b"OPENBLAS_NUM_THREADS", b"MKL_NUM_THREADS"):
+                assert name + b"=1" in environ, (pid, name)
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children]
+
+
 def test_the_same_task_delivered_twice_trains_the_run_once(stack: Stack) -> None:
     run_ids = create_unpublished_sweep(stack, seeds=3, epochs=3000)
     # Each run id twice, back to back: the two workers receive the copies at the same time.
