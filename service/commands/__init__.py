@@ -7,6 +7,13 @@ import click
 
 def register_commands(group: click.Group) -> None:
     """Attach every subcommand module's commands to the top-level group."""
-    from service.commands import db
+    from service.commands import datasets, db, remote, runs, sweep, worker
 
     group.add_command(db.db)
+    group.add_command(sweep.sweep)
+    for command in remote.REMOTE_COMMANDS:  # submit, watch, status, republish
+        sweep.sweep.add_command(command)
+    group.add_command(runs.runs)
+    group.add_command(runs.run)
+    group.add_command(datasets.datasets)
+    group.add_command(worker.worker)

@@ -7,8 +7,6 @@ import each other in either order.
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 
 import click
@@ -146,9 +144,7 @@ def watch(
     start = time.monotonic()
     done_at_start = sum(counts[s] for s in TERMINAL)
     try:
-        # The bar goes to stderr, so that stdout holds only the results (json/csv stay parseable).
-        # sweep_progress draws on rich's global console, which writes to whatever sys.stdout is.
-        with contextlib.redirect_stdout(sys.stderr), sweep_progress(total) as bar:
+        with sweep_progress(total) as bar:
             while True:
                 done = sum(counts[s] for s in TERMINAL)
                 elapsed = time.monotonic() - start

@@ -1,0 +1,176 @@
+"""`bplab sweep ...`: plan, run, list, show and resume sweeps."""
+
+from __future__ import annotations
+
+import click
+import yaml
+
+from service.config import Settings
+from service.db import repository as repo
+from service.db.session import session_scope
+from service.errors import BadInput, NotFound
+from service.local import default_workers
+from service.output import format_option, render
+from service.progress import sweep_progress
+from service.records import run_record
+from service.results import SUMMARY_COLUMNS, display_rows, summarize
+from service.spec import DEFAULT_MAX_RUNS, SpecError, SweepSpec, load_spec
+from service.sweeps import create_sweep_from_spec, requeue_abandoned, run_queued_locally
+
+max_runs_option = click.option(
+    "--max-runs",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_RUNS,
+    show_default=True,
+    help="Refuse specs that expand to more runs than this.",
+)
+workers_option = click.option(
+    "--workers",
+    "-w",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Local worker processes (default: all cores).",
+)
+
+
+@click.group()
+def sweep() -> None:
+    """Plan, run and inspect sweeps."""
+
+
+def load_spec_or_exit(path: str, max_runs: int) -> SweepSpec:
+    try:
+        return load_spec(path, max_runs=max_runs)
+    except SpecError as exc:
+        raise BadInput(str(exc)) from None
+
+
+@sweep.command()
+@click.argument("spec_path", metavar="SPEC")
+@max_runs_option
+@format_option
+def plan(spec_path: str, max_runs: int, fmt: str) -> None:
+    """Validate SPEC and print its expansion; writes nothing."""
+    spec = load_spec_or_exit(spec_path, max_runs)
+    configs = spec.configs()
+    rows = [{"config": i + 1, **{p: c[p] for p in spec.swept}} for i, c in enumerate(configs)]
+    if fmt == "table":
+        click.echo(
+            f"{spec.name}: {len(configs)} configs x {len(spec.seeds)} seeds = "
+            f"{spec.count_runs()} runs "
+            f"on {spec.dataset}; at most {spec.estimate_epochs():,} epochs in all"
+        )
+    render(rows, fmt, columns=["config", *spec.swept])
+
+
+@sweep.command("run")
+@click.argument("spec_path", metavar="SPEC")
+@workers_option
+@max_runs_option
+@format_option
+@click.pass_obj
+def run_sweep(
+    settings: Settings, spec_path: str, workers: int | None, max_runs: int, fmt: str
+) -> None:
+    """Validate SPEC, record its runs, train them in a local process pool, print the results."""
+    spec = load_spec_or_exit(spec_path, max_runs)
+    with session_scope(settings.database_url) as session:
+        sweep_id = create_sweep_from_spec(session, spec, backend="local")
+    click.echo(f"sweep {sweep_id}: {spec.name}", err=True)
+    _run_locally(settings, sweep_id, workers, fmt)
+
+
+@sweep.command()
+@click.argument("sweep_id", type=int)
+@workers_option
+@click.option("--force", is_flag=True, help="Also take back runs whose process may still be alive.")
+@format_option
+@click.pass_obj
+def resume(settings: Settings, sweep_id: int, workers: int | None, force: bool, fmt: str) -> None:
+    """Finish the queued (and abandoned) runs of an interrupted sweep."""
+    _get_sweep_or_exit(settings, sweep_id)
+    taken_back = requeue_abandoned(sweep_id, url=settings.database_url, force=force)
+    if taken_back:
+        click.echo(f"re-queued {taken_back} abandoned run(s)", err=True)
+    _run_locally(settings, sweep_id, workers, fmt)
+
+
+@sweep.command("list")
+@format_option
+@click.pass_obj
+def list_sweeps(settings: Settings, fmt: str) -> None:
+    """One line per sweep with its counts by status."""
+    with session_scope(settings.database_url) as session:
+        rows = repo.list_sweeps(session)
+    render(rows, fmt)
+
+
+@sweep.command()
+@click.argument("sweep_id", type=int)
+@format_option
+@click.pass_obj
+def show(settings: Settings, sweep_id: int, fmt: str) -> None:
+    """A sweep's spec, counts by status and timing."""
+    sweep_row = _get_sweep_or_exit(settings, sweep_id)
+    with session_scope(settings.database_url) as session:
+        counts = repo.status_counts(session, sweep_id)
+        timing = repo.sweep_timing(session, sweep_id)
+    info = {
+        "id": sweep_row.id,
+        "name": sweep_row.name,
+        "dataset": sweep_row.dataset,
+        "method": sweep_row.method,
+        "backend": sweep_row.backend,
+        "runs": sweep_row.n_runs,
+        "swept": list(sweep_row.swept),
+        "created_at": sweep_row.created_at.isoformat(),
+        **{f"runs_{k}": v for k, v in counts.items()},
+        **timing,
+    }
+    if fmt == "table":
+        render([{"field": k, "value": v} for k, v in info.items()], "table")
+        click.echo(yaml.safe_dump(sweep_row.spec, sort_keys=False))
+    else:
+        render([{**info, "spec": sweep_row.spec}], fmt)
+
+
+def _run_locally(settings: Settings, sweep_id: int, workers: int | None, fmt: str) -> None:
+    with session_scope(settings.database_url) as session:
+        queued = len(repo.run_ids(session, sweep_id, status="queued"))
+    with sweep_progress(queued) as bar:
+        report = run_queued_locally(
+            sweep_id,
+            workers=workers or default_workers(),
+            url=settings.database_url,
+            on_done=lambda _rid, status: bar.advance(status),
+        )
+    print_results(settings, sweep_id, fmt)
+    if report.interrupted:
+        left = report.count("queued") + sum(1 for s in report.statuses.values() if s is None)
+        raise click.ClickException(
+            f"interrupted: finished runs are kept; continue with `bplab sweep resume {sweep_id}` "
+            f"({left} run(s) left queued)"
+        )
+
+
+def print_results(settings: Settings, sweep_id: int, fmt: str, by: list[str] | None = None) -> None:
+    with session_scope(settings.database_url) as session:
+        sweep_row = repo.get_sweep(session, sweep_id)
+        group_by = by if by is not None else list(sweep_row.swept)
+        title = f"sweep {sweep_id}: {sweep_row.name}"
+        runs = [run_record(r) for r in repo.list_runs(session, sweep_id)]
+    rows = summarize(runs, group_by)
+    if fmt == "table":
+        shown, columns = display_rows(rows, group_by)
+        render(shown, fmt, columns=columns, title=title)
+    else:
+        render(rows, fmt, columns=[*group_by, *SUMMARY_COLUMNS])
+
+
+def _get_sweep_or_exit(settings: Settings, sweep_id: int):  # noqa: ANN202 - an ORM row
+    with session_scope(settings.database_url) as session:
+        row = repo.get_sweep(session, sweep_id)
+        if row is None:
+            raise NotFound(f"sweep {sweep_id} does not exist (see `bplab sweep list`)")
+        session.expunge(row)
+    return row

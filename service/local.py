@@ -1,0 +1,109 @@
+"""Run a sweep's queued runs in a local process pool: the no-server path."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+# Parallelism comes from processes; a BLAS pool per process would only fight over the same cores.
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+_stop_event = None  # set in each pool process by _init_process
+_url: str | None = None
+
+
+@dataclass
+class PoolReport:
+    """What happened to the runs handed to the pool."""
+
+    statuses: dict[int, str | None] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.statuses.values() if s == status)
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def run_in_pool(
+    run_ids: Sequence[int],
+    *,
+    workers: int,
+    url: str | None = None,
+    on_done: Callable[[int, str | None], None] | None = None,
+) -> PoolReport:
+    """Train ``run_ids`` in ``workers`` processes; Ctrl-C stops cleanly.
+
+    On Ctrl-C no further run starts, the runs in progress stop within an epoch and go back to
+    ``queued`` (keeping their checkpoints), and finished runs are kept.
+    """
+    report = PoolReport()
+    if not run_ids:
+        return report
+    for var in BLAS_THREAD_VARS:
+        os.environ.setdefault(var, "1")
+    # spawn, not fork: the children import numpy afresh with one BLAS thread and share no
+    # database connections or locks with the parent.
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(run_ids)),
+        mp_context=ctx,
+        initializer=_init_process,
+        initargs=(stop, url),
+    ) as pool:
+        futures: dict[Future[str | None], int] = {
+            pool.submit(_run_one, rid): rid for rid in run_ids
+        }
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    _collect(fut, futures[fut], report, on_done)
+        except KeyboardInterrupt:
+            report.interrupted = True
+            stop.set()
+            for fut in pending:
+                fut.cancel()
+            for fut in pending:
+                if not fut.cancelled():
+                    _collect(fut, futures[fut], report, on_done, wait_for_it=True)
+    return report
+
+
+def _collect(
+    fut: Future[str | None],
+    run_id: int,
+    report: PoolReport,
+    on_done: Callable[[int, str | None], None] | None,
+    *,
+    wait_for_it: bool = False,
+) -> None:
+    try:
+        status = fut.result() if wait_for_it or fut.done() else None
+    except Exception as exc:  # the pool process died (killed, out of memory): the run stays claimed
+        status = f"lost: {exc}"
+    report.statuses[run_id] = status
+    if on_done is not None:
+        on_done(run_id, status)
+
+
+def _init_process(stop_event: object, url: str | None) -> None:
+    global _stop_event, _url
+    # Ctrl-C goes to the whole process group; the parent decides, the children stop via the event.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _stop_event = stop_event
+    _url = url
+
+
+def _run_one(run_id: int) -> str | None:
+    from service.runner import execute_run
+
+    return execute_run(run_id, url=_url, should_stop=_stop_event.is_set)  # type: ignore[attr-defined]

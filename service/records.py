@@ -1,0 +1,38 @@
+"""Database rows as plain dicts: the shape every CLI output (table, JSON, CSV) starts from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+RUN_FIELDS = (
+    "id",
+    "sweep_id",
+    "status",
+    "seed",
+    "attempt",
+    "epochs_run",
+    "final_loss",
+    "best_loss",
+    "accuracy",
+    "val_loss",
+    "solved_epoch",
+    "wall_time_s",
+    "worker",
+    "error",
+)
+
+
+def run_record(run: Any) -> dict[str, Any]:
+    """A run with its full resolved parameters under ``params`` (the seed is its own field)."""
+    record = {name: getattr(run, name) for name in RUN_FIELDS}
+    record["params"] = dict(run.config)
+    record["config"] = record["params"]
+    for stamp in ("created_at", "started_at", "finished_at"):
+        value = getattr(run, stamp)
+        record[stamp] = value.isoformat() if value is not None else None
+    return record
+
+
+def public_run(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without the internal duplicate key, for JSON output."""
+    return {k: v for k, v in record.items() if k != "config"}
