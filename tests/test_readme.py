@@ -1,4 +1,4 @@
-"""The README stays true: its commands exist, its tables match the code, its test command is CI's."""
+"""The README stays true: its commands exist, its tables match the code, CI runs its tests."""
 
 from __future__ import annotations
 
