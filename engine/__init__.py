@@ -11,6 +11,7 @@ from .initializers import INITS
 from .masks import group_mask
 from .network import Network
 from .optimizers import OPTIMIZERS
+from .population import train_population
 from .state import TrainState
 from .training import History, StopTraining, TrainConfig, train
 
@@ -30,4 +31,5 @@ __all__ = [
     "group_mask",
     "load_dataset",
     "train",
+    "train_population",
 ]

@@ -63,11 +63,12 @@ def identity(z: Array, out: Array) -> Array:
 
 
 def softmax(z: Array, out: Array) -> Array:
-    """Softmax over the units of each sample (axis 0: buffers are (units, samples));
-    shifting by the maximum keeps exp from overflowing."""
-    np.subtract(z, z.max(axis=0, keepdims=True), out=out)
+    """Softmax over the units of each sample (axis -2: buffers are (units, samples), or
+    (members, units, samples) in a population); shifting by the maximum keeps exp from
+    overflowing."""
+    np.subtract(z, z.max(axis=-2, keepdims=True), out=out)
     np.exp(out, out=out)
-    out /= out.sum(axis=0, keepdims=True)
+    out /= out.sum(axis=-2, keepdims=True)
     return out
 
 

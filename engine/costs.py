@@ -16,7 +16,8 @@ softmax + categorical cross-entropy when each target row sums to 1); every
 other pair goes through the general chain rule, so any cost pairs with any
 output activation.
 
-Arrays are unit-major, (d_out, n), as in the network's buffers. Functions take
+Arrays are unit-major, (d_out, n), as in the network's buffers; ``output_delta`` also
+takes a population's stacked (K, d_out, n) arrays (it reduces over axis -2 only). Functions take
 ``diff = o - e`` precomputed: the training loop computes it once
 for the epoch's metrics and reuses it for the next gradient.
 """
@@ -87,7 +88,7 @@ def output_delta(
                 np.multiply(diff, scale, out=delta)
             else:
                 # exact in general: dE/di_j = o_j sum_k e_k - e_j
-                np.multiply(o, e.sum(axis=0, keepdims=True), out=delta)
+                np.multiply(o, e.sum(axis=-2, keepdims=True), out=delta)
                 delta -= e
                 delta *= scale
         else:  # identity: the chain rule with f' = 1
@@ -107,6 +108,6 @@ def output_delta(
         np.multiply(diff, scale, out=delta)
     else:  # softmax: the Jacobian-vector product o * (g - sum_k g_k o_k)
         np.multiply(diff, scale, out=tmp)
-        s = np.einsum("ij,ij->j", tmp, o)
+        s = np.einsum("...ij,...ij->...j", tmp, o)[..., None, :]
         np.subtract(tmp, s, out=delta)
         delta *= o

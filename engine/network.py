@@ -96,12 +96,15 @@ def forward_layers(
     outs: Sequence[Array],
     f_hidden: Callable[[Array, Array], Array],
     f_output: Callable[[Array, Array], Array],
+    product: Callable[..., Array] = np.dot,
 ) -> Array:
     """i_l = [b_l; W_l]^T @ [1; sources_l], o_l = f(i_l), in place; returns the outputs.
 
     ``blocksT[l]``: (d_l, 1 + fan_in_l); ``ins[l]``: (1 + fan_in_l, m); ``outs[l]``: (d_l, m).
+    A population passes stacked (K, ...) arrays and ``product=np.matmul``, which runs the
+    same BLAS call per member as ``np.dot`` does for one net (so the same bits).
     """
-    dot = np.dot
+    dot = product
     last = len(blocksT) - 1
     for l in range(last):
         o = outs[l]
@@ -122,6 +125,7 @@ def backward_layers(
     tmps: Sequence[Array],
     grad_hidden: Callable[[Array, Array, Array], None],
     back_views: Sequence[tuple[Array, list[tuple[int, Array]]]],
+    product: Callable[..., Array] = np.dot,
 ) -> None:
     """Given the output delta in ``deltas[-1]`` (d_L, m), fill ``gblocks`` with dE/d[b; W].
 
@@ -129,9 +133,10 @@ def backward_layers(
     delta_j = f'(i_j) sum_k delta_k w_jk for hidden units, where k runs over every
     later layer the unit feeds (only the next one without skip connections).
     ``back_views[j]``: (rows of W_{j+1} holding h_j's outgoing weights, and the
-    same for each further layer k fed by h_j (skip connections)).
+    same for each further layer k fed by h_j (skip connections)). ``product``: as in
+    ``forward_layers``.
     """
-    dot = np.dot
+    dot = product
     for l in range(len(gblocks) - 1, -1, -1):
         dot(ins[l], deltasT[l], out=gblocks[l])
         if l == 0:

@@ -1,0 +1,340 @@
+"""K networks of one shape as stacked arrays: the numerical core of population training.
+
+Every member's parameters are one row of ``theta: (K, P)``, laid out exactly as a single
+``Network.theta``; the per-layer blocks are (K, 1 + fan_in, d) views into it. Each matrix
+product is ``np.matmul`` over the leading K axis, which makes the same BLAS call per member
+that ``np.dot`` makes for one net, and every other operation is elementwise or reduces over
+one member's own axes in the single net's order. So each member's numbers are bit for bit
+those of ``engine.train`` on that member alone (tests/engine/test_population*.py hold this).
+
+Shapes: activations (K, units, m) (unit-major, as in ``engine.network.Workspace``);
+per-member scalars (learning rate, momentum) are (K, 1) columns broadcast over the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .activations import DERIVATIVES, FORWARD
+from .costs import _ONE_BELOW, _TINY, MEAN_COSTS, output_delta
+from .network import EVAL_CHUNK, Network, backward_layers, forward_layers
+from .optimizers import ADAM_BETA1, ADAM_BETA2, ADAM_EPS
+
+Array = np.ndarray
+
+
+def same_shape(a: Network, b: Network) -> bool:
+    """True when two networks can train in one population (layers, units, cost, masks)."""
+    if (a.architecture() != b.architecture()) or len(a.masks) != len(b.masks):
+        return False
+    for ma, mb in zip(a.masks, b.masks, strict=True):
+        if (ma is None) != (mb is None) or (ma is not None and not np.array_equal(ma, mb)):
+            return False
+    return True
+
+
+class Stack:
+    """The parameters of K same-shape networks and their stacked forward/backward passes."""
+
+    def __init__(self, template: Network, theta: Array) -> None:
+        self.template = template
+        self.K = theta.shape[0]
+        self.theta = theta
+        self.grad = np.zeros_like(theta)
+        self.blocks: list[Array] = []
+        self.gblocks: list[Array] = []
+        offset = 0
+        for blk in template.blocks:
+            size = blk.size
+            self.blocks.append(theta[:, offset : offset + size].reshape(self.K, *blk.shape))
+            self.gblocks.append(self.grad[:, offset : offset + size].reshape(self.K, *blk.shape))
+            offset += size
+        self.blocksT = [b.transpose(0, 2, 1) for b in self.blocks]
+        sizes, skip = template.layer_sizes, template.skip_connections
+        L = len(sizes) - 1
+        self.back_views: list[tuple[Array, list[tuple[int, Array]]]] = []
+        for j in range(L - 1):  # the same rows as Network.back_views, for all members
+            start = 1 + (sum(sizes[1 : j + 1]) + sizes[0] if skip else 0)
+            stop = start + sizes[j + 1]
+            further = range(j + 2, L) if skip else []
+            self.back_views.append(
+                (
+                    self.blocks[j + 1][:, start:stop],
+                    [(k, self.blocks[k][:, start:stop]) for k in further],
+                )
+            )
+        self.free = template.free
+        self._f_hidden = FORWARD[template.activation]
+        self._f_output = FORWARD[template.output_activation]
+        self._grad_hidden = DERIVATIVES[template.activation]
+
+    def run(self, ws: StackedWorkspace) -> Array:
+        """Forward pass of every member on the inputs in ``ws.x``; returns ``ws.out``."""
+        return forward_layers(
+            self.blocksT, ws.ins, ws.outs, self._f_hidden, self._f_output, product=np.matmul
+        )
+
+    def backprop(self, ws: StackedWorkspace) -> None:
+        """Fill ``grad`` (K, P) from the output deltas in ``ws.deltas[-1]``, masks applied."""
+        backward_layers(
+            self.gblocks,
+            ws.ins,
+            ws.outs,
+            ws.deltas,
+            ws.deltasT,
+            ws.tmps,
+            self._grad_hidden,
+            self.back_views,
+            product=np.matmul,
+        )
+        if self.free is not None:
+            self.grad *= self.free
+
+    def output_delta(self, ws: StackedWorkspace, rows_sum_to_one: bool) -> None:
+        net = self.template
+        scale = 1.0 / ws.m if net.cost in MEAN_COSTS else 1.0
+        output_delta(
+            net.cost,
+            net.output_activation,
+            ws.out,
+            ws.y,
+            ws.diff,
+            ws.deltas[-1],
+            ws.tmps[-1],
+            scale,
+            rows_sum_to_one,
+        )
+
+
+class StackedWorkspace:
+    """``engine.network.Workspace`` for K members: buffers (K, units, m).
+
+    ``shared_input``: the members see the same rows (full batch, no skip connections), so the
+    input block is one (1 + d_in, m) array that matmul broadcasts, not K copies.
+    """
+
+    def __init__(self, net: Network, K: int, m: int, shared_input: bool = False) -> None:
+        sizes = net.layer_sizes
+        L = len(sizes) - 1
+        self.m = m
+        self.ins: list[Array] = []
+        self.outs: list[Array] = []
+        if net.skip_connections:
+            buf = np.empty((K, 1 + sum(sizes[:-1]), m))
+            buf[:, 0] = 1.0
+            for l in range(L):
+                self.ins.append(buf[:, : 1 + net.fan_ins[l]])
+            for l in range(L - 1):
+                start = 1 + sum(sizes[: l + 1])
+                self.outs.append(buf[:, start : start + sizes[l + 1]])
+        else:
+            for l in range(L):
+                shape = (1 + sizes[l], m) if l == 0 and shared_input else (K, 1 + sizes[l], m)
+                buf = np.empty(shape)
+                buf[..., 0, :] = 1.0
+                self.ins.append(buf)
+            for l in range(L - 1):
+                self.outs.append(self.ins[l + 1][:, 1:])
+        self.out = np.empty((K, sizes[-1], m))
+        self.outs.append(self.out)
+        self.x = self.ins[0][..., 1 : 1 + sizes[0], :]
+        self.y = np.empty((K, sizes[-1], m))
+        self.diff = np.empty((K, sizes[-1], m))
+        self.deltas = [np.empty((K, d, m)) for d in sizes[1:]]
+        self.deltasT = [d.transpose(0, 2, 1) for d in self.deltas]
+        self.tmps = [np.empty((K, d, m)) for d in sizes[1:]]
+        self.rowmax = np.empty((K, m))
+        self.flags = np.empty((K, m), dtype=bool)
+
+
+def _dots(a: Array, b: Array) -> Array:
+    """Per member: np.dot of the flattened a[k] and b[k] (or b shared), the single net's ddot."""
+    K = a.shape[0]
+    fa = a.reshape(K, 1, -1)
+    fb = b.reshape(K, -1, 1) if b.ndim == a.ndim else b.reshape(-1, 1)
+    return np.matmul(fa, fb).reshape(K)
+
+
+def cost_sums(cost: str, output_activation: str, o: Array, e: Array, diff: Array) -> Array:
+    """``engine.costs.cost_sum`` per member: (K,) sums over samples and outputs."""
+    if cost != "cross_entropy":
+        return 0.5 * _dots(diff, diff)
+    if output_activation == "softmax":
+        return -_dots(np.log(np.maximum(o, _TINY)), e)
+    if output_activation == "sigmoid":
+        o = np.clip(o, _TINY, _ONE_BELOW)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return -(_dots(np.log(o), e) + _dots(np.log1p(-o), 1.0 - e))
+
+
+class StackedOptimizer:
+    """The optimizers of ``engine.optimizers`` for K members; ``buffers`` hold (K, ...) rows."""
+
+    def __init__(self, name: str, buffers: dict[str, Array]) -> None:
+        self.name = name
+        self.buffers = buffers
+        if name == "adam":
+            self.tmp = np.empty_like(buffers["m"])
+
+    @classmethod
+    def zeros(cls, name: str, K: int, P: int) -> StackedOptimizer:
+        if name == "adam":
+            return cls(
+                name, {"m": np.zeros((K, P)), "v": np.zeros((K, P)), "t": np.zeros(K, np.int64)}
+            )
+        return cls(name, {"velocity": np.zeros((K, P))})
+
+    def take(self, rows: Array) -> StackedOptimizer:
+        """The optimizer of the members in ``rows`` (copies)."""
+        return StackedOptimizer(self.name, {k: v[rows] for k, v in self.buffers.items()})
+
+    def member_buffers(self, row: int) -> dict[str, Array]:
+        """Copies of one member's buffers, shaped as the single-net optimizer's."""
+        return {k: np.array(v[row]) for k, v in self.buffers.items()}
+
+    def load_member(self, row: int, buffers: dict[str, Array]) -> None:
+        for key, value in self.buffers.items():
+            if key not in buffers or np.shape(buffers[key]) != value.shape[1:]:
+                raise ValueError(
+                    f"{self.name} state lacks buffer {key!r} of shape {value.shape[1:]}"
+                )
+            value[row] = buffers[key]
+
+    def step(self, theta: Array, grad: Array, neg_lr: Array, lr: Array, mom: Array) -> None:
+        """One update of every row; ``neg_lr``, ``lr``, ``mom``: (K, 1). Clobbers ``grad``."""
+        if self.name == "adam":
+            self._adam(theta, grad, lr)
+            return
+        v = self.buffers["velocity"]
+        v *= mom
+        grad *= neg_lr
+        v += grad
+        if self.name == "sgd":
+            theta += v
+        else:  # nesterov: the look-ahead form of engine.optimizers.Nesterov
+            theta += grad
+            np.multiply(v, mom, out=grad)
+            theta += grad
+
+    def _adam(self, theta: Array, grad: Array, lr: Array) -> None:
+        m, v, t, tmp = self.buffers["m"], self.buffers["v"], self.buffers["t"], self.tmp
+        t += 1
+        m *= ADAM_BETA1
+        np.multiply(grad, 1.0 - ADAM_BETA1, out=tmp)
+        m += tmp
+        v *= ADAM_BETA2
+        grad *= grad
+        grad *= 1.0 - ADAM_BETA2
+        v += grad
+        # Python's float ** int, as the single-net Adam computes it (np.power may use a
+        # SIMD pow that differs in the last bit); members mostly share t, so few pows.
+        corr = {x: (1.0 - ADAM_BETA1**x, 1.0 - ADAM_BETA2**x) for x in set(t.tolist())}
+        bc1 = np.array([corr[x][0] for x in t.tolist()])
+        bc2 = np.array([corr[x][1] for x in t.tolist()])
+        np.sqrt(v, out=tmp)
+        tmp *= (1.0 / np.sqrt(bc2))[:, None]
+        tmp += ADAM_EPS
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr / bc1[:, None]
+        theta -= tmp
+
+
+def head(ws: StackedWorkspace, k: int) -> StackedWorkspace:
+    """The workspace of the first k members: views, nothing copied (inputs stay loaded)."""
+    out = StackedWorkspace.__new__(StackedWorkspace)
+    for name, value in vars(ws).items():
+        if isinstance(value, np.ndarray):
+            value = value[:k] if value.ndim == 3 or name in ("rowmax", "flags") else value
+        elif isinstance(value, list):
+            value = [a[:k] if a.ndim == 3 else a for a in value]
+        setattr(out, name, value)
+    return out
+
+
+class StackedScorer:
+    """``engine.metrics.Scorer`` for a stack: per-member (loss, accuracy, max_error) arrays."""
+
+    def __init__(
+        self,
+        template: Network,
+        K: int,
+        X: Array,
+        Y: Array,
+        kind: str | None,
+        ws: StackedWorkspace | None = None,
+    ) -> None:
+        self.X, self.Y, self.n, self.kind = X, Y, X.shape[0], kind
+        self.mean = template.cost in MEAN_COSTS
+        self.cost, self.act = template.cost, template.output_activation
+        self.targets = Y.argmax(axis=1) if kind == "argmax" else None
+        self.chunks: list[tuple[StackedWorkspace, int, int]] = []
+        shared = not template.skip_connections
+        if ws is not None or self.n <= EVAL_CHUNK:
+            if ws is None:
+                ws = StackedWorkspace(template, K, self.n, shared_input=shared)
+            ws.x[...] = X.T
+            ws.y[...] = Y.T
+            self.chunks.append((ws, 0, self.n))
+            self.preloaded = True
+        else:
+            full = StackedWorkspace(template, K, EVAL_CHUNK, shared_input=shared)
+            rest = self.n % EVAL_CHUNK
+            last = StackedWorkspace(template, K, rest, shared_input=shared) if rest else full
+            for start in range(0, self.n, EVAL_CHUNK):
+                stop = min(self.n, start + EVAL_CHUNK)
+                self.chunks.append((full if stop - start == EVAL_CHUNK else last, start, stop))
+            self.preloaded = False
+
+    def head(self, k: int) -> StackedScorer:
+        out = StackedScorer.__new__(StackedScorer)
+        out.__dict__.update(self.__dict__)
+        out.chunks = [(head(ws, k), a, b) for ws, a, b in self.chunks]
+        return out
+
+    def score(self, stack: Stack, run: bool = True) -> tuple[Array, Array | None, Array]:
+        if self.preloaded:
+            ws = self.chunks[0][0]
+            if run:
+                stack.run(ws)
+            total, correct, max_err = self._score_ws(ws, self.targets)
+        else:
+            total = correct = max_err = None
+            for ws, start, stop in self.chunks:
+                ws.x[...] = self.X[start:stop].T
+                ws.y[...] = self.Y[start:stop].T
+                stack.run(ws)
+                targets = None if self.targets is None else self.targets[start:stop]
+                t, c, e = self._score_ws(ws, targets)
+                if total is None:
+                    total, correct, max_err = t, c, e
+                else:
+                    total = total + t
+                    correct = correct + c
+                    max_err = np.where(e <= max_err, max_err, e)  # as Scorer: nan propagates
+        loss = total / self.n if self.mean else total
+        accuracy = None if self.kind is None else correct / self.n
+        return loss, accuracy, max_err
+
+    def _score_ws(self, ws: StackedWorkspace, targets: Array | None) -> tuple[Array, Array, Array]:
+        out, diff = ws.out, ws.diff
+        np.subtract(out, ws.y, out=diff)
+        total = cost_sums(self.cost, self.act, out, ws.y, diff)
+        absd = ws.tmps[-1]
+        np.abs(diff, out=absd)
+        rowmax = (
+            absd[:, 0] if absd.shape[1] == 1 else np.maximum.reduce(absd, axis=1, out=ws.rowmax)
+        )
+        max_err = rowmax.max(axis=1)
+        correct = np.zeros(rowmax.shape[0], dtype=np.int64)
+        if self.kind == "binary":
+            correct = np.count_nonzero(np.less(rowmax, 0.5, out=ws.flags), axis=1)
+        elif self.kind == "argmax":
+            correct = np.count_nonzero(out.argmax(axis=1) == targets, axis=1)
+        return total, correct, max_err
+
+
+def stack_thetas(nets: Sequence[Network]) -> Array:
+    """(K, P) copy of the members' flat parameter vectors."""
+    return np.stack([net.theta for net in nets])

@@ -1,0 +1,363 @@
+"""Population training gives every member exactly what engine.train gives it alone."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from engine import (
+    Network,
+    StopTraining,
+    TrainConfig,
+    TrainState,
+    group_mask,
+    load_dataset,
+    train,
+    train_population,
+)
+
+SYM4 = load_dataset("symmetry:4")
+XOR = load_dataset("xor")
+
+
+def same(a, b) -> bool:
+    """Equal arrays (or None), NaN equal to NaN: the same numbers, bit for bit in value."""
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+
+
+def same_float(a, b) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def assert_same_state(s1: TrainState, s2: TrainState) -> None:
+    assert s1.epoch == s2.epoch and s1.optimizer == s2.optimizer
+    assert s1.solved_epoch == s2.solved_epoch and same_float(s1.best_loss, s2.best_loss)
+    assert len(s1.params) == len(s2.params)
+    for p1, p2 in zip(s1.params, s2.params, strict=True):
+        assert same(p1, p2)
+    assert s1.buffers.keys() == s2.buffers.keys()
+    for key in s1.buffers:
+        assert same(s1.buffers[key], s2.buffers[key]), key
+    assert s1.rng_state == s2.rng_state
+
+
+def assert_same_history(h1, h2) -> None:
+    assert (h1.start_epoch, h1.epochs, h1.outcome) == (h2.start_epoch, h2.epochs, h2.outcome)
+    assert h1.solved_epoch == h2.solved_epoch
+    assert same_float(h1.best_loss, h2.best_loss)
+    for name in ("loss", "max_error", "accuracy", "val_loss", "val_accuracy"):
+        assert same(getattr(h1, name), getattr(h2, name)), name
+    assert_same_state(h1.state, h2.state)
+
+
+def build(sizes, seed, **net_kw):
+    rng = np.random.default_rng(seed)
+    return Network(sizes, rng=rng, **net_kw), rng
+
+
+def check_population(
+    sizes,
+    data,
+    configs,
+    seeds,
+    *,
+    net_kw=None,
+    validation=None,
+    stop_at=None,
+    checkpoint_every=None,
+    states=None,
+):
+    """Train each member alone and all together; assert identical results; return histories.
+
+    ``stop_at``: {member: epoch} raises StopTraining from that member's callback.
+    """
+    net_kw = net_kw or {}
+    stop_at = stop_at or {}
+    singles, seen_single, ckpt_single, rngs_single = [], [], [], []
+    for k, (cfg, seed) in enumerate(zip(configs, seeds, strict=True)):
+        net, rng = build(sizes, seed, **net_kw)
+        seen: list = []
+        ckpts: list = []
+
+        def cb(epoch, metrics, k=k, seen=seen):
+            seen.append((epoch, metrics))
+            if stop_at.get(k) == epoch:
+                raise StopTraining()
+
+        h = train(
+            net,
+            data.X,
+            data.Y,
+            cfg,
+            rng=rng,
+            on_epoch=cb,
+            validation=validation,
+            state=None if states is None else states[k],
+            checkpoint_every=checkpoint_every,
+            on_checkpoint=ckpts.append,
+        )
+        singles.append((net, h))
+        rngs_single.append(rng)
+        seen_single.append(seen)
+        ckpt_single.append(ckpts)
+
+    built = [build(sizes, seed, **net_kw) for seed in seeds]
+    seen_pop: list[list] = [[] for _ in configs]
+    ckpt_pop: list[list] = [[] for _ in configs]
+
+    def pop_cb(k, epoch, metrics):
+        seen_pop[k].append((epoch, metrics))
+        if stop_at.get(k) == epoch:
+            raise StopTraining()
+
+    hists = train_population(
+        [b[0] for b in built],
+        data.X,
+        data.Y,
+        configs,
+        rngs=[b[1] for b in built],
+        on_epoch=pop_cb,
+        validation=validation,
+        states=states,
+        checkpoint_every=checkpoint_every,
+        on_checkpoint=lambda k, s: ckpt_pop[k].append(s),
+    )
+    assert len(hists) == len(configs)
+    for k, ((net, h), hp) in enumerate(zip(singles, hists, strict=True)):
+        assert_same_history(h, hp)
+        assert same(net.theta, built[k][0].theta), f"member {k} weights"
+        assert built[k][1].bit_generator.state == rngs_single[k].bit_generator.state
+        assert len(seen_single[k]) == len(seen_pop[k])
+        for (e1, m1), (e2, m2) in zip(seen_single[k], seen_pop[k], strict=True):
+            assert e1 == e2 and m1.keys() == m2.keys()
+            for key in m1:
+                v1, v2 = m1[key], m2[key]
+                assert (v1 is None and v2 is None) or same_float(v1, v2), (k, e1, key)
+        assert [s.epoch for s in ckpt_single[k]] == [s.epoch for s in ckpt_pop[k]]
+        for s1, s2 in zip(ckpt_single[k], ckpt_pop[k], strict=True):
+            assert_same_state(s1, s2)
+    return hists
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
+@pytest.mark.parametrize("batch_size", [None, 1, 3])
+def test_every_optimizer_and_batch_schedule(optimizer, batch_size):
+    base = 0.01 if optimizer == "adam" else 0.3
+    configs = [
+        TrainConfig(
+            learning_rate=base * (1 + 0.5 * k),
+            momentum=[0.9, 0.5, 0.0, 0.7][k],
+            optimizer=optimizer,
+            batch_size=batch_size,
+            epochs=[30, 25, 30, 12][k],
+            weight_decay=[0.0, 0.01, 0.0, 0.001][k],
+            schedule=[]
+            if k % 2
+            else [{"until": 8, "momentum": 0.2}, {"until": 15, "learning_rate": 0.1}],
+        )
+        for k in range(4)
+    ]
+    hists = check_population(
+        [4, 3, 1],
+        SYM4,
+        configs,
+        seeds=[1, 2, 3, 4],
+        net_kw={"skip_connections": True},
+        checkpoint_every=7,
+    )
+    assert [h.epochs for h in hists] == [30, 25, 30, 12]
+
+
+def _kw(activation, output, cost, skip=False):
+    return {
+        "activation": activation,
+        "output_activation": output,
+        "cost": cost,
+        "skip_connections": skip,
+    }
+
+
+@pytest.mark.parametrize(
+    "net_kw,data_name,sizes,cost_kw",
+    [
+        (_kw("tanh", "softmax", "cross_entropy"), "encoder:4", [4, 2, 4], {}),
+        (_kw("relu", "identity", "mse"), "addition:2", [4, 5, 3], {}),
+        (_kw("sigmoid", "softmax", "sse"), "encoder:4", [4, 3, 2, 4], {}),
+        (_kw("identity", "sigmoid", "cross_entropy", True), "parity:3", [3, 2, 2, 1], {}),
+        (_kw("tanh", "identity", "cross_entropy"), "xor", [2, 3, 1], {}),
+    ],
+)
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_activations_costs_depths(net_kw, data_name, sizes, cost_kw, batch_size):
+    data = load_dataset(data_name)
+    configs = [
+        TrainConfig(learning_rate=lr, momentum=0.9, batch_size=batch_size, epochs=40)
+        for lr in (0.05, 0.2, 0.5)
+    ]
+    check_population(sizes, data, configs, seeds=[7, 8, 9], net_kw=net_kw)
+
+
+def test_masks_and_validation():
+    data = load_dataset("parity:4")
+    mask = group_mask([2, 2], [2, 2])
+    val = load_dataset("parity:4")
+    validation = (val.X[:6], val.Y[:6])
+    configs = [TrainConfig(learning_rate=lr, momentum=0.5, epochs=50) for lr in (0.1, 0.4, 1.0)]
+    check_population(
+        [4, 4, 1],
+        data,
+        configs,
+        seeds=[0, 1, 2],
+        net_kw={"masks": {0: mask}},
+        validation=validation,
+    )
+    configs = [TrainConfig(learning_rate=0.3, batch_size=5, epochs=20, optimizer="adam")] * 2
+    check_population([4, 4, 1], data, configs, seeds=[3, 4], net_kw={"masks": {0: mask}})
+
+
+def test_members_solve_diverge_stop_at_different_epochs():
+    data = load_dataset("parity:3")
+    configs = [
+        TrainConfig(learning_rate=0.1, momentum=0.9, epochs=3000, stop_within=0.4),
+        TrainConfig(learning_rate=1e6, momentum=0.9, epochs=3000),  # diverges at once
+        TrainConfig(learning_rate=0.1, momentum=0.9, epochs=3000, stop_loss=0.3),
+        TrainConfig(learning_rate=0.1, momentum=0.9, epochs=3000),  # stopped by its callback
+        TrainConfig(
+            learning_rate=0.1, momentum=0.9, epochs=3000, stop_within=0.4, stop_on_solve=False
+        ),
+        TrainConfig(learning_rate=0.2, momentum=0.0, epochs=77),
+    ]
+    hists = check_population(
+        [3, 4, 1],
+        data,
+        configs,
+        seeds=[0, 1, 2, 3, 4, 5],
+        net_kw={"activation": "tanh", "output_activation": "identity"},
+        stop_at={3: 123},
+        checkpoint_every=100,
+    )
+    outcomes = [h.outcome for h in hists]
+    assert outcomes[1] == "diverged" and outcomes[3] == "stopped" and outcomes[5] == "completed"
+    assert hists[1].epochs < 50 and hists[3].epochs == 123 and hists[5].epochs == 77
+    assert outcomes[0] == "solved" and outcomes[2] == "stop_loss"
+    assert outcomes[4] == "completed" and hists[4].solved_epoch is not None  # solved, went on
+    assert len({h.epochs for h in hists}) >= 4  # they really stopped at different epochs
+
+
+def test_xor_sweep_many_members_with_solve():
+    configs = [
+        TrainConfig(learning_rate=lr, momentum=mom, epochs=1500, stop_within=0.4)
+        for lr in (0.1, 0.5, 1.0, 2.0)
+        for mom in (0.0, 0.9)
+    ]
+    hists = check_population([2, 2, 1], XOR, configs, seeds=list(range(len(configs))))
+    assert sum(h.outcome == "solved" for h in hists) >= 3
+
+
+def test_resume_population_from_member_states_at_different_epochs():
+    cfgs = [
+        TrainConfig(learning_rate=0.3, momentum=0.9, batch_size=3, epochs=40, optimizer=opt_)
+        for opt_ in ("adam",) * 3
+    ]
+    # checkpoints of each member alone, taken at different epochs
+    states: list[TrainState | None] = []
+    for k, take in enumerate((10, None, 25)):
+        net, rng = build([4, 3, 1], k)
+        got: list[TrainState] = []
+        train(net, SYM4.X, SYM4.Y, cfgs[k], rng=rng, checkpoint_every=5, on_checkpoint=got.append)
+        states.append(
+            None if take is None else TrainState.from_bytes(got[take // 5 - 1].to_bytes())
+        )
+    hists = check_population(
+        [4, 3, 1], SYM4, cfgs, seeds=[0, 1, 2], states=states, checkpoint_every=5
+    )
+    assert [h.start_epoch for h in hists] == [11, 1, 26]
+    assert all(h.epochs == 40 for h in hists)
+
+    # and the resumed population ends where the uninterrupted population ends
+    built = [build([4, 3, 1], k) for k in range(3)]
+    full = train_population([b[0] for b in built], SYM4.X, SYM4.Y, cfgs, rngs=[b[1] for b in built])
+    for h_full, h_rest in zip(full, hists, strict=True):
+        assert_same_state(h_full.state, h_rest.state)
+        assert same(h_full.loss[h_rest.start_epoch - 1 :], h_rest.loss)
+
+
+def test_member_already_finished_and_state_mismatch():
+    net, rng = build([2, 2, 1], 0)
+    cfg = TrainConfig(learning_rate=0.5, epochs=5)
+    h = train(net, XOR.X, XOR.Y, cfg, rng=rng)
+    built = [build([2, 2, 1], k) for k in range(2)]
+    hists = train_population(
+        [b[0] for b in built],
+        XOR.X,
+        XOR.Y,
+        [cfg, cfg],
+        rngs=[b[1] for b in built],
+        states=[h.state, None],
+    )
+    assert hists[0].epochs == 5 and len(hists[0].loss) == 0 and hists[0].outcome == "completed"
+    assert hists[1].epochs == 5 and len(hists[1].loss) == 5
+    adam = TrainConfig(learning_rate=0.5, epochs=9, optimizer="adam")
+    with pytest.raises(ValueError, match="optimizer"):
+        train_population([built[0][0]], XOR.X, XOR.Y, [adam], rngs=[built[0][1]], states=[h.state])
+
+
+def test_on_epochs_vector_callback_stops_members():
+    built = [build([2, 2, 1], k) for k in range(4)]
+    cfgs = [TrainConfig(learning_rate=0.5, momentum=0.9, epochs=100)] * 4
+    calls = []
+
+    def on_epochs(members, epochs, metrics):
+        calls.append((members.tolist(), epochs.tolist()))
+        assert metrics["loss"].shape == members.shape
+        return [2] if epochs[0] == 30 else None
+
+    hists = train_population(
+        [b[0] for b in built], XOR.X, XOR.Y, cfgs, rngs=[b[1] for b in built], on_epochs=on_epochs
+    )
+    assert [h.outcome for h in hists] == ["completed", "completed", "stopped", "completed"]
+    assert hists[2].epochs == 30 and calls[30] == ([0, 1, 3], [31, 31, 31])
+    # the others are untouched by member 2 leaving
+    net, rng = build([2, 2, 1], 3)
+    h = train(net, XOR.X, XOR.Y, cfgs[3], rng=rng)
+    assert_same_history(h, hists[3])
+
+
+def test_large_set_is_scored_in_chunks():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(4100, 3))
+    Y = (X.sum(axis=1, keepdims=True) > 0).astype(float)
+
+    class D:
+        pass
+
+    data = D()
+    data.X, data.Y = X, Y
+    cfgs = [
+        TrainConfig(learning_rate=lr, momentum=0.9, batch_size=1000, epochs=3) for lr in (0.01, 0.1)
+    ]
+    check_population([3, 2, 1], data, cfgs, seeds=[0, 1], net_kw={"cost": "mse"})
+
+
+def test_members_must_share_shape_optimizer_and_batch():
+    a, ra = build([2, 2, 1], 0)
+    b, rb = build([2, 3, 1], 1)
+    cfg = TrainConfig(learning_rate=0.5, epochs=3)
+    with pytest.raises(ValueError, match="shape"):
+        train_population([a, b], XOR.X, XOR.Y, [cfg, cfg], rngs=[ra, rb])
+    c, rc = build([2, 2, 1], 2)
+    with pytest.raises(ValueError, match="share optimizer and batch_size"):
+        train_population(
+            [a, c], XOR.X, XOR.Y, [cfg, TrainConfig(learning_rate=0.5, batch_size=2)], rngs=[ra, rc]
+        )
+    with pytest.raises(ValueError, match="one entry per member"):
+        train_population([a, c], XOR.X, XOR.Y, [cfg], rngs=[ra, rc])
+    m = group_mask([1, 1], [1, 1])
+    d, rd = build([2, 2, 1], 3, masks={0: m})
+    with pytest.raises(ValueError, match="shape"):
+        train_population([a, d], XOR.X, XOR.Y, [cfg, cfg], rngs=[ra, rd])
