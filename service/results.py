@@ -9,12 +9,15 @@ from typing import Any
 import numpy as np
 
 TERMINAL = ("succeeded", "diverged", "failed", "cancelled")
+PENDING = ("queued", "running")
 
 SUMMARY_COLUMNS = (
     "seeds",
     "succeeded",
     "diverged",
     "failed",
+    "cancelled",
+    "pending",
     "final_loss_mean",
     "final_loss_sd",
     "best_loss",
@@ -42,8 +45,11 @@ def summarize(
 ) -> list[dict[str, Any]]:
     """One row per distinct value of ``by`` over ``runs`` (dicts with config and summary fields).
 
-    Rows come sorted best first: highest success rate, then fewest epochs to solve, then lowest
-    final loss; ``sort`` names a column to sort by instead (prefix ``-`` for descending).
+    ``seeds`` counts every run of the group, ``pending`` those still queued or running; the
+    success rate is over the runs that are no longer pending (a run that has not finished yet
+    has neither solved nor failed to). Rows come sorted best first: highest success rate,
+    then fewest epochs to solve, then lowest final loss; ``sort`` names a column to sort by
+    instead (prefix ``-`` for descending).
     """
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for run in runs:
@@ -76,6 +82,7 @@ def sort_rows(rows: list[dict[str, Any]], sort: str | None) -> list[dict[str, An
 
 def _summary_row(params: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     status = [r["status"] for r in runs]
+    decided = sum(1 for s in status if s not in PENDING)
     finished = [r for r in runs if r["status"] in ("succeeded", "diverged")]
     final = np.array([_nan(r.get("final_loss")) for r in finished], dtype=float)
     best = np.array([_nan(r.get("best_loss")) for r in finished], dtype=float)
@@ -93,11 +100,13 @@ def _summary_row(params: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         succeeded=status.count("succeeded"),
         diverged=status.count("diverged"),
         failed=status.count("failed"),
+        cancelled=status.count("cancelled"),
+        pending=sum(status.count(s) for s in PENDING),
         final_loss_mean=_stat(np.nanmean, final),
         final_loss_sd=_stat(lambda a: np.nanstd(a, ddof=1), final, min_size=2),
         best_loss=_stat(np.nanmin, best),
         accuracy_mean=float(acc.mean()) if acc.size else None,
-        success_rate=solved.size / len(runs) if runs else None,
+        success_rate=solved.size / decided if decided else None,
         solved_epoch_q1=_num(q1),
         solved_epoch_median=_num(median),
         solved_epoch_q3=_num(q3),
@@ -134,11 +143,14 @@ def display_rows(
     rows: Sequence[dict[str, Any]], by: Sequence[str]
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The summary folded into fewer, readable columns for a terminal table (JSON/CSV keep all)."""
+    # Only a sweep with unfinished (or cancelled) runs gets the columns that count them.
+    extra = [c for c in ("cancelled", "pending") if any(row.get(c) for row in rows)]
     out = []
     for row in rows:
         shown = {name: row[name] for name in by}
         shown["seeds"] = row["seeds"]
         shown["ok/div/fail"] = f"{row['succeeded']}/{row['diverged']}/{row['failed']}"
+        shown.update({c: row[c] for c in extra})
         shown["final loss"] = _mean_sd(row["final_loss_mean"], row["final_loss_sd"])
         shown["best loss"] = row["best_loss"]
         shown["accuracy"] = row["accuracy_mean"]
@@ -152,6 +164,7 @@ def display_rows(
         *by,
         "seeds",
         "ok/div/fail",
+        *extra,
         "final loss",
         "best loss",
         "accuracy",

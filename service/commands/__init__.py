@@ -17,3 +17,7 @@ def register_commands(group: click.Group) -> None:
     group.add_command(runs.run)
     group.add_command(datasets.datasets)
     group.add_command(worker.worker)
+    from service.commands import results  # results, compare, plot, export, sql
+
+    for command in results.RESULTS_COMMANDS:
+        group.add_command(command)

@@ -1,0 +1,104 @@
+"""Curve figures for `bplab plot`: one line per configuration, or one run's curves.
+
+Figures are built with matplotlib's object API (Figure, not pyplot), which renders through
+Agg without touching pyplot's global state or needing a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from service.curves import Band
+
+BAND_LABELS = {"sd": "band: mean ± 1 sd", "minmax": "band: min to max"}
+_STYLES = ("-", "--", ":", "-.")
+
+
+def _colors(n: int) -> list:
+    if n <= 10:
+        return [colormaps["tab10"](i) for i in range(n)]
+    if n <= 20:
+        return [colormaps["tab20"](i) for i in range(n)]
+    return [colormaps["viridis"](x) for x in np.linspace(0, 0.95, n)]
+
+
+def _positive_floor(values: Sequence[np.ndarray]) -> float:
+    """The smallest positive value shown, so a band's lower edge stays on a log axis."""
+    finite = [v[np.isfinite(v) & (v > 0)] for v in values]
+    smallest = [float(v.min()) for v in finite if v.size]
+    return min(smallest) if smallest else 1e-12
+
+
+def sweep_figure(
+    groups: Sequence[tuple[str, Band]],
+    *,
+    metric: str,
+    log: bool,
+    band: str,
+    title: str,
+) -> Figure:
+    """One line (the mean over runs) and a shaded band per labelled group."""
+    fig = Figure(figsize=(10, 6), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    colors = _colors(len(groups))
+    floor = _positive_floor([g.mean for _, g in groups]) / 10 if log else None
+    for i, ((label, g), color) in enumerate(zip(groups, colors, strict=True)):
+        style = _STYLES[(i // 10) % len(_STYLES)] if len(groups) > 10 else "-"
+        ax.plot(g.epochs, g.mean, color=color, linestyle=style, lw=1.8, label=label)
+        low = np.maximum(g.low, floor) if floor is not None else g.low
+        ax.fill_between(g.epochs, low, g.high, color=color, alpha=0.15, lw=0)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} (mean over seeds)")
+    ax.set_title(
+        f"{title}\n{BAND_LABELS[band]}; a run that stopped early holds its last value",
+        fontsize=10,
+    )
+    ax.grid(True, which="major", alpha=0.3)
+    outside = len(groups) > 8
+    ax.legend(
+        fontsize=8,
+        loc="upper left" if outside else "best",
+        bbox_to_anchor=(1.01, 1.0) if outside else None,
+        title="configuration (runs)",
+        title_fontsize=8,
+    )
+    return fig
+
+
+def run_figure(
+    curves: dict[str, np.ndarray],
+    *,
+    metrics: Sequence[str],
+    log: bool,
+    title: str,
+    solved_epoch: int | None = None,
+) -> Figure:
+    """One run: a line per metric against epoch, and the epoch it was solved at, if any."""
+    fig = Figure(figsize=(9, 5.5), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    epochs = curves["epoch"]
+    shown = [m for m in metrics if np.isfinite(curves[m]).any()]
+    for metric in shown:
+        ax.plot(epochs, curves[metric], lw=1.8, label=metric)
+    if solved_epoch is not None:
+        ax.axvline(solved_epoch, color="grey", ls=":", lw=1.2, label=f"solved at {solved_epoch}")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(", ".join(shown))
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=9)
+    return fig
+
+
+def save(fig: Figure, path: str | Path) -> None:
+    """Write the figure; the format follows the file's extension (png, svg, pdf)."""
+    fig.savefig(path)
