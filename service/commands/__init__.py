@@ -7,7 +7,7 @@ import click
 
 def register_commands(group: click.Group) -> None:
     """Attach every subcommand module's commands to the top-level group."""
-    from service.commands import datasets, db, remote, runs, sweep, worker
+    from service.commands import datasets, db, inspect, remote, runs, sweep, worker
 
     group.add_command(db.db)
     group.add_command(sweep.sweep)
@@ -17,6 +17,7 @@ def register_commands(group: click.Group) -> None:
     group.add_command(runs.run)
     group.add_command(datasets.datasets)
     group.add_command(worker.worker)
+    group.add_command(inspect.inspect)
     from service.commands import results  # results, compare, plot, export, sql
 
     for command in results.RESULTS_COMMANDS:

@@ -154,6 +154,15 @@ def init_check(value: Any, field: str) -> float | str:
     return positive_float(value, field)
 
 
+def group_sizes(value: Any, field: str) -> list[int]:
+    """A non-empty list of group sizes (ints >= 1), e.g. [24, 12]."""
+    if not isinstance(value, list) or not value:
+        raise Invalid(
+            field, f"must be a non-empty list of group sizes (ints >= 1), got {show(value)}"
+        )
+    return [positive_int(size, f"{field}[{i}]") for i, size in enumerate(value)]
+
+
 _PHASE_KEYS = {"until": positive_int, "learning_rate": positive_float, "momentum": unit_interval}
 
 
@@ -308,6 +317,23 @@ PARAMETERS: dict[str, Parameter] = {
             False,
             "true: every layer also gets the outputs of all earlier layers and the input",
             boolean,
+        ),
+        _param(
+            "input_groups",
+            None,
+            "split the inputs into consecutive groups of these sizes (e.g. [24, 12]), each "
+            "feeding only its own block of the first hidden layer (see group_hidden); "
+            "null = fully connected; one fixed value, not swept",
+            nullable(group_sizes),
+            sweepable=False,
+        ),
+        _param(
+            "group_hidden",
+            None,
+            "with input_groups: the first hidden layer's block sizes, one per input group "
+            "(e.g. [6, 6]; they add up to hidden[0]); one fixed value, not swept",
+            nullable(group_sizes),
+            sweepable=False,
         ),
         _param(
             "stop_loss",

@@ -10,7 +10,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from .datasets import check_dataset
+from .datasets import check_dataset, input_width
 from .errors import Invalid, SpecError, show, suggest, unknown_name
 from .parameters import ALIASES, PARAMETERS, Parameter, int_check, integer, positive_int
 from .sweep import DISTRIBUTIONS, Axis, Distribution, SweepSpec, draw_configs, value_key
@@ -109,6 +109,8 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
             "parameters.stop_on_solve", "true needs stop_within (a tolerance > 0), which is null"
         )
 
+    _check_groups(axes, dataset)
+
     axes_t = tuple(axes.values())
     drawn = None
     if samples is not None:
@@ -133,6 +135,48 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
     )
     _check_count(spec.count_configs(), len(seeds), max_runs, "configs")
     return spec
+
+
+def _check_groups(axes: dict[str, Axis], dataset: str) -> None:
+    """input_groups and group_hidden: set together, paired, fitting the data and hidden[0]."""
+    (groups,) = axes["input_groups"].values
+    (blocks,) = axes["group_hidden"].values
+    if groups is None and blocks is None:
+        return
+    if groups is None or blocks is None:
+        missing = "input_groups" if groups is None else "group_hidden"
+        raise Invalid(
+            f"parameters.{missing}",
+            "missing: input_groups and group_hidden go together (e.g. input_groups: [24, 12] "
+            "with group_hidden: [6, 6])",
+        )
+    if len(groups) != len(blocks):
+        raise Invalid(
+            "parameters.group_hidden",
+            f"needs one block per input group: {len(groups)} input groups, got {len(blocks)} "
+            f"blocks {blocks}",
+        )
+    width = input_width(dataset)
+    if width is not None and sum(groups) != width:
+        raise Invalid(
+            "parameters.input_groups",
+            f"{groups} add up to {sum(groups)}, but {dataset} has {width} inputs",
+        )
+    axis = axes["hidden"]
+    for hidden in axis.values if axis.distribution is None else ():
+        if not hidden or hidden[0] != sum(blocks):
+            first = hidden[0] if hidden else "no hidden layer"
+            raise Invalid(
+                "parameters.group_hidden",
+                f"{blocks} add up to {sum(blocks)}, but the first hidden layer is {first} "
+                f"(hidden: {hidden}); they must be equal",
+            )
+    if axis.distribution is not None:
+        raise Invalid(
+            "parameters.hidden",
+            "cannot be drawn from a distribution with group_hidden (hidden[0] must equal "
+            "sum(group_hidden))",
+        )
 
 
 def _check_count(configs: int, seeds: int, max_runs: int, what: str) -> None:

@@ -14,6 +14,7 @@ CONFIG_KEYS = {
     "dataset", "hidden", "learning_rate", "momentum", "cost", "activation", "output_activation",
     "optimizer", "batch_size", "epochs", "init", "weight_decay", "skip_connections", "stop_loss",
     "stop_within", "stop_on_solve", "validation_split", "log_every", "schedule",
+    "input_groups", "group_hidden",
 }  # fmt: skip
 
 
@@ -40,7 +41,8 @@ def test_documented_defaults() -> None:
         "learning_rate": 0.5, "momentum": 0.9, "hidden": [2], "cost": "sse",
         "activation": "sigmoid", "output_activation": "sigmoid", "optimizer": "sgd",
         "batch_size": "full", "epochs": 1000, "init": 0.3, "weight_decay": 0.0,
-        "skip_connections": False, "stop_loss": None, "stop_within": 0.5,
+        "skip_connections": False, "input_groups": None, "group_hidden": None,
+        "stop_loss": None, "stop_within": 0.5,
         "stop_on_solve": False, "validation_split": 0.0, "log_every": 1, "schedule": [],
     }  # fmt: skip
     rows = defaults_table()

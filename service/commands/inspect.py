@@ -1,0 +1,146 @@
+"""`bplab inspect RUN_ID`: a trained network's weights per layer, and its hidden units at work."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from engine import Dataset, Network
+from service.config import Settings
+from service.datasets import cached_dataset
+from service.db import repository as repo
+from service.db.session import session_scope
+from service.errors import NotFound
+from service.inspection import LayerWeights, hidden_rows, layer_weights, unit_names
+from service.networks import network_from_config
+from service.output import format_cell
+
+
+@click.command("inspect")
+@click.argument("run_id", type=int)
+@click.option(
+    "--hidden",
+    "show_hidden",
+    is_flag=True,
+    help="Also show every hidden unit's output (and the net's) for every pattern of the dataset.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "json")),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.pass_obj
+def inspect(settings: Settings, run_id: int, show_hidden: bool, fmt: str) -> None:
+    """RUN_ID's final weights as one table per layer: rows are source units, columns targets.
+
+    The bias row is the weight from the always-on unit; '.' marks a connection a mask
+    removes (the family-trees net's block-connected first layer).
+    """
+    with session_scope(settings.database_url) as session:
+        row = repo.get_run(session, run_id)
+        if row is None:
+            raise NotFound(f"run {run_id} does not exist")
+        config: dict[str, Any] = dict(row.config)
+        seed, status, solved = int(row.seed), row.status, row.solved_epoch
+        try:
+            arrays = repo.load_weights(session, run_id)
+        except repo.NotFound:
+            raise NotFound(
+                f"run {run_id} has no stored weights (status {status}; only finished runs have)"
+            ) from None
+    net = _network(config, arrays)
+    dataset = _dataset(config["dataset"])
+    names = unit_names(net, dataset)
+    layers = layer_weights(net, names)
+    rows = hidden_rows(net, dataset, names) if show_hidden and dataset is not None else None
+    if show_hidden and dataset is None:
+        click.echo(f"dataset {config['dataset']!r} cannot be read; no hidden activations", err=True)
+    header = {
+        "run_id": run_id,
+        "seed": seed,
+        "status": status,
+        "solved_epoch": solved,
+        "dataset": config["dataset"],
+        "layer_sizes": list(net.layer_sizes),
+        "skip_connections": net.skip_connections,
+    }
+    if fmt == "json":
+        doc: dict[str, Any] = {
+            **header,
+            "layers": [
+                {
+                    "layer": lw.index,
+                    "name": lw.name,
+                    "sources": lw.sources,
+                    "targets": lw.targets,
+                    "weights": lw.weights,
+                }
+                for lw in layers
+            ],
+        }
+        if rows is not None:
+            doc["patterns"] = rows
+        click.echo(json.dumps(doc, indent=2))
+        return
+    console = Console(width=200)
+    sizes = "-".join(str(s) for s in net.layer_sizes)
+    skip = " with direct connections" if net.skip_connections else ""
+    solved_text = f"solved at sweep {solved}" if solved is not None else "not solved"
+    console.print(
+        f"run {run_id} (seed {seed}, {status}, {solved_text}): {config['dataset']}, {sizes}{skip}"
+    )
+    for lw in layers:
+        # headings as plain lines: a rich title wraps to the width of a narrow table
+        console.print(f"\nlayer {lw.index} ({lw.name}): weights into {', '.join(lw.targets)}")
+        console.print(_weight_table(lw))
+    if rows:
+        console.print("\nhidden units (and outputs) for every pattern")
+        console.print(_rows_table(rows))
+
+
+def _network(config: dict[str, Any], arrays: list[np.ndarray]) -> Network:
+    n_in, n_out = int(arrays[0].shape[0]), int(arrays[-1].shape[0])
+    # The initial weights do not matter (they are overwritten); the rng only builds the net.
+    net = network_from_config(config, n_in, n_out, np.random.default_rng(0))
+    net.set_params(arrays)
+    return net
+
+
+def _dataset(name: str) -> Dataset | None:
+    """The run's dataset for names and patterns; None when it cannot be read any more."""
+    try:
+        return cached_dataset(name)
+    except (ValueError, OSError):
+        return None
+
+
+def _weight_table(lw: LayerWeights) -> Table:
+    table = Table()
+    table.add_column("from", justify="left")
+    for target in lw.targets:
+        table.add_column(target, justify="right")
+    for source, values in zip(lw.sources, lw.weights, strict=True):
+        table.add_row(source, *("." if w is None else f"{w:+.2f}" for w in values))
+    return table
+
+
+def _rows_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table()
+    columns = list(rows[0])
+    for col in columns:
+        table.add_column(
+            col, justify="left" if col in ("pattern", "answer", "expected") else "right"
+        )
+    for row in rows:
+        table.add_row(
+            *(f"{v:.2f}" if isinstance(v, float) else format_cell(v) for v in row.values())
+        )
+    return table
