@@ -1,6 +1,7 @@
 """Single-network training speed: bplab vs scikit-learn's MLP vs PyTorch (CPU, float64).
 
-Run by hand (not in CI):  python benchmarks/engine.py [--repeats 3] [--quick]
+Run by hand (not in CI):
+    python benchmarks/engine.py [--repeats 3] [--quick] [--only single|population]
 
 Workloads (issue 3):
   W1 XOR 2-2-1, full batch          W2 symmetry 6-2-1 (64 patterns), full batch
@@ -13,7 +14,16 @@ Work per epoch differs in one respect: bplab's per-epoch metrics describe the
 net *after* the epoch, so with mini-batches it runs one extra forward pass over
 the training set per epoch; scikit-learn and a usual PyTorch loop report the
 running mean of the batch losses instead. The "torch+eval" column gives PyTorch
-the same extra pass. Results go to benchmarks/results/engine.json.
+the same extra pass.
+
+Population (issue 8): K = 256 networks of one shape trained at once by
+``engine.train_population`` vs the same networks trained one after another by
+``engine.train``; per-network throughput (network-epochs/s) and the ratio, on
+P1 XOR 2-2-1 and P2 symmetry 6-2-1, full batch, the paper's sse and sigmoid units,
+learning rates spread over the members, no callbacks on either side. The run also
+checks that the members' final weights equal the single runs' bit for bit.
+
+Results go to benchmarks/results/engine.json.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from engine import Network, TrainConfig, load_dataset, train  # noqa: E402
+from engine import Network, TrainConfig, load_dataset, train, train_population  # noqa: E402
 
 
 def workloads(quick: bool) -> list[dict]:
@@ -194,6 +204,51 @@ def run_torch(w: dict, seed: int, evaluate: bool) -> float | None:
     return time.perf_counter() - t
 
 
+POPULATION = [
+    dict(name="P1 xor 2-2-1 full", data="xor", sizes=[2, 2, 1], lr=0.5, epochs=2000),
+    dict(name="P2 symmetry 6-2-1 full", data="symmetry:6", sizes=[6, 2, 1], lr=0.1, epochs=1000),
+]
+
+
+def _members(p: dict, K: int, offset: int = 0) -> tuple[list, list, list]:
+    nets, rngs, cfgs = [], [], []
+    for k in range(offset, offset + K):
+        rng = np.random.default_rng(k)
+        nets.append(Network(p["sizes"], rng=rng))
+        rngs.append(rng)
+        cfgs.append(
+            TrainConfig(learning_rate=p["lr"] * (0.5 + k / 256), momentum=0.9, epochs=p["epochs"])
+        )
+    return nets, rngs, cfgs
+
+
+def population_row(p: dict, K: int, singles: int, repeats: int) -> dict:
+    """Per-network epochs/s: ``singles`` nets one by one vs K at once; medians of repeats."""
+    d = load_dataset(p["data"])
+    single_rates, pop_rates = [], []
+    for _ in range(repeats):
+        nets, rngs, cfgs = _members(p, singles)
+        t = time.perf_counter()
+        for net, rng, cfg in zip(nets, rngs, cfgs, strict=True):
+            train(net, d.X, d.Y, cfg, rng=rng)
+        single_rates.append(singles * p["epochs"] / (time.perf_counter() - t))
+        pnets, prngs, pcfgs = _members(p, K)
+        t = time.perf_counter()
+        train_population(pnets, d.X, d.Y, pcfgs, rngs=prngs)
+        pop_rates.append(K * p["epochs"] / (time.perf_counter() - t))
+    identical = all(np.array_equal(a.theta, b.theta) for a, b in zip(nets, pnets, strict=False))
+    single, pop = statistics.median(single_rates), statistics.median(pop_rates)
+    return {
+        "workload": p["name"],
+        "members": K,
+        "epochs": p["epochs"],
+        "single_net_epochs_per_s": single,
+        "population_net_epochs_per_s": pop,
+        "ratio": pop / single,
+        "identical_to_single": identical,
+    }
+
+
 def median_time(fn, repeats: int) -> float | None:
     times = [fn(seed) for seed in range(repeats)]
     return None if times[0] is None else statistics.median(times)
@@ -204,10 +259,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a tenth of the epochs")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine.json"))
+    parser.add_argument("--only", choices=("single", "population"), default=None)
+    parser.add_argument("--members", type=int, default=256, help="K for the population rows")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict] = []
+    pop_rows: list[dict] = []
     with threadpool_limits(limits=1):
-        for w in workloads(args.quick):
+        for w in workloads(args.quick) if args.only != "population" else []:
             eps = {}
             runners = {
                 "bplab": lambda s, w=w: run_bplab(w, s),
@@ -227,6 +285,16 @@ def main() -> None:
             }
             rows.append(row)
             print(_format(row), flush=True)
+        for p in POPULATION if args.only != "single" else []:
+            p = dict(p, epochs=p["epochs"] // (10 if args.quick else 1))
+            row = population_row(p, args.members, singles=32, repeats=args.repeats)
+            pop_rows.append(row)
+            print(
+                f"{row['workload']:26s} single {row['single_net_epochs_per_s']:10.0f}  "
+                f"population(K={row['members']}) {row['population_net_epochs_per_s']:11.0f}  "
+                f"(x{row['ratio']:.1f}) net-epochs/s, identical: {row['identical_to_single']}",
+                flush=True,
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -237,7 +305,7 @@ def main() -> None:
         "repeats": args.repeats,
         "quick": args.quick,
     }
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    out.write_text(json.dumps({"meta": meta, "results": rows, "population": pop_rows}, indent=2))
     print(f"wrote {out}")
 
 

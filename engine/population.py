@@ -57,26 +57,41 @@ _NAMES = {
 
 
 class _Records:
-    """Per-epoch metric rows of every member, (K, epochs) arrays grown by doubling."""
+    """Per-epoch metric arrays, kept as written: one (K,) array per metric and epoch.
 
-    def __init__(self, K: int, names: Sequence[str], most: int) -> None:
-        self.cap = max(1, min(most, 1024))
-        self.most = most
-        self.arrays = {name: np.empty((K, self.cap)) for name in names}
+    Between two compactions the running members do not change (a segment); a segment's
+    arrays are stacked into (epochs, K) once, when it closes, not copied every epoch.
+    """
 
-    def write(self, members: Array, i: int, values: dict[str, Array | None]) -> None:
-        if i >= self.cap:
-            self.cap = min(self.most, 2 * self.cap)
-            for name, old in self.arrays.items():
-                new = np.empty((old.shape[0], self.cap))
-                new[:, : old.shape[1]] = old
-                self.arrays[name] = new
-        for name, arr in self.arrays.items():
-            arr[members, i] = values[name]
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.closed: list[tuple[Array, dict[str, Array]]] = []
+        self.members: Array = np.empty(0, dtype=np.int64)
+        self.rows: dict[str, list[Array]] = {}
 
-    def member(self, name: str, k: int, ran: int) -> Array | None:
-        arr = self.arrays.get(name)
-        return None if arr is None else arr[k, :ran].copy()
+    def open(self, members: Array) -> None:
+        self.members = members
+        self.rows = {name: [] for name in self.names}
+
+    def write(self, values: dict[str, Array | None]) -> None:
+        for name, rows in self.rows.items():
+            rows.append(values[name])  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self.rows and self.rows[self.names[0]]:
+            arrays = {name: np.stack(rows) for name, rows in self.rows.items()}
+            self.closed.append((self.members, arrays))
+        self.rows = {}
+
+    def member(self, name: str, k: int) -> Array | None:
+        if name not in self.names:
+            return None
+        parts = []
+        for members, arrays in self.closed:
+            pos = int(np.searchsorted(members, k))
+            if pos < len(members) and members[pos] == k:
+                parts.append(arrays[name][:, pos])
+        return np.concatenate(parts) if parts else np.empty(0)
 
 
 def _next_change(config: TrainConfig, epoch: int) -> float:
@@ -186,7 +201,7 @@ def train_population(
         names.append("val_loss")
         if val_kind is not None:
             names.append("val_accuracy")
-    records = _Records(K0, names, int(counts.max()))
+    records = _Records(names)
     histories: list[History | None] = [None] * K0
 
     def snapshot(
@@ -210,15 +225,14 @@ def train_population(
         )
 
     def finish(k: int, row: int, last: int, code: int, st: Array, o: StackedOptimizer) -> None:
-        ran = int(last - first[k] + 1)
         histories[k] = History(
             start_epoch=int(first[k]),
             epochs=int(last),
-            loss=records.member("loss", k, ran),  # type: ignore[arg-type]
-            max_error=records.member("max_error", k, ran),  # type: ignore[arg-type]
-            accuracy=records.member("accuracy", k, ran),
-            val_loss=records.member("val_loss", k, ran),
-            val_accuracy=records.member("val_accuracy", k, ran),
+            loss=records.member("loss", k),  # type: ignore[arg-type]
+            max_error=records.member("max_error", k),  # type: ignore[arg-type]
+            accuracy=records.member("accuracy", k),
+            val_loss=records.member("val_loss", k),
+            val_accuracy=records.member("val_accuracy", k),
             outcome=_NAMES[code],
             solved_epoch=None if solved[k] < 0 else int(solved[k]),
             best_loss=float(best[k]),
@@ -242,6 +256,7 @@ def train_population(
     m_solved = solved[members]
     cfgs = [configs[k] for k in members]
     within = np.array([math.nan if c.stop_within is None else c.stop_within for c in cfgs])
+    within[m_solved >= 0] = math.nan  # solved before a resume: never solved again
     stop_loss = np.array([math.nan if c.stop_loss is None else c.stop_loss for c in cfgs])
     on_solve = np.array([c.stop_on_solve for c in cfgs])
     lr = np.array([c.learning_rate for c in cfgs])
@@ -272,6 +287,9 @@ def train_population(
 
     lr_col, neg_lr, mom_col = columns()
     isfinite, add_reduce = np.isfinite, np.add.reduce
+    any_stop_loss = bool(np.isfinite(stop_loss).any())
+    first_limit_it = int((m_limit - m_first).min())  # no member reaches its epochs before
+    records.open(members)
     it = 0
     with np.errstate(all="ignore"):
         if full:
@@ -314,18 +332,26 @@ def train_population(
             values: dict[str, Array | None] = {"loss": loss, "accuracy": acc, "max_error": max_err}
             if val_scorer is not None:
                 values["val_loss"], values["val_accuracy"], _ = val_scorer.score(stack)
-            records.write(members, it, values)
+            records.write(values)
 
             # stopping, member by member exactly as train() decides it
             outcome = np.zeros(K, dtype=np.int8)
-            ok = isfinite(loss) & isfinite(add_reduce(theta, axis=1))
-            outcome[~ok] = _DIVERGED
-            np.minimum(m_best, loss, out=m_best, where=ok & (loss < m_best))
-            newly = ok & (m_solved < 0) & (max_err < within)
+            ok = isfinite(loss)
+            if not _sums_finite(theta):
+                ok &= isfinite(add_reduce(theta, axis=1))
+            if ok.all():
+                np.minimum(m_best, loss, out=m_best)  # = "if loss < best: best = loss"
+            else:
+                outcome[~ok] = _DIVERGED
+                np.minimum(m_best, loss, out=m_best, where=ok & (loss < m_best))
+            newly = max_err < within  # within is nan once solved, or without stop_within
             if newly.any():
+                newly &= ok
                 m_solved[newly] = epochs[newly]
+                within[newly] = math.nan
                 outcome[newly & on_solve] = _SOLVED
-            outcome[ok & (outcome == 0) & (loss < stop_loss)] = _STOP_LOSS
+            if any_stop_loss:
+                outcome[ok & (outcome == 0) & (loss < stop_loss)] = _STOP_LOSS
             if on_epoch is not None:
                 _call_members(on_epoch, members, epochs, values, outcome)
             if on_epochs is not None:
@@ -339,13 +365,15 @@ def train_population(
                     k = int(members[r])
                     e, b, sv = int(epochs[r]), float(m_best[r]), int(m_solved[r])
                     on_checkpoint(k, snapshot(k, r, e, theta, opt, b, sv))
-            outcome[going & (epochs >= m_limit)] = _COMPLETED
+            if it >= first_limit_it:
+                outcome[going & (epochs >= m_limit)] = _COMPLETED
             it += 1
             if not outcome.any():
                 continue
 
             # compaction: finished members leave the stack, the others go on
             done = np.flatnonzero(outcome)
+            records.close()
             best[members] = m_best
             solved[members] = m_solved
             for r in done:
@@ -355,6 +383,8 @@ def train_population(
             if not K:
                 break
             members, m_first, m_limit = members[keep], m_first[keep], m_limit[keep]
+            records.open(members)
+            first_limit_it = int((m_limit - m_first).min())
             m_best, m_solved = m_best[keep], m_solved[keep]
             within, stop_loss, on_solve = within[keep], stop_loss[keep], on_solve[keep]
             lr, mom, valid, wd = lr[keep], mom[keep], valid[keep], wd[keep]
@@ -377,6 +407,14 @@ def train_population(
                 ws_rest = head(ws_rest, K) if n % batch else ws_batch  # type: ignore[operator]
                 xb, yb, xr, yr, perms = xb[:K], yb[:K], xr[:K], yr[:K], perms[:K]
     return histories  # type: ignore[return-value]
+
+
+def _sums_finite(theta: Array) -> bool:
+    """True when every member's sum(theta) (train()'s divergence test) is surely finite:
+    no inf/nan, and too small for any order of summation to overflow. Two whole-array
+    reductions instead of K row sums; when False the caller does the exact row sums."""
+    hi, lo = float(theta.max()), float(theta.min())
+    return math.isfinite(hi) and math.isfinite(lo) and max(hi, -lo) * theta.shape[1] < 1e307
 
 
 def _decay(theta: Array, grad: Array, decay: Array | None, tmp: Array | None, wd: Array) -> None:
