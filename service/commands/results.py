@@ -256,7 +256,8 @@ def _plot_run(settings: Settings, run_id: int, output: str, metric: str, log: bo
         if row is None:
             raise NotFound(f"run {run_id} does not exist")
         record = run_record(row)
-        swept = list(repo.get_sweep(session, row.sweep_id).swept)
+        sweep_row = repo.get_sweep(session, row.sweep_id)
+        swept = list(sweep_row.swept) if sweep_row is not None else []
         curves = load_curves(session, run_ids=[run_id], metrics=["loss", "val_loss", "accuracy"])
     curve = curves.get(run_id)
     metrics = [metric, "val_loss"] if metric == "loss" else [metric]
