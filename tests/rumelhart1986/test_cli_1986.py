@@ -140,3 +140,20 @@ def test_inspect_marks_masked_family_trees_connections(tmp_path: Path) -> None:
     assert "expected" in doc["patterns"][0]
     table = _bplab(url, "inspect", str(run_id))
     assert "layer 4 (output): weights into Christopher" in table
+
+
+def test_summarize_reports_the_readme_figures(symmetry_sweep: tuple[str, list[dict]]) -> None:
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "examples/rumelhart1986/summarize.py"
+    module_spec = importlib.util.spec_from_file_location("summarize_1986", path)
+    assert module_spec is not None and module_spec.loader is not None
+    summarize = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(summarize)
+    url, runs = symmetry_sweep
+    (row,) = summarize.summarize(url, None, patterns=True)
+    solved = sorted(r["solved_epoch"] for r in runs)
+    assert row["runs"] == row["solved"] == len(FAST_SEEDS) and row["success_rate"] == 1.0
+    assert row["sweeps_to_solve_q1_median_q3"][1] == solved[2]
+    assert row["slowest_solve"] == solved[-1]
+    assert row["train_right_median"] == 64 and row["train_patterns"] == 64
