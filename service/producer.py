@@ -10,6 +10,8 @@ is the source of truth (a lost or duplicated message costs nothing the reconcile
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -164,3 +166,79 @@ def _fast_fail_options(timeout: float) -> dict[str, Any]:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+# --- what the broker still holds (the reconciler's lost-message check) ----------------------
+
+# kombu's Redis transport: a queue with priorities is several lists, "<queue>" for priority 0
+# and "<queue>\x06\x16<n>" for the others; messages delivered but not yet acknowledged sit in
+# the "unacked" hash as JSON [message, exchange, routing_key].
+_REDIS_PRIORITY_SEP = "\x06\x16"
+_REDIS_PRIORITIES = (3, 6, 9)
+_REDIS_UNACKED = "unacked"
+_SCAN_PAGE = 1000
+
+
+class BrokerNotInspectable(RuntimeError):
+    """The broker is not Redis: bplab cannot see which runs its queue still holds."""
+
+
+def run_ids_in_broker(broker_url: str, queue: str, timeout: float = 5.0) -> set[int]:
+    """Run ids of every bplab message still waiting in ``queue`` or delivered and unacknowledged.
+
+    Raises BrokerUnavailable when Redis cannot be reached, BrokerNotInspectable for another
+    broker. A message taken off the list at the moment of the scan may be missed; that costs
+    at most one duplicate message, which the worker's claim makes harmless.
+    """
+    import redis
+
+    if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+        raise BrokerNotInspectable(f"cannot inspect the queue of {mask_url(broker_url)}")
+    client = redis.Redis.from_url(
+        broker_url, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+    ids: set[int] = set()
+    try:
+        keys = [queue, *(f"{queue}{_REDIS_PRIORITY_SEP}{p}" for p in _REDIS_PRIORITIES)]
+        for key in keys:
+            start = 0
+            while True:
+                page = client.lrange(key, start, start + _SCAN_PAGE - 1)
+                for raw in page:
+                    ids.update(_message_run_ids(raw))
+                if len(page) < _SCAN_PAGE:
+                    break
+                start += _SCAN_PAGE
+        for raw in client.hvals(_REDIS_UNACKED):
+            try:
+                message, exchange, routing_key = json.loads(raw)
+            except (ValueError, TypeError):
+                continue
+            if queue in (exchange, routing_key):
+                ids.update(_message_run_ids(message))
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(
+            f"cannot inspect the queue on {mask_url(broker_url)}: {_reason(exc)}"
+        ) from None
+    finally:
+        client.close()
+    return ids
+
+
+def _message_run_ids(raw: Any) -> list[int]:
+    """The run ids a kombu message (raw JSON text or its dict) carries; [] if it is not ours."""
+    try:
+        message = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+        if message.get("headers", {}).get("task") not in (TRAIN_RUN, TRAIN_RUNS):
+            return []
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        if message.get("content-type") != "application/json":
+            return []  # bplab only ever publishes JSON; anything else is refused by the worker
+        _args, kwargs, _embed = json.loads(body)
+        if "run_id" in kwargs:
+            return [int(kwargs["run_id"])]
+        return [int(r) for r in kwargs.get("run_ids", [])]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return []

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
+from service import reliability
+from service.db import leases
 from service.db import repository as repo
+from service.db.retry import with_retry
 from service.db.session import session_scope
 
-# A batch is written when it holds this many rows or is this old. The age bound keeps the
-# heartbeat fresh (every flush refreshes it) and bounds what a crash loses to seconds of curve.
+# A batch is written when it holds this many rows or when the heartbeat is due (see
+# reliability.heartbeat_seconds: at most 1 s, at least four per lease). Every write renews the
+# lease and, being fenced, is also how a worker learns that its run was cancelled or taken
+# over; so a crash loses at most about a second of curve, and a cancel acts within a second
+# (or one epoch, when epochs are slower than that).
 FLUSH_ROWS = 1000
-FLUSH_SECONDS = 2.0
 
 METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "max_error")
 
@@ -21,7 +27,9 @@ class EpochRecorder:
     """Collects the epochs a run records (every ``log_every``-th and the last) and writes them.
 
     Every write goes through the repository's fencing, so a worker whose attempt is no longer the
-    current one has its writes refused (``StaleAttempt``) instead of mixing into a newer attempt.
+    current one has its writes refused (``StaleAttempt``, raised out of the engine's callback and
+    so out of training) instead of mixing into a newer attempt. Writes that lose the database
+    connection are retried for ``BPLAB_DB_RETRY_SECONDS``, the rows kept until they land.
     """
 
     def __init__(
@@ -33,6 +41,8 @@ class EpochRecorder:
         url: str | None = None,
         should_stop: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat_s: float | None = None,
+        best_loss: float = math.inf,
     ) -> None:
         self.run_id = run_id
         self.attempt = attempt
@@ -40,19 +50,29 @@ class EpochRecorder:
         self.url = url
         self.should_stop = should_stop
         self._clock = clock
+        self.heartbeat_s = reliability.heartbeat_seconds() if heartbeat_s is None else heartbeat_s
+        self.retry_s = reliability.db_retry_seconds()
+        # A write transaction stuck open (its process stopped) is ended after half a lease.
+        self.idle_s = reliability.lease_seconds() / 2
         self._rows: list[dict[str, Any]] = []
         self._last_flush = clock()
         self.last_epoch: int | None = None
         self.last_metrics: dict[str, Any] | None = None
         self._last_recorded: int | None = None
+        # The lowest finite loss so far (from the checkpoint's, when resumed): a cancelled run's
+        # summary needs it, and the engine's History never comes back when training is cut off.
+        self.best_loss = best_loss
 
     def on_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
         """The engine's callback: keep the row if it is due, flush when the batch is full or old."""
         self.last_epoch = epoch
         self.last_metrics = metrics
+        loss = metrics.get("loss")
+        if loss is not None and math.isfinite(loss) and loss < self.best_loss:
+            self.best_loss = float(loss)
         if epoch % self.log_every == 0:
             self._append(epoch, metrics)
-        if len(self._rows) >= FLUSH_ROWS or self._clock() - self._last_flush >= FLUSH_SECONDS:
+        if len(self._rows) >= FLUSH_ROWS or self._clock() - self._last_flush >= self.heartbeat_s:
             self.flush()
         if self.should_stop is not None and self.should_stop():
             from engine import StopTraining
@@ -68,18 +88,33 @@ class EpochRecorder:
     def pending_rows(self) -> list[dict[str, Any]]:
         return list(self._rows)
 
-    def flush(self, session: Any = None) -> None:
-        """Write the buffered rows and refresh the heartbeat, in one transaction or ``session``."""
-        rows, self._rows = self._rows, []
+    def write(self, session: Any) -> None:
+        """Write the buffered rows in the caller's transaction (fenced); call ``written()``
+        once that transaction committed. Nothing is dropped if it does not."""
+        leases.bound_idle_transaction(session, self.idle_s)
+        repo.record_epochs(session, self.run_id, self.attempt, self._rows)
+
+    def written(self) -> None:
+        self._rows = []
         self._last_flush = self._clock()
+
+    def flush(self, session: Any = None) -> None:
+        """Write the buffered rows and renew the lease: in ``session`` if given (the caller
+        commits, retries, and calls ``written()``), else in a transaction of its own, retried."""
         if session is not None:
-            repo.record_epochs(session, self.run_id, self.attempt, rows)
+            self.write(session)
             return
-        with session_scope(self.url) as s:
-            if rows:
-                repo.record_epochs(s, self.run_id, self.attempt, rows)
-            else:
-                repo.heartbeat(s, self.run_id, self.attempt)
+
+        def transaction() -> None:
+            with session_scope(self.url) as s:
+                if self._rows:
+                    self.write(s)
+                else:
+                    leases.bound_idle_transaction(s, self.idle_s)
+                    repo.heartbeat(s, self.run_id, self.attempt)
+
+        with_retry(transaction, seconds=self.retry_s, what=f"run {self.run_id}: recording")
+        self.written()
 
     def _append(self, epoch: int, metrics: dict[str, Any]) -> None:
         row = {"epoch": int(epoch)}

@@ -6,21 +6,31 @@ wherever it is trained.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import socket
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from engine import Network, StopTraining, TrainConfig, TrainState, train
+from service import reliability
 from service.datasets import training_data
+from service.db import leases
 from service.db import repository as repo
+from service.db.models import TERMINAL_STATUSES
 from service.db.repository import StaleAttempt
+from service.db.retry import is_transient, with_retry
 from service.db.session import session_scope
 from service.recording import EpochRecorder
+
+log = logging.getLogger("bplab.runner")
 
 # Saving weights, optimizer buffers and the generator state costs one small write; every 500
 # epochs keeps that well under 1% of training time and bounds what a crash has to repeat.
@@ -41,35 +51,142 @@ def execute_run(
     worker: str | None = None,
     url: str | None = None,
     should_stop: Callable[[], bool] | None = None,
+    release_on: tuple[type[BaseException], ...] = (),
 ) -> str | None:
     """Claim run ``run_id`` and train it to a final status; returns that status.
 
     Returns None when the run was not ours to train: already claimed or finished (a second delivery
     of the same task), or taken over by a newer attempt while we trained (fenced out).
     ``should_stop`` is polled every epoch; when it says yes the run goes back to ``queued``
-    and keeps its last checkpoint, so ``bplab sweep resume`` continues it.
+    and keeps its last checkpoint, so ``bplab sweep resume`` continues it. An exception of a
+    type in ``release_on`` (the Celery task passes SoftTimeLimitExceeded) also hands the run
+    back to ``queued`` with its last checkpoint, returning "queued", unless the run has used
+    up its attempts (BPLAB_MAX_ATTEMPTS): then it fails. Returns "cancelled" when the run was
+    cancelled while it trained. A database that stays unreachable for longer than
+    BPLAB_DB_RETRY_SECONDS raises: the run is left to the reconciler (its lease expires).
     """
     worker = worker or default_worker_name()
-    with session_scope(url) as session:
-        attempt = repo.claim_run(session, run_id, worker)
-        if attempt is None:
-            return None
-        run = repo.get_run(session, run_id)
-        config: dict[str, Any] = dict(run.config)
-        seed = int(run.seed)
-        checkpoint = repo.load_checkpoint(session, run_id)
-    try:
-        return _train_and_record(run_id, attempt, config, seed, checkpoint, url, should_stop)
-    except StaleAttempt:
+    retry_s = reliability.db_retry_seconds()
+
+    def claim() -> tuple[int, dict[str, Any], int, int, tuple[int, bytes] | None] | None:
+        with session_scope(url) as session:
+            attempt = repo.claim_run(session, run_id, worker)
+            if attempt is None:
+                return None
+            run = repo.get_run(session, run_id)
+            checkpoint = repo.load_checkpoint(session, run_id)
+            return attempt, dict(run.config), int(run.seed), int(run.retry_base), checkpoint
+
+    claimed = with_retry(claim, seconds=retry_s, what=f"run {run_id}: claim")
+    if claimed is None:
         return None
+    attempt, config, seed, retry_base, checkpoint = claimed
+    if run_id in reliability.crash_run_ids():
+        os._exit(1)  # fault injection (tests/faults): see reliability.crash_run_ids
+    if checkpoint is not None:
+        log.info(
+            "run %s: attempt %s resumes from its checkpoint at epoch %s",
+            run_id,
+            attempt,
+            checkpoint[0],
+        )
+    job = _Job(run_id, attempt, url, retry_s)
+    try:
+        return _train_and_record(job, config, seed, checkpoint, should_stop)
+    except StaleAttempt:
+        return job.after_stale()
+    except release_on as exc:
+        tries = attempt - retry_base
+        if tries >= reliability.max_attempts():
+            return job.fail(f"{type(exc).__name__}: {exc} (gave up after {tries} attempt(s))")
+        return job.release()
     except Exception as exc:  # any error in a run ends that run, never the sweep
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        if is_transient(exc):
+            raise  # the database is gone: the lease expires and the reconciler takes over
+        return job.fail(f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+
+
+@dataclass
+class _Job:
+    """One attempt at one run: its fenced writes outside the training loop, each retried."""
+
+    run_id: int
+    attempt: int
+    url: str | None
+    retry_s: float
+    recorder: EpochRecorder | None = None
+
+    def transaction(self, body: Callable[[Session], None], what: str) -> None:
+        """body(session) in one transaction, retried through lost connections; the recorder's
+        pending rows are written first, in the same transaction."""
+
+        def run() -> None:
+            with session_scope(self.url) as session:
+                leases.bound_idle_transaction(session, reliability.lease_seconds() / 2)
+                if self.recorder is not None:
+                    self.recorder.write(session)
+                body(session)
+
+        with_retry(run, seconds=self.retry_s, what=f"run {self.run_id}: {what}")
+        if self.recorder is not None:
+            self.recorder.written()
+
+    def fail(self, error: str) -> str | None:
         try:
-            with session_scope(url) as session:
-                repo.fail_run(session, run_id, attempt, error=error)
+            self.transaction(lambda s: repo.fail_run(s, self.run_id, self.attempt, error), "fail")
         except StaleAttempt:
-            return None
+            return self.after_stale()
         return "failed"
+
+    def release(self) -> str | None:
+        try:
+            self.transaction(lambda s: repo.release_run(s, self.run_id, self.attempt), "release")
+        except StaleAttempt:
+            return self.after_stale()
+        return "queued"
+
+    def after_stale(self) -> str | None:
+        """A fenced write was refused: find out why. Cancelled while we trained: keep the
+        curve so far and the summary, return "cancelled". Our own write already landed (a
+        commit whose acknowledgement was lost, then retried): return the status it set.
+        Anything else (re-queued, claimed by a newer attempt): None, and we stop."""
+        with session_scope(self.url, readonly=True) as session:
+            state = leases.run_state(session, self.run_id)
+        if state is None or state[1] != self.attempt:
+            log.warning(
+                "run %s: attempt %s was taken over (now %s, attempt %s); its writes were "
+                "rejected and it stops",
+                self.run_id,
+                self.attempt,
+                *(state or ("gone", "-")),
+            )
+            return None
+        status = state[0]
+        if status == "cancelled" and self.recorder is not None:
+            rec = self.recorder
+            rec.add_last_epoch()
+            last = rec.last_metrics or {}
+            summary = {
+                "epochs_run": rec.last_epoch,
+                "final_loss": _float(last.get("loss")),
+                "best_loss": None if math.isinf(rec.best_loss) else rec.best_loss,
+                "accuracy": _float(last.get("accuracy")),
+                "val_loss": _float(last.get("val_loss")),
+            }
+
+            def body() -> None:
+                with session_scope(self.url) as session:
+                    leases.record_cancelled(
+                        session, self.run_id, self.attempt, rec.pending_rows(), **summary
+                    )
+
+            try:
+                with_retry(body, seconds=self.retry_s, what=f"run {self.run_id}: cancel")
+            except StaleAttempt:
+                return None  # retried meanwhile: a newer attempt owns the run
+            rec.written()
+            return "cancelled"
+        return status if status in TERMINAL_STATUSES else None
 
 
 def build_network(
@@ -87,30 +204,34 @@ def build_network(
 
 
 def _train_and_record(
-    run_id: int,
-    attempt: int,
+    job: _Job,
     config: dict[str, Any],
     seed: int,
     checkpoint: tuple[int, bytes] | None,
-    url: str | None,
     should_stop: Callable[[], bool] | None,
 ) -> str | None:
+    run_id, attempt = job.run_id, job.attempt
     started = time.perf_counter()
     X, Y, validation = training_data(config, seed)
     rng = np.random.default_rng(seed)
     net = build_network(config, X.shape[1], Y.shape[1], rng)
     state = TrainState.from_bytes(checkpoint[1]) if checkpoint else None
-    recorder = EpochRecorder(
-        run_id, attempt, log_every=config.get("log_every", 1), url=url, should_stop=should_stop
+    recorder = job.recorder = EpochRecorder(
+        run_id,
+        attempt,
+        log_every=config.get("log_every", 1),
+        url=job.url,
+        should_stop=should_stop,
+        best_loss=state.best_loss if state is not None else math.inf,
     )
 
     def on_checkpoint(train_state: TrainState) -> None:
         # Rows up to the checkpoint land with it, so a resumed run never has a gap before its start.
-        with session_scope(url) as session:
-            recorder.flush(session)
-            repo.save_checkpoint(
-                session, run_id, attempt, train_state.epoch, train_state.to_bytes()
-            )
+        data = train_state.to_bytes()
+        job.transaction(
+            lambda s: repo.save_checkpoint(s, run_id, attempt, train_state.epoch, data),
+            "checkpoint",
+        )
 
     history = train(
         net,
@@ -126,19 +247,26 @@ def _train_and_record(
     )
     if history.outcome == "stopped":
         # Interrupted (Ctrl-C in a local sweep): keep the exact state; the next claim resumes here.
-        with session_scope(url) as session:
-            recorder.flush(session)
-            final = history.state
-            repo.save_checkpoint(session, run_id, attempt, final.epoch, final.to_bytes())
+        final = history.state
+        data = final.to_bytes()
+
+        def release(session: Session) -> None:
+            repo.save_checkpoint(session, run_id, attempt, final.epoch, data)
             repo.release_run(session, run_id, attempt)
+
+        job.transaction(release, "release")
         return "queued"
 
     recorder.add_last_epoch()
     last = recorder.last_metrics or {}
     status = "diverged" if history.outcome == "diverged" else "succeeded"
-    with session_scope(url) as session:
-        recorder.flush(session)
-        repo.save_weights(session, run_id, attempt, [np.asarray(p) for p in net.params])
+    weights = [np.asarray(p) for p in net.params]
+    wall_time_s = time.perf_counter() - started
+
+    # The last rows, the weights and the summary in one transaction: a run is never
+    # 'succeeded' with rows or weights missing.
+    def finish(session: Session) -> None:
+        repo.save_weights(session, run_id, attempt, weights)
         repo.finish_run(
             session,
             run_id,
@@ -150,8 +278,10 @@ def _train_and_record(
             accuracy=_float(last.get("accuracy")),
             val_loss=_float(last.get("val_loss")),
             solved_epoch=history.solved_epoch,
-            wall_time_s=time.perf_counter() - started,
+            wall_time_s=wall_time_s,
         )
+
+    job.transaction(finish, "finish")
     return status
 
 

@@ -31,4 +31,11 @@ app.conf.imports = ("worker.tasks",)
 
 # `celery -A worker.app` finds the tasks through the app's imports; importing them here too lets
 # `from worker.app import app` alone register them (tests, flower).
+# The periodic reconciler (expired leases, lost messages) runs in every worker's main process.
+from celery.signals import worker_ready, worker_shutdown  # noqa: E402
+
 import worker.tasks  # noqa: E402, F401
+from worker import reconciler  # noqa: E402
+
+worker_ready.connect(reconciler.start, weak=False)
+worker_shutdown.connect(reconciler.stop, weak=False)

@@ -13,6 +13,10 @@ def register_commands(group: click.Group) -> None:
     group.add_command(sweep.sweep)
     for command in remote.REMOTE_COMMANDS:  # submit, watch, status, republish
         sweep.sweep.add_command(command)
+    from service.commands import recovery
+
+    for command in recovery.RECOVERY_COMMANDS:  # cancel, retry, recover
+        sweep.sweep.add_command(command)
     group.add_command(runs.runs)
     group.add_command(runs.run)
     group.add_command(datasets.datasets)

@@ -125,6 +125,14 @@ class Run(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # database time
+    # When the run was last put back to 'queued' or last re-published (database time; NULL:
+    # never since created_at). The reconciler re-publishes a queued run whose message the
+    # broker lost only after a grace period counted from here, so it never floods the queue.
+    queued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The attempt counter when `bplab sweep retry` last re-queued the run: attempt -
+    # retry_base is the number of tries since, which the maximum number of attempts bounds.
+    # (attempt itself never goes down: it is the fencing token.)
+    retry_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     epochs_run: Mapped[int | None] = mapped_column(Integer)
     final_loss: Mapped[float | None] = mapped_column(SafeFloat)

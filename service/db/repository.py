@@ -470,6 +470,7 @@ def requeue_runs(session: Session, sweep_id: int, statuses: Iterable[str] = ("ru
             started_at=None,
             finished_at=None,
             heartbeat_at=None,
+            queued_at=db_now(),
             error=None,
             **dict.fromkeys(_SUMMARY_FIELDS),
         )
@@ -486,7 +487,14 @@ def release_run(session: Session, run_id: int, attempt: int) -> None:
     claim resumes where this attempt's last checkpoint left off.
     """
     _fenced_update(
-        session, run_id, attempt, status="queued", worker=None, started_at=None, heartbeat_at=None
+        session,
+        run_id,
+        attempt,
+        status="queued",
+        worker=None,
+        started_at=None,
+        heartbeat_at=None,
+        queued_at=db_now(),
     )
     _expire_run(session, run_id)
 
@@ -511,7 +519,9 @@ def requeue_stale_runs(
     stmt = (
         update(_runs)
         .where(*cond)
-        .values(status="queued", worker=None, started_at=None, heartbeat_at=None)
+        .values(
+            status="queued", worker=None, started_at=None, heartbeat_at=None, queued_at=db_now()
+        )
     )
     n = session.connection().execute(stmt).rowcount
     session.expire_all()

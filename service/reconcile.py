@@ -1,0 +1,153 @@
+"""The reconciler: make the queue agree with the database again after a fault.
+
+The database is the source of truth; the broker only carries hints ("train run 17"). Two
+things can make them disagree, and one pass of ``reconcile`` repairs both:
+
+(a) a worker died or stalled while training: its run stays 'running' but its lease (heartbeat,
+    database time) runs out. The run goes back to 'queued' and, for a Celery sweep, is
+    published again; after BPLAB_MAX_ATTEMPTS tries it is 'failed' instead (a run that kills
+    its process every time must not loop);
+(b) the broker lost messages (Redis restarted without persistence): a Celery sweep's run that
+    has been 'queued' longer than a grace period and has no message in the broker's queue is
+    published again. Publishing twice is harmless (only a queued run can be claimed), and the
+    grace period, restarted by every publication, keeps a long queue from being flooded.
+
+Workers run it periodically (worker.reconciler); ``bplab sweep recover [ID]`` runs it once.
+On PostgreSQL a transaction-level advisory lock lets only one reconciler act at a time (the
+others skip their turn); on SQLite the write lock of BEGIN IMMEDIATE does the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from service import reliability
+from service.celery_config import queue_name
+from service.db import leases
+from service.db.models import Run, Sweep
+from service.db.session import session_scope
+
+# Any constant below 2**63, distinct from the migration lock (service.db.migrate): "bplabr".
+_PG_LOCK_KEY = 0x62706C616272
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass did. ``broker_error`` says why lost messages could not be looked for."""
+
+    requeued: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    republished: list[int] = field(default_factory=list)
+    skipped: bool = False  # another reconciler held the lock
+    broker_error: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.requeued or self.failed or self.republished)
+
+    def summary(self) -> str:
+        if self.skipped:
+            return "another reconciler is running; nothing done"
+        text_ = (
+            f"{len(self.requeued)} run(s) with an expired lease re-queued, "
+            f"{len(self.failed)} failed after too many attempts, "
+            f"{len(self.republished)} queued run(s) published again"
+        )
+        return text_ + (f" ({self.broker_error})" if self.broker_error else "")
+
+
+def reconcile(
+    url: str | None = None,
+    *,
+    sweep_id: int | None = None,
+    broker_url: str | None = None,
+    queue: str | None = None,
+    backend: str | None = None,
+    lease_s: float | None = None,
+    max_attempts: int | None = None,
+    grace_s: float | None = None,
+) -> ReconcileReport:
+    """One pass over sweep ``sweep_id`` (None: every sweep, or every sweep of ``backend``).
+
+    Without ``broker_url`` only (a) happens: expired runs are re-queued in the database (a
+    local sweep's are then trained by ``bplab sweep resume``). With it, Celery sweeps' runs
+    are published to ``queue`` (default BPLAB_QUEUE), after the commit.
+    """
+    lease_s = reliability.lease_seconds() if lease_s is None else lease_s
+    max_attempts = reliability.max_attempts() if max_attempts is None else max_attempts
+    grace_s = reliability.requeue_grace_seconds() if grace_s is None else grace_s
+    queue = queue or queue_name()
+    report = ReconcileReport()
+    with session_scope(url) as session:
+        if not _try_lock(session):
+            report.skipped = True
+            return report
+        report.requeued, report.failed = leases.expire_leases(
+            session,
+            lease_s=lease_s,
+            max_attempts=max_attempts,
+            sweep_id=sweep_id,
+            backend=backend,
+        )
+        if broker_url:
+            to_publish = set(_celery_runs(session, report.requeued))
+            to_publish |= _lost_messages(session, report, broker_url, queue, grace_s, sweep_id)
+            report.republished = sorted(to_publish)
+            leases.mark_published(session, report.republished)
+    if report.republished:
+        from service.producer import BrokerUnavailable, publish_runs
+
+        assert broker_url is not None
+        try:
+            publish_runs(report.republished, broker_url, queue=queue)
+        except BrokerUnavailable as exc:
+            # Still queued in the database, with a fresh grace period: a later pass publishes
+            # them once the broker is back (they will not be in its queue).
+            report.broker_error = str(exc)
+            report.republished = []
+    return report
+
+
+def _try_lock(session: Session) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # SQLite: this transaction began IMMEDIATE and holds the write lock
+    return bool(
+        session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY}
+        ).scalar_one()
+    )
+
+
+def _celery_runs(session: Session, run_ids: list[int]) -> list[int]:
+    if not run_ids:
+        return []
+    q = (
+        select(Run.id)
+        .join(Sweep, Sweep.id == Run.sweep_id)
+        .where(Run.id.in_(run_ids), Sweep.backend == "celery")
+    )
+    return list(session.execute(q).scalars())
+
+
+def _lost_messages(
+    session: Session,
+    report: ReconcileReport,
+    broker_url: str,
+    queue: str,
+    grace_s: float,
+    sweep_id: int | None,
+) -> set[int]:
+    from service.producer import BrokerNotInspectable, BrokerUnavailable, run_ids_in_broker
+
+    waiting = leases.queued_waiting(session, grace_s=grace_s, sweep_id=sweep_id)
+    if not waiting:
+        return set()
+    try:
+        present = run_ids_in_broker(broker_url, queue)
+    except (BrokerUnavailable, BrokerNotInspectable) as exc:
+        report.broker_error = str(exc)
+        return set()
+    return set(waiting) - present
