@@ -13,6 +13,17 @@ epoch row), so this bypasses SQLAlchemy's per-row parameter processing, which do
 
 Both keep the first row written for an existing (run_id, epoch): replaying a batch after
 a crash, or after a resume from checkpoint, never duplicates or changes an epoch.
+
+``insert_epoch_rows_fenced`` adds the attempt check (the fence, which doubles as the
+heartbeat) to the write, so a stale attempt's rows never land, exactly as with a separate
+UPDATE-then-INSERT:
+- PostgreSQL, small batches: one statement whose data-modifying CTE updates the run row only
+  if the attempt still owns it and inserts the rows only if that update found it.
+- PostgreSQL, batches of COPY_MIN_ROWS or more: the fence UPDATE, then COPY into a
+  per-connection temporary table and one INSERT ... SELECT ... ON CONFLICT DO NOTHING from it.
+  COPY skips parsing a thousand-element array per column (measured here: ~11-12 us per row
+  against ~13-15 us for unnest at 1000 rows); the same insert-or-ignore rule applies.
+- SQLite: the fence UPDATE and the executemany (in-process, no round trips to save).
 """
 
 from __future__ import annotations
@@ -39,6 +50,45 @@ _PG_INSERT = (
 )
 
 
+# The fence of service.db.repository._fenced_update, fused with the insert: the runs row
+# is updated (and locked until commit) only for the current running attempt, and the
+# INSERT reads its rows FROM that update's RETURNING, so no fence means no rows.
+_PG_FENCED_INSERT = (
+    "WITH fence AS (UPDATE runs SET heartbeat_at = statement_timestamp()"
+    " WHERE id = %(run_id)s AND attempt = %(attempt)s AND status = 'running' RETURNING id),"
+    f" ins AS (INSERT INTO epoch_metrics ({_COLUMNS})"
+    " SELECT fence.id, u.* FROM fence, unnest("
+    "%(epoch)s::integer[], "
+    + ", ".join(f"%({f})s::double precision[]" for f in EPOCH_FIELDS)
+    + ") AS u ON CONFLICT (run_id, epoch) DO NOTHING)"
+    " SELECT count(*) FROM fence"
+)
+_PG_FENCE = (
+    "UPDATE runs SET heartbeat_at = statement_timestamp()"
+    " WHERE id = %s AND attempt = %s AND status = 'running'"
+)
+# Rows to COPY go to a temporary table of the connection (emptied at every commit),
+# then through the same insert-or-ignore as the other paths.
+_PG_STAGE = "bplab_epoch_stage"
+_PG_STAGE_CREATE = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGE} (epoch integer, "
+    + ", ".join(f"{f} double precision" for f in EPOCH_FIELDS)
+    + ") ON COMMIT DELETE ROWS"
+)
+_PG_STAGE_COPY = f"COPY {_PG_STAGE} (epoch, {', '.join(EPOCH_FIELDS)}) FROM STDIN"
+_PG_STAGE_INSERT = (
+    f"INSERT INTO epoch_metrics ({_COLUMNS}) SELECT %s, s.* FROM {_PG_STAGE} AS s"
+    " ON CONFLICT (run_id, epoch) DO NOTHING"
+)
+# Below this many rows the one-statement unnest path is as fast (fewer round trips).
+COPY_MIN_ROWS = 256
+
+_SQLITE_FENCE = (
+    "UPDATE runs SET heartbeat_at = strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    " WHERE id = ? AND attempt = ? AND status = 'running'"
+)
+
+
 def _check_keys(row: Mapping[str, Any]) -> None:
     if not row.keys() <= _EPOCH_KEYS:
         raise ValueError(f"unknown epoch metric(s): {sorted(row.keys() - _EPOCH_KEYS)}")
@@ -51,6 +101,87 @@ def _sqlite_value(value: Any) -> float | str | None:
     return "NaN" if value != value else value
 
 
+def _pg_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    epochs: list[int] = []
+    columns: dict[str, list[Any]] = {f: [] for f in EPOCH_FIELDS}
+    for row in rows:
+        _check_keys(row)
+        epochs.append(int(row["epoch"]))
+        for field, values in columns.items():
+            v = row.get(field)
+            values.append(None if v is None else float(v))
+    return {"epoch": epochs, **columns}
+
+
+def _sqlite_params(run_id: int, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    params = []
+    for row in rows:
+        _check_keys(row)
+        get = row.get
+        params.append(
+            (
+                run_id,
+                int(row["epoch"]),
+                _sqlite_value(get("loss")),
+                _sqlite_value(get("accuracy")),
+                _sqlite_value(get("val_loss")),
+                _sqlite_value(get("val_accuracy")),
+                _sqlite_value(get("max_error")),
+            )
+        )
+    return params
+
+
+def insert_epoch_rows_fenced(
+    conn: Connection, run_id: int, attempt: int, rows: Sequence[Mapping[str, Any]]
+) -> bool:
+    """Renew the heartbeat of ``attempt`` and insert ``rows`` (as ``insert_epoch_rows``),
+    only if ``attempt`` is still the run's running attempt; False (nothing written) if not.
+
+    Drop-in for ``_fenced_update`` + ``insert_epoch_rows`` in repository.record_epochs:
+    ``if not insert_epoch_rows_fenced(...): raise StaleAttempt(run_id, attempt)``.
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        if len(rows) >= COPY_MIN_ROWS:
+            return _pg_fenced_copy(conn, run_id, attempt, rows)
+        params = {"run_id": run_id, "attempt": attempt, **_pg_columns(rows)}
+        return bool(conn.exec_driver_sql(_PG_FENCED_INSERT, params).scalar())
+    if dialect == "sqlite":
+        # in-process: two statements cost no extra round trip here
+        if conn.exec_driver_sql(_SQLITE_FENCE, (run_id, attempt)).rowcount != 1:
+            return False
+        if rows:
+            conn.exec_driver_sql(_SQLITE_INSERT, _sqlite_params(run_id, rows))
+        return True
+    raise NotImplementedError(f"bplab supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _pg_fenced_copy(
+    conn: Connection, run_id: int, attempt: int, rows: Sequence[Mapping[str, Any]]
+) -> bool:
+    if conn.exec_driver_sql(_PG_FENCE, (run_id, attempt)).rowcount != 1:
+        return False
+    records = []
+    for row in rows:
+        _check_keys(row)
+        get = row.get
+        records.append(
+            (int(row["epoch"]), *(None if get(f) is None else float(get(f)) for f in EPOCH_FIELDS))
+        )
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        # every time (tens of us): remembering it would be wrong after a rolled-back creation
+        cursor.execute(_PG_STAGE_CREATE)
+        with cursor.copy(_PG_STAGE_COPY) as copy:
+            for record in records:
+                copy.write_row(record)
+        cursor.execute(_PG_STAGE_INSERT, (run_id,))
+    finally:
+        cursor.close()
+    return True
+
+
 def insert_epoch_rows(conn: Connection, run_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert rows ({"epoch": int, metric: float | None, ...}) for run_id, ignoring
     epochs already present. Missing metrics are NULL; an unknown key is a ValueError."""
@@ -58,31 +189,8 @@ def insert_epoch_rows(conn: Connection, run_id: int, rows: Sequence[Mapping[str,
         return
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        params = []
-        for row in rows:
-            _check_keys(row)
-            get = row.get
-            params.append(
-                (
-                    run_id,
-                    int(row["epoch"]),
-                    _sqlite_value(get("loss")),
-                    _sqlite_value(get("accuracy")),
-                    _sqlite_value(get("val_loss")),
-                    _sqlite_value(get("val_accuracy")),
-                    _sqlite_value(get("max_error")),
-                )
-            )
-        conn.exec_driver_sql(_SQLITE_INSERT, params)
+        conn.exec_driver_sql(_SQLITE_INSERT, _sqlite_params(run_id, rows))
     elif dialect == "postgresql":
-        epochs: list[int] = []
-        columns: dict[str, list[float | None]] = {f: [] for f in EPOCH_FIELDS}
-        for row in rows:
-            _check_keys(row)
-            epochs.append(int(row["epoch"]))
-            for field, values in columns.items():
-                v = row.get(field)
-                values.append(None if v is None else float(v))
-        conn.exec_driver_sql(_PG_INSERT, {"run_id": run_id, "epoch": epochs, **columns})
+        conn.exec_driver_sql(_PG_INSERT, {"run_id": run_id, **_pg_columns(rows)})
     else:
         raise NotImplementedError(f"bplab supports SQLite and PostgreSQL, not {dialect}")

@@ -1,0 +1,115 @@
+"""service.db.bulk.insert_epoch_rows_fenced: the fence and the rows in one write, both paths."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from dbhelpers import full_config
+
+from service.db import repository as repo
+from service.db.bulk import COPY_MIN_ROWS, insert_epoch_rows_fenced
+from service.db.session import session_scope
+
+
+def _claimed(url: str) -> tuple[int, int]:
+    with session_scope(url) as s:
+        sweep_id = repo.create_sweep(
+            s,
+            name="fenced",
+            dataset="xor",
+            method="grid",
+            spec={},
+            swept=[],
+            backend="local",
+            runs=[{"config": full_config(), "seed": 0}],
+        )
+        run_id = repo.run_ids(s, sweep_id)[0]
+    with session_scope(url) as s:
+        attempt = repo.claim_run(s, run_id, "w1")
+    assert attempt is not None
+    return run_id, attempt
+
+
+def _rows(first: int, count: int, loss: float = 1.0) -> list[dict]:
+    return [
+        {"epoch": e, "loss": loss / e, "accuracy": None, "max_error": 0.25}
+        for e in range(first, first + count)
+    ]
+
+
+def _stored(url: str, run_id: int) -> dict[int, tuple]:
+    with session_scope(url) as s:
+        return {
+            r.epoch: (r.loss, r.accuracy, r.max_error, r.val_loss)
+            for r in repo.epoch_rows(s, run_id)
+        }
+
+
+@pytest.mark.parametrize("size", [3, COPY_MIN_ROWS + 5])
+def test_current_attempt_writes_and_first_row_wins(db_url, size):
+    run_id, attempt = _claimed(db_url)
+    rows = _rows(1, size)
+    rows[1]["loss"] = math.nan
+    rows[2]["max_error"] = math.inf
+    with session_scope(db_url) as s:
+        assert insert_epoch_rows_fenced(s.connection(), run_id, attempt, rows)
+    # a replay of an overlapping batch (after a resume) keeps what was written first
+    with session_scope(db_url) as s:
+        assert insert_epoch_rows_fenced(
+            s.connection(), run_id, attempt, _rows(size - 1, size, loss=7.0)
+        )
+    stored = _stored(db_url, run_id)
+    assert len(stored) == 2 * size - 2
+    assert stored[1] == (1.0, None, 0.25, None)
+    assert math.isnan(stored[2][0]) and stored[3][2] == math.inf
+    assert stored[size][0] == 1.0 / size  # first write kept
+    assert stored[size + 1][0] == 7.0 / (size + 1)  # new epochs added
+
+
+@pytest.mark.parametrize("size", [2, COPY_MIN_ROWS])
+def test_stale_attempt_writes_nothing(db_url, size):
+    run_id, attempt = _claimed(db_url)
+    with session_scope(db_url) as s:
+        repo.release_run(s, run_id, attempt)
+    with session_scope(db_url) as s:
+        newer = repo.claim_run(s, run_id, "w2")
+    assert newer == attempt + 1
+    with session_scope(db_url) as s:
+        assert not insert_epoch_rows_fenced(s.connection(), run_id, attempt, _rows(1, size))
+    assert _stored(db_url, run_id) == {}
+    with session_scope(db_url) as s:
+        assert insert_epoch_rows_fenced(s.connection(), run_id, newer, _rows(1, size))
+    assert len(_stored(db_url, run_id)) == size
+
+
+def test_finished_run_refuses_rows_and_bad_keys_raise(db_url):
+    run_id, attempt = _claimed(db_url)
+    with session_scope(db_url) as s:
+        repo.fail_run(s, run_id, attempt, error="boom")
+    with session_scope(db_url) as s:
+        assert not insert_epoch_rows_fenced(s.connection(), run_id, attempt, _rows(1, 4))
+    run2, attempt2 = _claimed(db_url)
+    for size in (1, COPY_MIN_ROWS):
+        rows = _rows(1, size)
+        rows[-1]["bogus"] = 1.0
+        with pytest.raises(ValueError, match="bogus"), session_scope(db_url) as s:
+            insert_epoch_rows_fenced(s.connection(), run2, attempt2, rows)
+    assert _stored(db_url, run2) == {}
+
+
+def test_heartbeat_is_renewed(db_url):
+    run_id, attempt = _claimed(db_url)
+    with session_scope(db_url) as s:
+        before = repo.get_run(s, run_id).heartbeat_at
+    import time
+
+    time.sleep(0.01)
+    for size in (1, COPY_MIN_ROWS):
+        with session_scope(db_url) as s:
+            assert insert_epoch_rows_fenced(s.connection(), run_id, attempt, _rows(10 * size, size))
+        with session_scope(db_url) as s:
+            after = repo.get_run(s, run_id).heartbeat_at
+        assert after > before
+        before = after
+        time.sleep(0.01)
