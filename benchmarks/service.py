@@ -1,0 +1,368 @@
+"""Service overhead: recording vs Optuna, a Celery sweep vs bare Celery, local pool scaling.
+
+Run by hand (not in CI; needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379):
+
+    python benchmarks/service.py [--only recording|celery|local] [--runs 1000] [--epochs 1000]
+
+* recording: the cost per recorded epoch row of bplab (batches of 1000 and 100 rows, each
+  batch one fenced transaction, as the EpochRecorder writes them) vs Optuna's
+  ``trial.report`` per step, on the same database (PostgreSQL, then SQLite).
+* celery: a ``--runs``-run XOR sweep (``--epochs`` full-batch epochs each, log_every 10)
+  through Celery + Redis + PostgreSQL with 2 worker processes, timed from submission (spec
+  loaded, sweep written, tasks published) to the last run finished, vs the rate of bare
+  no-op tasks (benchmarks/noop_app.py) through the same broker and 2 processes, measured in
+  the same run.
+* local: the same kind of sweep in the local process pool (SQLite) with 2 processes vs 1.
+
+Everything runs against a throwaway PostgreSQL database and a unique Redis queue, both
+removed at the end; only processes this script starts are stopped. Results go to
+benchmarks/results/service.json.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _support  # noqa: E402
+
+_support.fix_sys_path()
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import yaml  # noqa: E402
+
+WORKERS = 2
+
+
+# --- recording -------------------------------------------------------------------------
+def _running_run(url: str) -> tuple[int, int]:
+    """A sweep with one run, claimed: (run_id, attempt) ready for fenced writes."""
+    from service.db import repository as repo
+    from service.db.session import session_scope
+
+    with session_scope(url) as s:
+        sweep_id = repo.create_sweep(
+            s,
+            name=f"rec-{uuid.uuid4().hex[:6]}",
+            dataset="xor",
+            method="grid",
+            spec={},
+            swept=[],
+            backend="local",
+            runs=[{"config": _xor_config(), "seed": 0}],
+        )
+        run_id = repo.run_ids(s, sweep_id)[0]
+    with session_scope(url) as s:
+        attempt = repo.claim_run(s, run_id, "bench")
+    assert attempt is not None
+    return run_id, attempt
+
+
+def _xor_config() -> dict:
+    from service.spec import parse_spec
+
+    spec = parse_spec({"name": "one", "dataset": "xor", "parameters": {"hidden": [2]}})
+    return dict(spec.expand()[0].config)
+
+
+def _rows(start: int, count: int) -> list[dict]:
+    return [
+        {"epoch": e, "loss": 1.0 / e, "accuracy": 0.75, "max_error": 0.4}
+        for e in range(start, start + count)
+    ]
+
+
+def bplab_row_cost(url: str, batch: int, total: int, fused: bool) -> float:
+    """Microseconds per epoch row: ``total`` rows in fenced batches of ``batch``."""
+    from service.db import repository as repo
+    from service.db.bulk import insert_epoch_rows_fenced
+    from service.db.session import session_scope
+
+    run_id, attempt = _running_run(url)
+    batches = [_rows(1 + i, batch) for i in range(0, total, batch)]
+    t = time.perf_counter()
+    for rows in batches:
+        with session_scope(url) as s:
+            if fused:
+                assert insert_epoch_rows_fenced(s.connection(), run_id, attempt, rows)
+            else:
+                repo.record_epochs(s, run_id, attempt, rows)
+    return (time.perf_counter() - t) / total * 1e6
+
+
+def optuna_costs(url: str, steps: int, trials: int) -> tuple[float, float]:
+    """(us per trial.report step, ms per trial ask+tell) with Optuna's RDB storage at url."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(url)
+    study = optuna.create_study(storage=storage, study_name=f"bench-{uuid.uuid4().hex[:8]}")
+    trial = study.ask()
+    t = time.perf_counter()
+    for step in range(steps):
+        trial.report(1.0 / (step + 1), step)
+    per_step = (time.perf_counter() - t) / steps * 1e6
+    study.tell(trial, 0.0)
+    t = time.perf_counter()
+    for _ in range(trials):
+        tr = study.ask()
+        study.tell(tr, 1.0)
+    per_trial = (time.perf_counter() - t) / trials * 1e3
+    return per_step, per_trial
+
+
+def recording(pg_url: str, total: int, steps: int) -> list[dict]:
+    """Both on the same server: Optuna's tables in a database of their own beside bplab's
+    (both keep an alembic_version table, so they cannot share one)."""
+    results = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        _support.pg_database("bplab_bench_optuna", migrate_schema=False) as optuna_pg,
+    ):
+        sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
+        optuna_sqlite = f"sqlite:///{Path(tmp) / 'optuna.db'}"
+        for name, url, optuna_url in (
+            ("postgresql", pg_url, optuna_pg),
+            ("sqlite", sqlite_url, optuna_sqlite),
+        ):
+            from service.db.session import session_scope
+
+            with session_scope(url):
+                pass  # SQLite: created and migrated on first use
+            optuna_step, optuna_trial = optuna_costs(optuna_url, steps, trials=20)
+            row = {"database": name, "optuna_us_per_step": optuna_step}
+            row["optuna_ms_per_trial"] = optuna_trial
+            for batch in (1000, 100):
+                for fused in (False, True):
+                    key = f"bplab_us_per_row_batch{batch}" + ("_fused" if fused else "")
+                    row[key] = statistics.median(
+                        bplab_row_cost(url, batch, total, fused) for _ in range(3)
+                    )
+            best = min(v for k, v in row.items() if k.startswith("bplab_us_per_row_batch1000"))
+            row["ratio_optuna_step_over_bplab_row"] = optuna_step / best
+            results.append(row)
+            print(
+                f"recording {name:10s}: optuna {optuna_step:8.0f} us/step "
+                f"({optuna_trial:5.1f} ms/trial); bplab us/row, batches of 1000: "
+                f"{row['bplab_us_per_row_batch1000']:.1f} (fused "
+                f"{row['bplab_us_per_row_batch1000_fused']:.1f}), of 100: "
+                f"{row['bplab_us_per_row_batch100']:.1f} (fused "
+                f"{row['bplab_us_per_row_batch100_fused']:.1f}); "
+                f"optuna/bplab x{row['ratio_optuna_step_over_bplab_row']:.0f}",
+                flush=True,
+            )
+    return results
+
+
+# --- sweeps ------------------------------------------------------------------------------
+def xor_spec(path: Path, runs: int, epochs: int, name: str) -> Path:
+    """A grid over learning rate x momentum x seeds with ``runs`` runs of ``epochs`` epochs."""
+    seeds = 10 if runs >= 100 else 1
+    per = max(1, runs // seeds)
+    lrs = max(d for d in range(1, int(per**0.5) + 1) if per % d == 0)
+    moms = per // lrs
+    spec = {
+        "name": name,
+        "dataset": "xor",
+        "method": "grid",
+        "seeds": seeds,
+        "parameters": {
+            "learning_rate": [round(0.1 + 0.2 * i, 3) for i in range(lrs)],
+            "momentum": [round(0.9 * i / moms, 3) for i in range(moms)],
+            "hidden": [2],
+            "cost": "sse",
+            "batch_size": "full",
+            "init": 0.3,
+            "epochs": epochs,
+            "log_every": 10,
+        },
+    }
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _wait_ready(log: Path, proc, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited early; see {log}:\n{log.read_text()[-2000:]}")
+        if "ready." in log.read_text():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"worker not ready after {timeout} s; see {log}")
+
+
+def noop_rate(children: _support.Children, tmp: Path, tasks: int) -> float:
+    """Bare Celery: ``tasks`` no-op tasks through 2 prefork processes; tasks per second."""
+    import redis
+
+    from service.producer import TaskMessage, publish
+
+    queue = _support.unique_queue("bplab-bench-noop")
+    key = f"{queue}:done"
+    env = _support.child_env(BPLAB_BROKER_URL=_support.REDIS_URL)
+    log = tmp / "noop-worker.log"
+    args = [sys.executable, "-m", "celery", "-A", "benchmarks.noop_app", "worker"]
+    args += ["--pool", "prefork", "-c", str(WORKERS), "-Q", queue, "--without-mingle"]
+    args += ["--without-gossip", "--loglevel", "INFO", "--hostname", f"{queue}@%h"]
+    proc = children.start(args, env, log)
+    r = redis.Redis.from_url(_support.REDIS_URL)
+    try:
+        _wait_ready(log, proc)
+        publish([TaskMessage("bench.noop", {"key": key})] * 20, _support.REDIS_URL, queue=queue)
+        while int(r.get(key) or 0) < 20:  # warm: both processes have run a task
+            time.sleep(0.05)
+        r.delete(key)
+        t = time.perf_counter()
+        publish([TaskMessage("bench.noop", {"key": key})] * tasks, _support.REDIS_URL, queue=queue)
+        while int(r.get(key) or 0) < tasks:
+            time.sleep(0.005)
+        return tasks / (time.perf_counter() - t)
+    finally:
+        children.stop(proc)
+        r.delete(key)
+        r.close()
+        _support.clear_queue(queue)
+
+
+def _wait_finished(url: str, sweep_id: int, runs: int, timeout: float) -> dict[str, int]:
+    from service.db import repository as repo
+    from service.db.session import session_scope
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope(url) as s:
+            counts = repo.status_counts(s, sweep_id)
+        if counts.get("queued", 0) + counts.get("running", 0) == 0 and sum(counts.values()):
+            return counts
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sweep {sweep_id} not finished after {timeout} s: {counts}")
+        time.sleep(0.02)
+
+
+def submit(spec_path: Path, url: str, queue: str) -> tuple[int, int]:
+    """What `bplab sweep submit` does, in this process: (sweep id, tasks published)."""
+    from service.db import repository as repo
+    from service.db.session import session_scope
+    from service.producer import publish_runs
+    from service.spec import load_spec
+    from service.sweeps import create_sweep_from_spec
+
+    spec = load_spec(spec_path, max_runs=100_000)
+    with session_scope(url) as session:
+        sweep_id = create_sweep_from_spec(session, spec, backend="celery")
+        run_ids = repo.run_ids(session, sweep_id)
+    sent = publish_runs(run_ids, _support.REDIS_URL, queue=queue)
+    return sweep_id, sent
+
+
+def celery_sweep(children: _support.Children, tmp: Path, url: str, runs: int, epochs: int) -> dict:
+    queue = _support.unique_queue()
+    env = _support.child_env(
+        BPLAB_BROKER_URL=_support.REDIS_URL, BPLAB_DATABASE_URL=url, BPLAB_QUEUE=queue
+    )
+    log = tmp / "bplab-worker.log"
+    args = [*_support.bplab_cmd(), "worker", "-c", str(WORKERS), "-Q", queue, "-l", "INFO"]
+    proc = children.start(args, env, log)
+    try:
+        _wait_ready(log, proc)
+        warm = xor_spec(tmp / "warm.yaml", 4, 10, "warm-up")
+        sweep_id, _ = submit(warm, url, queue)
+        _wait_finished(url, sweep_id, 4, timeout=120)
+        spec = xor_spec(tmp / "xor.yaml", runs, epochs, f"bench-xor-{runs}")
+        t = time.perf_counter()
+        sweep_id, sent = submit(spec, url, queue)
+        submitted = time.perf_counter() - t
+        counts = _wait_finished(url, sweep_id, runs, timeout=3600)
+        elapsed = time.perf_counter() - t
+        return {
+            "runs": sum(counts.values()),
+            "tasks_published": sent,
+            "statuses": counts,
+            "submit_s": submitted,
+            "elapsed_s": elapsed,
+            "runs_per_s": sum(counts.values()) / elapsed,
+        }
+    finally:
+        children.stop(proc)
+        _support.clear_queue(queue)
+
+
+def local_sweep(tmp: Path, runs: int, epochs: int, workers: int) -> float:
+    """Seconds to train a fresh sweep in the local pool (SQLite) with ``workers`` processes."""
+    from service.db.session import session_scope
+    from service.spec import load_spec
+    from service.sweeps import create_sweep_from_spec, run_queued_locally
+
+    url = f"sqlite:///{tmp / f'local-{workers}-{uuid.uuid4().hex[:6]}.db'}"
+    spec = load_spec(xor_spec(tmp / f"local{workers}.yaml", runs, epochs, "local"))
+    with session_scope(url) as session:
+        sweep_id = create_sweep_from_spec(session, spec, backend="local")
+    t = time.perf_counter()
+    run_queued_locally(sweep_id, workers=workers, url=url)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("recording", "celery", "local"), default=None)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=1000)
+    parser.add_argument("--rows", type=int, default=20_000, help="epoch rows per measurement")
+    parser.add_argument("--steps", type=int, default=300, help="Optuna reports measured")
+    parser.add_argument("--local-runs", type=int, default=200)
+    parser.add_argument("--local-epochs", type=int, default=3000)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    results: dict = {}
+    children = _support.Children()
+    try:
+        with tempfile.TemporaryDirectory() as tmpdir, _support.pg_database() as pg_url:
+            tmp = Path(tmpdir)
+            if args.only in (None, "recording"):
+                results["recording"] = recording(pg_url, args.rows, args.steps)
+            if args.only in (None, "celery"):
+                rate = noop_rate(children, tmp, args.runs)
+                sweep = celery_sweep(children, tmp, pg_url, args.runs, args.epochs)
+                sweep["noop_tasks_per_s"] = rate
+                sweep["ratio_to_noop"] = sweep["runs_per_s"] / rate
+                results["celery"] = sweep
+                print(
+                    f"celery: {sweep['runs']} XOR runs x {args.epochs} epochs in "
+                    f"{sweep['elapsed_s']:.2f} s ({sweep['runs_per_s']:.0f} runs/s; submit "
+                    f"{sweep['submit_s']:.2f} s, {sweep['tasks_published']} tasks) vs bare "
+                    f"Celery no-op {rate:.0f} tasks/s: x{sweep['ratio_to_noop']:.2f}",
+                    flush=True,
+                )
+            if args.only in (None, "local"):
+                t1 = local_sweep(tmp, args.local_runs, args.local_epochs, 1)
+                t2 = local_sweep(tmp, args.local_runs, args.local_epochs, 2)
+                results["local"] = {
+                    "runs": args.local_runs,
+                    "epochs": args.local_epochs,
+                    "one_process_s": t1,
+                    "two_processes_s": t2,
+                    "speedup": t1 / t2,
+                }
+                print(
+                    f"local pool: {args.local_runs} runs x {args.local_epochs} epochs: "
+                    f"1 process {t1:.2f} s, 2 processes {t2:.2f} s: x{t1 / t2:.2f}",
+                    flush=True,
+                )
+    finally:
+        children.stop_all()
+    path = _support.write_json("service.json", {"args": vars(args), **results}, args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
