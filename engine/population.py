@@ -140,6 +140,7 @@ def train_population(
     states: Sequence[TrainState | None] | None = None,
     checkpoint_every: int | None = None,
     on_checkpoint: Callable[[int, TrainState], None] | None = None,
+    on_finish: Callable[[int, History], None] | None = None,
 ) -> list[History]:
     """Train every ``nets[k]`` in place with ``configs[k]`` and ``rngs[k]``; one History each.
 
@@ -150,6 +151,9 @@ def train_population(
     aligned with the running ``members``, returning the members to stop.
     ``on_checkpoint(k, state)`` runs after every ``checkpoint_every``-th epoch of a member
     that goes on. ``states[k]`` (or None) resumes member k; members may be at different epochs.
+    ``on_finish(k, history)`` runs as soon as member k has stopped (its net then holds its
+    final weights), while the others go on: a caller can store a finished member's results
+    without waiting for the slowest one.
     """
     _check(nets, configs, rngs, states)
     template = nets[0]
@@ -238,6 +242,8 @@ def train_population(
             best_loss=float(best[k]),
             state=snapshot(k, row, int(last), st, o, float(best[k]), int(solved[k])),
         )
+        if on_finish is not None:
+            on_finish(k, histories[k])  # type: ignore[arg-type]
 
     for k in np.flatnonzero(counts == 0):  # nothing left to run: train() returns at once
         finish(int(k), int(k), int(first[k] - 1), _COMPLETED, theta, opt)

@@ -317,10 +317,24 @@ def test_on_epochs_vector_callback_stops_members():
         assert metrics["loss"].shape == members.shape
         return [2] if epochs[0] == 30 else None
 
+    finished = []
+
+    def on_finish(k, history):
+        finished.append((k, history.epochs, built[k][0].theta.copy()))
+
     hists = train_population(
-        [b[0] for b in built], XOR.X, XOR.Y, cfgs, rngs=[b[1] for b in built], on_epochs=on_epochs
+        [b[0] for b in built],
+        XOR.X,
+        XOR.Y,
+        cfgs,
+        rngs=[b[1] for b in built],
+        on_epochs=on_epochs,
+        on_finish=on_finish,
     )
     assert [h.outcome for h in hists] == ["completed", "completed", "stopped", "completed"]
+    # member 2 reported as soon as it stopped, with its final weights in its net
+    assert [(k, e) for k, e, _ in finished] == [(2, 30), (0, 100), (1, 100), (3, 100)]
+    assert all(np.array_equal(theta, built[k][0].theta) for k, _, theta in finished)
     assert hists[2].epochs == 30 and calls[30] == ([0, 1, 3], [31, 31, 31])
     # the others are untouched by member 2 leaving
     net, rng = build([2, 2, 1], 3)

@@ -1,0 +1,427 @@
+"""Population tasks: the runs of a sweep that share a shape, trained together (issue 8).
+
+A task carries a list of run ids (``bplab.train_runs`` on Celery, one pool job locally).
+``execute_runs`` claims each run on its own (queued -> running, attempt + 1, as
+``service.runner.execute_run`` does), trains the claimed ones of one shape at once with
+``engine.train_population`` and records each as its own run: its epoch rows, heartbeat,
+checkpoints, weights and summary, every write fenced by its own attempt. The database work
+of all members goes in shared transactions (one per flush, one for the members that finish
+in the same epoch), which is what makes small runs cheap: per run, the database, not the
+engine, is the cost.
+
+``shape_key`` is the one place that decides which runs may share a population: everything
+in a configuration except what ``train_population`` lets members differ in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine import History, TrainConfig, TrainState, train_population
+from service import reliability
+from service.datasets import training_data
+from service.db import leases
+from service.db import repository as repo
+from service.db.bulk import insert_epoch_rows_fenced
+from service.db.models import Run
+from service.db.repository import StaleAttempt
+from service.db.retry import is_transient, with_retry
+from service.db.session import session_scope
+from service.networks import network_from_config
+from service.recording import FLUSH_ROWS, EpochRecorder
+from service.runner import _Job, checkpoint_every, default_worker_name
+
+log = logging.getLogger("bplab.population")
+
+DEFAULT_POPULATION_SIZE = 64
+
+# What members of one population may differ in (engine.train_population): their initial
+# weights (init and seed), optimizer settings, schedule, epochs, stopping and logging.
+# Every other key, present or future, must be equal: unknown keys count as shape.
+MEMBER_KEYS = frozenset(
+    {
+        "learning_rate",
+        "momentum",
+        "weight_decay",
+        "schedule",
+        "epochs",
+        "init",
+        "stop_loss",
+        "stop_within",
+        "stop_on_solve",
+        "log_every",
+    }
+)
+
+
+def population_size() -> int:
+    """Runs per population task (BPLAB_POPULATION_SIZE, default 64; 1 turns populations off)."""
+    raw = os.environ.get("BPLAB_POPULATION_SIZE", "").strip()
+    try:
+        size = int(raw) if raw else DEFAULT_POPULATION_SIZE
+    except ValueError:
+        raise ValueError(f"BPLAB_POPULATION_SIZE must be an integer, got {raw!r}") from None
+    if size < 1:
+        raise ValueError(f"BPLAB_POPULATION_SIZE must be >= 1, got {size}")
+    return size
+
+
+def shape_key(config: Mapping[str, Any], seed: int) -> str:
+    """Runs with equal keys can train in one population: same data, same network shape,
+    optimizer and batch schedule. A validation split is drawn from the run's seed, so with
+    one the seed is part of the shape (the members must see the same training rows)."""
+    shape = {k: v for k, v in config.items() if k not in MEMBER_KEYS}
+    if float(config.get("validation_split") or 0.0) > 0:
+        shape["__seed"] = int(seed)
+    return json.dumps(shape, sort_keys=True, default=str)
+
+
+def group_runs(runs: Iterable[tuple[int, Mapping[str, Any], int]], size: int) -> list[list[int]]:
+    """(run_id, config, seed) -> lists of run ids of one shape, at most ``size`` each, in the
+    order the runs came (the first run of each group decides the group's place)."""
+    groups: dict[str, list[list[int]]] = {}
+    order: list[list[int]] = []
+    for run_id, config, seed in runs:
+        chunks = groups.setdefault(shape_key(config, seed), [])
+        if not chunks or len(chunks[-1]) >= size:
+            chunks.append([])
+            order.append(chunks[-1])
+        chunks[-1].append(int(run_id))
+    return order
+
+
+def group_run_ids(
+    session: Session, run_ids: Sequence[int], size: int | None = None
+) -> list[list[int]]:
+    """Group stored runs by shape (one query); ``size`` defaults to population_size()."""
+    size = population_size() if size is None else size
+    if size == 1:
+        return [[int(r)] for r in run_ids]
+    rows: dict[int, tuple[dict[str, Any], int]] = {}
+    ids = [int(r) for r in run_ids]
+    for start in range(0, len(ids), 5000):
+        q = select(Run.id, Run.config, Run.seed).where(Run.id.in_(ids[start : start + 5000]))
+        for rid, config, seed in session.execute(q):
+            rows[int(rid)] = (dict(config), int(seed))
+    return group_runs(((r, *rows[r]) for r in ids if r in rows), size)
+
+
+@dataclass
+class _Member:
+    run_id: int
+    attempt: int
+    config: dict[str, Any]
+    seed: int
+    retry_base: int
+    checkpoint: tuple[int, bytes] | None
+    job: _Job
+    rec: EpochRecorder | None = None
+    net: Any = None
+    rng: np.random.Generator | None = None
+    state: TrainState | None = None
+    history: History | None = None
+    stale: bool = False
+    done: bool = False  # its final write landed (or it was handed back)
+    status: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+def execute_runs(
+    run_ids: Sequence[int],
+    *,
+    worker: str | None = None,
+    url: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    release_on: tuple[type[BaseException], ...] = (),
+) -> dict[int, str | None]:
+    """Claim and train a group of runs; {run_id: status}, None for a run that was not ours.
+
+    Statuses as ``execute_run`` returns them. Runs of different shapes in one call are
+    trained as separate populations, one after the other.
+    """
+    worker = worker or default_worker_name()
+    retry_s = reliability.db_retry_seconds()
+    statuses: dict[int, str | None] = {int(r): None for r in run_ids}
+
+    def claim() -> list[tuple[int, int, dict[str, Any], int, int, tuple[int, bytes] | None]]:
+        out = []
+        with session_scope(url) as session:
+            for run_id in run_ids:
+                attempt = repo.claim_run(session, int(run_id), worker)
+                if attempt is None:
+                    continue
+                run = repo.get_run(session, int(run_id))
+                checkpoint = repo.load_checkpoint(session, int(run_id))
+                out.append(
+                    (
+                        int(run_id),
+                        attempt,
+                        dict(run.config),
+                        int(run.seed),
+                        int(run.retry_base),
+                        checkpoint,
+                    )
+                )
+        return out
+
+    claimed = with_retry(claim, seconds=retry_s, what=f"runs {list(run_ids)[:5]}...: claim")
+    crash = reliability.crash_run_ids()
+    members = []
+    for run_id, attempt, config, seed, retry_base, checkpoint in claimed:
+        if run_id in crash:
+            os._exit(1)  # fault injection (tests/faults): see reliability.crash_run_ids
+        job = _Job(run_id, attempt, url, retry_s)
+        members.append(_Member(run_id, attempt, config, seed, retry_base, checkpoint, job))
+    shapes: dict[str, list[_Member]] = {}
+    for m in members:
+        shapes.setdefault(shape_key(m.config, m.seed), []).append(m)
+    for group in shapes.values():
+        _Population(group, url, should_stop, release_on).run()
+        for m in group:
+            statuses[m.run_id] = m.status
+    return statuses
+
+
+class _Population:
+    """One population: build, train, and write every member's results."""
+
+    def __init__(
+        self,
+        members: list[_Member],
+        url: str | None,
+        should_stop: Callable[[], bool] | None,
+        release_on: tuple[type[BaseException], ...],
+    ) -> None:
+        self.members = members
+        self.url = url
+        self.should_stop = should_stop
+        self.release_on = release_on
+        self.retry_s = reliability.db_retry_seconds()
+        self.heartbeat_s = reliability.heartbeat_seconds()
+        self.idle_s = reliability.lease_seconds() / 2
+        self.checkpoints: dict[int, TrainState] = {}  # member index -> state to save
+        self.finishing: list[int] = []  # member indices whose final write is due
+        self.last_flush = time.monotonic()
+        self.stopping = False
+
+    # -- the whole life of the population ---------------------------------------------
+    def run(self) -> None:
+        live = self._build()
+        if not live:
+            return
+        first = live[0]
+        X, Y, validation = training_data(first.config, first.seed)
+        self.live = live
+        self.log_every = np.array([max(1, int(m.config.get("log_every", 1))) for m in live])
+        try:
+            train_population(
+                [m.net for m in live],
+                X,
+                Y,
+                [TrainConfig.from_dict(m.config) for m in live],
+                rngs=[m.rng for m in live],  # type: ignore[misc]
+                on_epochs=self._on_epochs,
+                validation=validation,
+                states=[m.state for m in live],
+                checkpoint_every=checkpoint_every(),
+                on_checkpoint=self._on_checkpoint,
+                on_finish=self._on_finish,
+            )
+            self._flush()
+        except self.release_on as exc:
+            for m in live:
+                if not m.done:
+                    tries = m.attempt - m.retry_base
+                    if tries >= reliability.max_attempts():
+                        msg = f"{type(exc).__name__}: {exc} (gave up after {tries} attempt(s))"
+                        m.status = m.job.fail(msg)
+                    else:
+                        m.status = m.job.release()
+                    m.done = True
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the database is gone: leases expire and the reconciler takes over
+            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+            for m in live:
+                if not m.done:
+                    m.status = m.job.fail(error)
+                    m.done = True
+
+    def _build(self) -> list[_Member]:
+        live = []
+        for m in self.members:
+            try:
+                X, Y, _ = training_data(m.config, m.seed)
+                rng = np.random.default_rng(m.seed)
+                m.net = network_from_config(m.config, X.shape[1], Y.shape[1], rng)
+                m.rng = rng
+                m.state = TrainState.from_bytes(m.checkpoint[1]) if m.checkpoint else None
+                TrainConfig.from_dict(m.config)
+            except Exception as exc:  # a bad run fails alone, as in execute_run
+                if is_transient(exc):
+                    raise
+                m.status = m.job.fail(f"{type(exc).__name__}: {exc}")
+                m.done = True
+                continue
+            best = m.state.best_loss if m.state is not None else math.inf
+            m.rec = m.job.recorder = EpochRecorder(
+                m.run_id,
+                m.attempt,
+                log_every=m.config.get("log_every", 1),
+                url=self.url,
+                best_loss=best,
+            )
+            live.append(m)
+        return live
+
+    # -- engine callbacks ---------------------------------------------------------------
+    def _on_epochs(self, members: np.ndarray, epochs: np.ndarray, metrics: dict) -> list[int]:
+        due = np.flatnonzero(epochs % self.log_every[members] == 0)
+        full = False
+        if due.size:
+            cols = {k: (None if v is None else v.tolist()) for k, v in metrics.items()}
+            for r in due.tolist():
+                rec = self.live[members[r]].rec
+                assert rec is not None
+                row = {k: (None if v is None else v[r]) for k, v in cols.items()}
+                rec._append(int(epochs[r]), row)
+                full = full or len(rec._rows) >= FLUSH_ROWS
+        due_now = time.monotonic() - self.last_flush >= self.heartbeat_s
+        if self.finishing or self.checkpoints or full or due_now:
+            self._flush(members)
+        stop = [int(k) for k in members if self.live[k].stale]
+        if not self.stopping and self.should_stop is not None and self.should_stop():
+            self.stopping = True
+        if self.stopping:
+            stop = [int(k) for k in members]
+        return stop
+
+    def _on_checkpoint(self, k: int, state: TrainState) -> None:
+        self.checkpoints[k] = state
+
+    def _on_finish(self, k: int, history: History) -> None:
+        m = self.live[k]
+        m.history = history
+        rec = m.rec
+        assert rec is not None
+        if history.epochs >= history.start_epoch:
+            rec.last_epoch = history.epochs
+            rec.last_metrics = history.metrics(history.epochs)
+        if math.isfinite(history.best_loss):
+            rec.best_loss = min(rec.best_loss, history.best_loss)
+        if m.stale:
+            m.status = m.job.after_stale()
+            m.done = True
+            return
+        if history.outcome != "stopped":
+            rec.add_last_epoch()
+        self.finishing.append(k)
+
+    # -- writes ---------------------------------------------------------------------------
+    def _flush(self, running: np.ndarray | None = None) -> None:
+        """One transaction: every running member's rows and heartbeat, the checkpoints taken,
+        and the final writes of the members that finished. Members fenced out are marked
+        stale (the engine stops them; their runs belong to someone else now)."""
+        keep = set() if running is None else {int(k) for k in running}
+        targets = sorted(keep | set(self.finishing) | set(self.checkpoints))
+        targets = [k for k in targets if not self.live[k].done and not self.live[k].stale]
+        finishing = [k for k in self.finishing if k in targets]
+        checkpoints = {k: s for k, s in self.checkpoints.items() if k in targets}
+        results: dict[int, str] = {}
+
+        def body() -> set[int]:
+            stale: set[int] = set()
+            results.clear()
+            with session_scope(self.url) as session:
+                leases.bound_idle_transaction(session, self.idle_s)
+                conn = session.connection()
+                for k in targets:
+                    m = self.live[k]
+                    rec = m.rec
+                    assert rec is not None
+                    if not insert_epoch_rows_fenced(conn, m.run_id, m.attempt, rec._rows):
+                        stale.add(k)
+                        continue
+                    try:
+                        if k in checkpoints:
+                            st = checkpoints[k]
+                            data = st.to_bytes()
+                            repo.save_checkpoint(session, m.run_id, m.attempt, st.epoch, data)
+                        if k in finishing:
+                            results[k] = self._final_write(session, m)
+                    except StaleAttempt:
+                        stale.add(k)
+            return stale
+
+        stale = with_retry(body, seconds=self.retry_s, what="population: recording")
+        self.last_flush = time.monotonic()
+        for k in targets:
+            m = self.live[k]
+            if k in stale:
+                m.stale = True
+                if m.history is not None:  # already stopped: find out why, now
+                    m.status = m.job.after_stale()
+                    m.done = True
+                continue
+            m.rec.written()  # type: ignore[union-attr]
+            if k in results:
+                m.status = results[k]
+                m.done = True
+        self.checkpoints = {k: s for k, s in self.checkpoints.items() if k not in targets}
+        self.finishing = [k for k in self.finishing if k not in targets]
+
+    def _final_write(self, session: Session, m: _Member) -> str:
+        """The member's last write in the flush's transaction: weights and summary, or (when
+        stopped) its exact state as a checkpoint and the run handed back to the queue."""
+        h = m.history
+        assert h is not None and m.rec is not None
+        if h.outcome == "stopped":
+            final = h.state
+            repo.save_checkpoint(session, m.run_id, m.attempt, final.epoch, final.to_bytes())
+            repo.release_run(session, m.run_id, m.attempt)
+            return "queued"
+        rec = m.rec
+        last = rec.last_metrics or {}
+        status = "diverged" if h.outcome == "diverged" else "succeeded"
+        repo.save_weights(session, m.run_id, m.attempt, [np.asarray(p) for p in m.net.params])
+        repo.finish_run(
+            session,
+            m.run_id,
+            m.attempt,
+            status=status,
+            epochs_run=rec.last_epoch if rec.last_epoch is not None else h.epochs,
+            final_loss=_float(last.get("loss")),
+            best_loss=_float(h.best_loss),
+            accuracy=_float(last.get("accuracy")),
+            val_loss=_float(last.get("val_loss")),
+            solved_epoch=h.solved_epoch,
+            wall_time_s=time.perf_counter() - m.started,
+        )
+        return status
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+__all__ = [
+    "DEFAULT_POPULATION_SIZE",
+    "MEMBER_KEYS",
+    "execute_runs",
+    "group_run_ids",
+    "group_runs",
+    "population_size",
+    "shape_key",
+]

@@ -1,0 +1,200 @@
+"""Population tasks in the service: each run recorded exactly as if trained alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.db import repository as repo
+from service.db.session import session_scope
+from service.population import execute_runs, group_run_ids, group_runs, shape_key
+from service.runner import execute_run
+from service.spec import parse_spec
+
+
+def _configs(**parameters) -> list[tuple[dict, int]]:
+    spec = parse_spec(
+        {
+            "name": "pop",
+            "dataset": parameters.pop("dataset", "xor"),
+            "seeds": 2,
+            "parameters": parameters,
+        }
+    )
+    return [(dict(r.config), int(r.seed)) for r in spec.expand()]
+
+
+def _sweep(url: str, runs: list[tuple[dict, int]]) -> list[int]:
+    with session_scope(url) as s:
+        sweep_id = repo.create_sweep(
+            s,
+            name="pop",
+            dataset=runs[0][0]["dataset"],
+            method="grid",
+            spec={},
+            swept=[],
+            backend="local",
+            runs=[{"config": c, "seed": seed} for c, seed in runs],
+        )
+        return repo.run_ids(s, sweep_id)
+
+
+def _result(url: str, run_id: int) -> dict:
+    with session_scope(url) as s:
+        run = repo.get_run(s, run_id)
+        rows = [
+            (r.epoch, r.loss, r.accuracy, r.max_error, r.val_loss, r.val_accuracy)
+            for r in repo.epoch_rows(s, run_id)
+        ]
+        weights = repo.load_weights(s, run_id) if run.status in ("succeeded", "diverged") else None
+        summary = {
+            k: getattr(run, k)
+            for k in (
+                "status",
+                "epochs_run",
+                "final_loss",
+                "best_loss",
+                "accuracy",
+                "val_loss",
+                "solved_epoch",
+            )
+        }
+    return {"rows": rows, "weights": weights, "summary": summary}
+
+
+def _same_results(a: dict, b: dict) -> None:
+    assert a["summary"] == b["summary"]
+    assert len(a["rows"]) == len(b["rows"])
+    for ra, rb in zip(a["rows"], b["rows"], strict=True):
+        assert ra[0] == rb[0]
+        np.testing.assert_array_equal(np.array(ra[1:], dtype=float), np.array(rb[1:], dtype=float))
+    if a["weights"] is None:
+        assert b["weights"] is None
+    else:
+        for wa, wb in zip(a["weights"], b["weights"], strict=True):
+            np.testing.assert_array_equal(wa, wb)
+
+
+MIXED = dict(
+    learning_rate=[0.3, 2.0, 1e5],
+    momentum=[0.0, 0.9],
+    epochs=300,
+    stop_within=0.4,
+    stop_on_solve=True,
+    log_every=7,
+    activation="tanh",
+    output_activation="identity",
+)  # a few solve, a few run to the end, the huge learning rates diverge
+
+
+def test_population_records_each_run_as_if_trained_alone(db_url, monkeypatch):
+    monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "50")
+    runs = _configs(**MIXED)
+    alone = _sweep(db_url, runs)
+    together = _sweep(db_url, runs)
+    for rid in alone:
+        execute_run(rid, url=db_url)
+    statuses = execute_runs(together, url=db_url, worker="pop")
+    assert set(statuses) == set(together)
+    assert {s for s in statuses.values()} >= {"succeeded", "diverged"}
+    for a, b in zip(alone, together, strict=True):
+        ra, rb = _result(db_url, a), _result(db_url, b)
+        assert rb["summary"]["status"] == statuses[b]
+        _same_results(ra, rb)
+    solved = [_result(db_url, b)["summary"]["solved_epoch"] for b in together]
+    assert any(s is not None for s in solved) and len({str(s) for s in solved}) > 2
+
+
+def test_only_claimed_runs_are_trained(db_url):
+    runs = _configs(learning_rate=[0.5, 1.0], epochs=20)
+    ids = _sweep(db_url, runs)
+    with session_scope(db_url) as s:
+        assert repo.claim_run(s, ids[1], "someone-else") == 1
+    statuses = execute_runs(ids, url=db_url)
+    assert statuses[ids[1]] is None
+    assert all(statuses[r] == "succeeded" for r in ids if r != ids[1])
+    with session_scope(db_url) as s:
+        assert repo.get_run(s, ids[1]).status == "running"
+        assert repo.get_run(s, ids[1]).worker == "someone-else"
+        assert repo.epoch_rows(s, ids[1]) == []
+
+
+def test_stop_hands_every_run_back_and_resume_ends_where_uninterrupted(db_url):
+    runs = _configs(learning_rate=[0.5, 1.0], momentum=[0.5, 0.9], epochs=120, log_every=1)
+    ids = _sweep(db_url, runs)
+    ref = _sweep(db_url, runs)
+    execute_runs(ref, url=db_url)
+    calls = []
+
+    def stop_after_40() -> bool:
+        calls.append(1)
+        return len(calls) >= 40
+
+    statuses = execute_runs(ids, url=db_url, should_stop=stop_after_40)
+    assert set(statuses.values()) == {"queued"}
+    with session_scope(db_url) as s:
+        assert {repo.load_checkpoint(s, r)[0] for r in ids} == {40}
+    statuses = execute_runs(ids, url=db_url)
+    assert set(statuses.values()) == {"succeeded"}
+    for a, b in zip(ref, ids, strict=True):
+        _same_results(_result(db_url, a), _result(db_url, b))
+
+
+def test_a_run_taken_over_stops_alone_the_others_finish(db_url):
+    runs = _configs(learning_rate=[0.5, 1.0], epochs=400, log_every=1)
+    ids = _sweep(db_url, runs)
+    victim = ids[2]
+    calls = []
+
+    def take_over() -> bool:
+        calls.append(1)
+        if len(calls) == 30:  # another worker re-queued and re-claimed the run meanwhile
+            with session_scope(db_url) as s:
+                attempt = repo.get_run(s, victim).attempt
+                repo.release_run(s, victim, attempt)
+            with session_scope(db_url) as s:
+                assert repo.claim_run(s, victim, "newer") == attempt + 1
+        return False
+
+    import service.population as population
+
+    monkey_hb = population.reliability.heartbeat_seconds
+    population.reliability.heartbeat_seconds = lambda: 0.0  # flush every epoch
+    try:
+        statuses = execute_runs(ids, url=db_url, should_stop=take_over)
+    finally:
+        population.reliability.heartbeat_seconds = monkey_hb
+    assert statuses[victim] is None
+    assert all(statuses[r] == "succeeded" for r in ids if r != victim)
+    with session_scope(db_url) as s:
+        run = repo.get_run(s, victim)
+        assert (run.status, run.worker) == ("running", "newer")
+        assert max(r.epoch for r in repo.epoch_rows(s, victim)) <= 31
+
+
+def test_shape_key_and_groups():
+    base = _configs(learning_rate=[0.1, 0.5], epochs=[10, 20], init=[0.3, "xavier"])
+    keys = {shape_key(c, seed) for c, seed in base}
+    assert len(keys) == 1  # members may differ in these
+    other = _configs(hidden=[[3]])
+    assert shape_key(other[0][0], 0) not in keys
+    split = _configs(validation_split=0.25, dataset="parity:4")
+    assert shape_key(split[0][0], 0) != shape_key(split[0][0], 1)  # the seed draws the split
+    runs = [(i, c, seed) for i, (c, seed) in enumerate(base + other)]
+    groups = group_runs(runs, size=3)
+    assert sorted(r for g in groups for r in g) == list(range(len(runs)))
+    assert all(len(g) <= 3 for g in groups)
+    assert all(len({shape_key(runs[r][1], runs[r][2]) for r in g}) == 1 for g in groups)
+    assert group_runs(runs, size=1) == [[r] for r in range(len(runs))]
+
+
+def test_group_run_ids_reads_the_database(db_url, monkeypatch):
+    ids = _sweep(db_url, _configs(learning_rate=[0.1, 0.2, 0.3], epochs=5))
+    ids += _sweep(db_url, _configs(hidden=[[3]], epochs=5))
+    monkeypatch.setenv("BPLAB_POPULATION_SIZE", "4")
+    with session_scope(db_url) as s:
+        groups = group_run_ids(s, ids)
+    assert groups == [ids[0:4], ids[4:6], ids[6:8]]
+    monkeypatch.setenv("BPLAB_POPULATION_SIZE", "0")
+    with pytest.raises(ValueError, match="BPLAB_POPULATION_SIZE"), session_scope(db_url) as s:
+        group_run_ids(s, ids)
