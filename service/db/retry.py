@@ -48,12 +48,14 @@ def with_retry(
         try:
             result = operation()
         except Exception as exc:
-            if not is_transient(exc) or clock() + delay > deadline:
+            left = deadline - clock()
+            if not is_transient(exc) or left <= 0:
                 raise
             failures += 1
+            pause = min(delay, left)
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            log.warning("%s failed (%s); retry %d in %.1f s", what, first, failures, delay)
-            sleep(delay)
+            log.warning("%s failed (%s); retry %d in %.1f s", what, first, failures, pause)
+            sleep(pause)
             delay = min(delay * 2, MAX_DELAY_S)
             continue
         if failures:
