@@ -117,7 +117,7 @@ class EpochRecorder:
         self.written()
 
     def _append(self, epoch: int, metrics: dict[str, Any]) -> None:
-        row = {"epoch": int(epoch)}
+        row: dict[str, Any] = {"epoch": int(epoch)}
         for key in METRIC_KEYS:
             value = metrics.get(key)
             row[key] = None if value is None else float(value)

@@ -74,6 +74,7 @@ def execute_run(
             if attempt is None:
                 return None
             run = repo.get_run(session, run_id)
+            assert run is not None  # we just claimed it
             checkpoint = repo.load_checkpoint(session, run_id)
             return attempt, dict(run.config), int(run.seed), int(run.retry_base), checkpoint
 
