@@ -52,14 +52,21 @@ def run_in_pool(
     # database connections or locks with the parent.
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
+    # Same-shape runs go to a process together and train as one population (issue 8); each
+    # shape is cut into several groups per process so that every process gets work.
+    from service.db.session import session_scope
+    from service.population import LOCAL_GROUPS_PER_WORKER, group_run_ids
+
+    with session_scope(url, readonly=True) as session:
+        groups = group_run_ids(session, run_ids, min_groups=LOCAL_GROUPS_PER_WORKER * workers)
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(run_ids)),
+        max_workers=min(workers, len(groups)),
         mp_context=ctx,
         initializer=_init_process,
         initargs=(stop, url),
     ) as pool:
-        futures: dict[Future[str | None], int] = {
-            pool.submit(_run_one, rid): rid for rid in run_ids
+        futures: dict[Future[dict[int, str | None]], list[int]] = {
+            pool.submit(_run_group, group): group for group in groups
         }
         pending = set(futures)
         try:
@@ -79,20 +86,22 @@ def run_in_pool(
 
 
 def _collect(
-    fut: Future[str | None],
-    run_id: int,
+    fut: Future[dict[int, str | None]],
+    run_ids: list[int],
     report: PoolReport,
     on_done: Callable[[int, str | None], None] | None,
     *,
     wait_for_it: bool = False,
 ) -> None:
     try:
-        status = fut.result() if wait_for_it or fut.done() else None
-    except Exception as exc:  # the pool process died (killed, out of memory): the run stays claimed
-        status = f"lost: {exc}"
-    report.statuses[run_id] = status
-    if on_done is not None:
-        on_done(run_id, status)
+        statuses = fut.result() if wait_for_it or fut.done() else {}
+    except Exception as exc:  # the pool process died (killed, out of memory): the runs stay claimed
+        statuses = dict.fromkeys(run_ids, f"lost: {exc}")
+    for run_id in run_ids:
+        status = statuses.get(run_id)
+        report.statuses[run_id] = status
+        if on_done is not None:
+            on_done(run_id, status)
 
 
 def _init_process(stop_event: object, url: str | None) -> None:
@@ -101,6 +110,14 @@ def _init_process(stop_event: object, url: str | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _stop_event = stop_event
     _url = url
+
+
+def _run_group(run_ids: list[int]) -> dict[int, str | None]:
+    if len(run_ids) == 1:
+        return {run_ids[0]: _run_one(run_ids[0])}
+    from service.population import execute_runs
+
+    return execute_runs(run_ids, url=_url, should_stop=_stop_event.is_set)  # type: ignore[attr-defined]
 
 
 def _run_one(run_id: int) -> str | None:

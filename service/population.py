@@ -46,6 +46,13 @@ from service.runner import _Job, checkpoint_every, default_worker_name
 log = logging.getLogger("bplab.population")
 
 DEFAULT_POPULATION_SIZE = 64
+# A sweep submitted to Celery is cut into at least this many tasks per shape (when it has
+# that many runs): the number of workers is unknown at submission, and a sweep smaller than
+# one population should still spread over a few of them.
+SUBMIT_MIN_TASKS = 8
+# The local pool cuts each shape into at least this many groups per process: results (and
+# the progress bar) then come in several steps, and Ctrl-C keeps the groups already done.
+LOCAL_GROUPS_PER_WORKER = 4
 
 # What members of one population may differ in (engine.train_population): their initial
 # weights (init and seed), optimizer settings, schedule, epochs, stopping and logging.
@@ -88,22 +95,27 @@ def shape_key(config: Mapping[str, Any], seed: int) -> str:
     return json.dumps(shape, sort_keys=True, default=str)
 
 
-def group_runs(runs: Iterable[tuple[int, Mapping[str, Any], int]], size: int) -> list[list[int]]:
-    """(run_id, config, seed) -> lists of run ids of one shape, at most ``size`` each, in the
-    order the runs came (the first run of each group decides the group's place)."""
-    groups: dict[str, list[list[int]]] = {}
-    order: list[list[int]] = []
+def group_runs(
+    runs: Iterable[tuple[int, Mapping[str, Any], int]], size: int, min_groups: int = 1
+) -> list[list[int]]:
+    """(run_id, config, seed) -> lists of run ids of one shape, in the order the runs came.
+
+    A group holds at most ``size`` runs, and each shape is cut into at least ``min_groups``
+    groups (when it has that many runs), so that a small sweep still spreads over several
+    workers instead of landing whole on one.
+    """
+    by_shape: dict[str, list[int]] = {}
     for run_id, config, seed in runs:
-        chunks = groups.setdefault(shape_key(config, seed), [])
-        if not chunks or len(chunks[-1]) >= size:
-            chunks.append([])
-            order.append(chunks[-1])
-        chunks[-1].append(int(run_id))
-    return order
+        by_shape.setdefault(shape_key(config, seed), []).append(int(run_id))
+    out: list[list[int]] = []
+    for ids in by_shape.values():
+        chunk = max(1, min(size, math.ceil(len(ids) / max(1, min_groups))))
+        out.extend(ids[i : i + chunk] for i in range(0, len(ids), chunk))
+    return out
 
 
 def group_run_ids(
-    session: Session, run_ids: Sequence[int], size: int | None = None
+    session: Session, run_ids: Sequence[int], size: int | None = None, min_groups: int = 1
 ) -> list[list[int]]:
     """Group stored runs by shape (one query); ``size`` defaults to population_size()."""
     size = population_size() if size is None else size
@@ -115,7 +127,22 @@ def group_run_ids(
         q = select(Run.id, Run.config, Run.seed).where(Run.id.in_(ids[start : start + 5000]))
         for rid, config, seed in session.execute(q):
             rows[int(rid)] = (dict(config), int(seed))
-    return group_runs(((r, *rows[r]) for r in ids if r in rows), size)
+    return group_runs(((r, *rows[r]) for r in ids if r in rows), size, min_groups)
+
+
+def publish_groups(
+    groups: Sequence[Sequence[int]], broker_url: str, *, queue: str | None = None
+) -> int:
+    """Publish one task per group (``bplab.train_runs``; a group of one as ``bplab.train_run``,
+    the plain path); returns the number of runs published."""
+    from itertools import chain
+
+    from service.producer import publish, train_run_messages, train_runs_messages
+
+    singles = [g[0] for g in groups if len(g) == 1]
+    multi = [list(g) for g in groups if len(g) > 1]
+    publish(chain(train_run_messages(singles), train_runs_messages(multi)), broker_url, queue=queue)
+    return sum(len(g) for g in groups)
 
 
 @dataclass
@@ -423,5 +450,6 @@ __all__ = [
     "group_run_ids",
     "group_runs",
     "population_size",
+    "publish_groups",
     "shape_key",
 ]

@@ -12,6 +12,7 @@ from celery.utils.log import get_task_logger
 
 from service.celery_config import queue_name
 from service.config import get_settings
+from service.population import execute_runs
 from service.producer import TRAIN_RUN, TRAIN_RUNS, BrokerUnavailable, publish_runs
 from service.runner import default_worker_name, execute_run
 from worker.app import app
@@ -48,10 +49,15 @@ def train_run(*, run_id: int) -> str | None:
 
 @app.task(name=TRAIN_RUNS)
 def train_runs(*, run_ids: list[int]) -> dict[str, str | None]:
-    """Train a group of runs, one after the other, each claimed on its own.
-
-    The message shape of population training (issue 8), which will train same-shape groups at
-    once; until then a group is the same as one ``bplab.train_run`` per id.
-    """
-    worker = default_worker_name()
-    return {str(run_id): _execute(int(run_id), worker) for run_id in run_ids}
+    """Train a group of runs as populations (same-shape runs at once), each claimed and
+    recorded on its own (service.population.execute_runs); runs handed back at the time
+    limit are published again, as in ``bplab.train_run``."""
+    statuses = execute_runs(
+        [int(r) for r in run_ids],
+        worker=default_worker_name(),
+        release_on=(SoftTimeLimitExceeded,),
+    )
+    for run_id, status in statuses.items():
+        if status == "queued":
+            _publish_again(run_id)
+    return {str(run_id): status for run_id, status in statuses.items()}

@@ -40,7 +40,8 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
     published only after the sweep is committed, so a worker never sees a run that does not exist.
     """
     from service.commands.sweep import load_spec_or_exit
-    from service.producer import BrokerUnavailable, check_broker, publish_runs
+    from service.population import SUBMIT_MIN_TASKS, group_run_ids, publish_groups
+    from service.producer import BrokerUnavailable, check_broker
     from service.sweeps import create_sweep_from_spec
 
     broker_url = _require_broker(settings)
@@ -55,6 +56,8 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
         with session_scope(settings.database_url) as session:
             sweep_id = create_sweep_from_spec(session, spec, backend="celery")
             run_ids = repo.run_ids(session, sweep_id)
+            # same-shape runs travel together: one population task per group (issue 8)
+            groups = group_run_ids(session, run_ids, min_groups=SUBMIT_MIN_TASKS)
     except Exception as exc:  # not migrated, unreachable, ...: rolled back, nothing published
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise click.ClickException(
@@ -65,14 +68,15 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
     # The id goes out before publishing: whatever happens next, the sweep exists.
     click.echo(sweep_id)
     try:
-        sent = publish_runs(run_ids, broker_url)
+        sent = publish_groups(groups, broker_url)
     except BrokerUnavailable as exc:
         raise click.ClickException(
             f"sweep {sweep_id} is recorded with {len(run_ids)} queued run(s), but {exc}. "
             f"The runs stay queued; publish them again with `bplab sweep republish {sweep_id}`."
         ) from None
     click.echo(
-        f"sweep {sweep_id}: {spec.name}: {sent} run(s) queued on {mask_url(broker_url)} "
+        f"sweep {sweep_id}: {spec.name}: {sent} run(s) queued in {len(groups)} task(s) on "
+        f"{mask_url(broker_url)} "
         f"(written in {written - started:.2f} s, "
         f"published in {time.perf_counter() - written:.2f} s); "
         f"follow it with `bplab sweep watch {sweep_id}`",

@@ -186,6 +186,9 @@ def test_shape_key_and_groups():
     assert all(len(g) <= 3 for g in groups)
     assert all(len({shape_key(runs[r][1], runs[r][2]) for r in g}) == 1 for g in groups)
     assert group_runs(runs, size=1) == [[r] for r in range(len(runs))]
+    # a small shape is cut into at least min_groups groups, a large one into size-sized ones
+    spread = group_runs(runs, size=64, min_groups=3)
+    assert [len(g) for g in spread] == [6, 6, 4, 1, 1]
 
 
 def test_group_run_ids_reads_the_database(db_url, monkeypatch):
