@@ -282,19 +282,31 @@ def alive(pid: int) -> bool:
         return False
 
 
-def busy_child(stack: FaultStack, worker: Worker, timeout: float = 30) -> tuple[int, int]:
-    """(pid, run id) of a live pool child of ``worker`` that is training a run (waits for one)."""
+def busy_child(
+    stack: FaultStack,
+    worker: Worker | list[Worker],
+    timeout: float = 30,
+    exclude: set[int] = frozenset(),  # type: ignore[assignment]
+) -> tuple[int, int]:
+    """(pid, run id) of a live pool child of ``worker`` (or of any of a list of workers, the
+    first one first) that is training a run; waits for one. ``exclude``: pids already
+    killed (a process dies a moment after SIGKILL, and its run stays 'running' till then)."""
+    workers = worker if isinstance(worker, list) else [worker]
     found: list[tuple[int, int]] = []
 
     def look() -> bool:
-        for pid in filter(alive, pool_children(worker)):
-            runs = running_on(stack, pid)
-            if runs:
-                found.append((pid, runs[0]))
-                return True
+        for w in workers:
+            for pid in filter(alive, pool_children(w)):
+                if pid in exclude:
+                    continue
+                runs = running_on(stack, pid)
+                if runs:
+                    found.append((pid, runs[0]))
+                    return True
         return False
 
-    wait_for(look, timeout, f"a pool child of worker {worker.proc.pid} to be training", 0.1)
+    pids = [w.proc.pid for w in workers]
+    wait_for(look, timeout, f"a pool child of worker(s) {pids} to be training", 0.1)
     return found[-1]
 
 

@@ -50,13 +50,16 @@ def resumed_runs(stack: FaultStack) -> set[int]:
 
 def test_killing_pool_children_repeatedly_loses_nothing(stack: FaultStack) -> None:
     workers = [stack.start_bplab_worker() for _ in range(2)]
-    sweep_id, run_ids = make_sweep(stack, seeds=6, epochs=EPOCHS)
+    sweep_id, run_ids = make_sweep(stack, seeds=8, epochs=EPOCHS)
     killed: list[tuple[int, int]] = []
     i = 0
     while len(killed) < 4:
-        worker = workers[i % 2]
+        # Alternate between the workers, or take whichever is training when one is idle.
+        pid, _ = busy_child(
+            stack, [workers[i % 2], workers[(i + 1) % 2]], exclude={p for p, _ in killed}
+        )
+        worker = next(w for w in workers if pid in pool_children(w))
         i += 1
-        pid, _ = busy_child(stack, worker)
         time.sleep(0.8)  # let it train past a checkpoint or two
         os.kill(pid, signal.SIGSTOP)  # freeze it, to name the run it dies on for sure
         training = running_on(stack, pid)
