@@ -60,7 +60,7 @@ def xor_spec(path: Path, runs: int, epochs: int, name: str) -> Path:
 def submit_in_process(spec_path: Path, url: str, queue: str) -> dict:
     from service.db import repository as repo
     from service.db.session import session_scope
-    from service.producer import publish_runs
+    from service.population import SUBMIT_MIN_TASKS, group_run_ids, publish_groups
     from service.spec import load_spec
     from service.sweeps import create_sweep_from_spec
 
@@ -70,13 +70,14 @@ def submit_in_process(spec_path: Path, url: str, queue: str) -> dict:
     with session_scope(url) as session:
         sweep_id = create_sweep_from_spec(session, spec, backend="celery")
         run_ids = repo.run_ids(session, sweep_id)
+        groups = group_run_ids(session, run_ids, min_groups=SUBMIT_MIN_TASKS)
     t2 = time.perf_counter()
-    sent = publish_runs(run_ids, _support.REDIS_URL, queue=queue)
+    publish_groups(groups, _support.REDIS_URL, queue=queue)
     t3 = time.perf_counter()
     return {
         "sweep_id": sweep_id,
         "runs": len(run_ids),
-        "tasks": sent,
+        "tasks": len(groups),
         "validate_s": t1 - t0,
         "write_s": t2 - t1,
         "publish_s": t3 - t2,

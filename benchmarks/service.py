@@ -9,7 +9,8 @@ Run by hand (not in CI; needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.
   ``trial.report`` per step, on the same database (PostgreSQL, then SQLite).
 * celery: a ``--runs``-run XOR sweep (``--epochs`` full-batch epochs each, log_every 10)
   through Celery + Redis + PostgreSQL with 2 worker processes, timed from submission (spec
-  loaded, sweep written, tasks published) to the last run finished, vs the rate of bare
+  loaded, sweep written, tasks published) to the last run finished (``--log-every``: every
+  how many epochs a row is recorded, default 10), vs the rate of bare
   no-op tasks (benchmarks/noop_app.py) through the same broker and 2 processes, measured in
   the same run.
 * local: the same kind of sweep in the local process pool (SQLite) with 2 processes vs 1.
@@ -162,6 +163,9 @@ def recording(pg_url: str, total: int, steps: int) -> list[dict]:
 
 
 # --- sweeps ------------------------------------------------------------------------------
+LOG_EVERY = 10
+
+
 def xor_spec(path: Path, runs: int, epochs: int, name: str) -> Path:
     """A grid over learning rate x momentum x seeds with ``runs`` runs of ``epochs`` epochs."""
     seeds = 10 if runs >= 100 else 1
@@ -181,7 +185,7 @@ def xor_spec(path: Path, runs: int, epochs: int, name: str) -> Path:
             "batch_size": "full",
             "init": 0.3,
             "epochs": epochs,
-            "log_every": 10,
+            "log_every": LOG_EVERY,
         },
     }
     path.write_text(yaml.safe_dump(spec))
@@ -251,7 +255,7 @@ def submit(spec_path: Path, url: str, queue: str) -> tuple[int, int]:
     """What `bplab sweep submit` does, in this process: (sweep id, tasks published)."""
     from service.db import repository as repo
     from service.db.session import session_scope
-    from service.producer import publish_runs
+    from service.population import SUBMIT_MIN_TASKS, group_run_ids, publish_groups
     from service.spec import load_spec
     from service.sweeps import create_sweep_from_spec
 
@@ -259,8 +263,9 @@ def submit(spec_path: Path, url: str, queue: str) -> tuple[int, int]:
     with session_scope(url) as session:
         sweep_id = create_sweep_from_spec(session, spec, backend="celery")
         run_ids = repo.run_ids(session, sweep_id)
-    sent = publish_runs(run_ids, _support.REDIS_URL, queue=queue)
-    return sweep_id, sent
+        groups = group_run_ids(session, run_ids, min_groups=SUBMIT_MIN_TASKS)
+    publish_groups(groups, _support.REDIS_URL, queue=queue)
+    return sweep_id, len(groups)
 
 
 def celery_sweep(children: _support.Children, tmp: Path, url: str, runs: int, epochs: int) -> dict:
@@ -317,10 +322,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--rows", type=int, default=20_000, help="epoch rows per measurement")
     parser.add_argument("--steps", type=int, default=300, help="Optuna reports measured")
+    parser.add_argument("--log-every", type=int, default=10, help="of the benchmark sweeps")
     parser.add_argument("--local-runs", type=int, default=200)
     parser.add_argument("--local-epochs", type=int, default=3000)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    global LOG_EVERY
+    LOG_EVERY = args.log_every
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     results: dict = {}

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from engine import History, TrainConfig, TrainState, train_population
@@ -34,16 +34,20 @@ from service import reliability
 from service.datasets import training_data
 from service.db import leases
 from service.db import repository as repo
-from service.db.bulk import insert_epoch_rows_fenced
-from service.db.models import Run
+from service.db.blobs import pack_arrays, sha256_hex, verify_sha256
+from service.db.bulk import insert_epoch_rows_fenced_many
+from service.db.models import Checkpoint, Run, RunWeights
 from service.db.repository import StaleAttempt
 from service.db.retry import is_transient, with_retry
 from service.db.session import session_scope
+from service.db.types import db_now
 from service.networks import network_from_config
 from service.recording import FLUSH_ROWS, EpochRecorder
 from service.runner import _Job, checkpoint_every, default_worker_name
 
 log = logging.getLogger("bplab.population")
+
+_NONE = np.empty(0, dtype=np.int64)
 
 DEFAULT_POPULATION_SIZE = 64
 # A sweep submitted to Celery is cut into at least this many tasks per shape (when it has
@@ -183,25 +187,25 @@ def execute_runs(
     statuses: dict[int, str | None] = {int(r): None for r in run_ids}
 
     def claim() -> list[tuple[int, int, dict[str, Any], int, int, tuple[int, bytes] | None]]:
-        out = []
         with session_scope(url) as session:
-            for run_id in run_ids:
-                attempt = repo.claim_run(session, int(run_id), worker)
-                if attempt is None:
-                    continue
-                run = repo.get_run(session, int(run_id))
-                checkpoint = repo.load_checkpoint(session, int(run_id))
-                out.append(
-                    (
-                        int(run_id),
-                        attempt,
-                        dict(run.config),
-                        int(run.seed),
-                        int(run.retry_base),
-                        checkpoint,
-                    )
+            # each run claimed on its own terms (queued -> running, its own attempt), in one
+            # statement; then what training needs of the claimed ones, in two queries
+            attempts = _claim_many(session, [int(r) for r in run_ids], worker)
+            if not attempts:
+                return []
+            ids = list(attempts)
+            runs = {
+                int(r.id): (dict(r.config), int(r.seed), int(r.retry_base))
+                for r in session.execute(
+                    select(Run.id, Run.config, Run.seed, Run.retry_base).where(Run.id.in_(ids))
                 )
-        return out
+            }
+            checkpoints = {}
+            q = select(Checkpoint.run_id, Checkpoint.epoch, Checkpoint.data, Checkpoint.sha256)
+            for rid, epoch, data, digest in session.execute(q.where(Checkpoint.run_id.in_(ids))):
+                verify_sha256(data, digest, f"run {rid} checkpoint")
+                checkpoints[int(rid)] = (int(epoch), bytes(data))
+        return [(r, a, *runs[r], checkpoints.get(r)) for r, a in attempts.items()]
 
     claimed = with_retry(claim, seconds=retry_s, what=f"runs {list(run_ids)[:5]}...: claim")
     crash = reliability.crash_run_ids()
@@ -242,6 +246,9 @@ class _Population:
         self.finishing: list[int] = []  # member indices whose final write is due
         self.last_flush = time.monotonic()
         self.stopping = False
+        self.any_stale = False
+        self._members: np.ndarray | None = None
+        self._first_epochs: np.ndarray | None = None
 
     # -- the whole life of the population ---------------------------------------------
     def run(self) -> None:
@@ -315,7 +322,14 @@ class _Population:
 
     # -- engine callbacks ---------------------------------------------------------------
     def _on_epochs(self, members: np.ndarray, epochs: np.ndarray, metrics: dict) -> list[int]:
-        due = np.flatnonzero(epochs % self.log_every[members] == 0)
+        # called every epoch: the common case (no row due, no write due) must cost little
+        if members is not self._members:  # changes only when members leave
+            self._members, self._log_every = members, self.log_every[members]
+            self._same_log = bool((self._log_every == self._log_every[0]).all())
+        if self._same_log and self._all_same(epochs):
+            due = np.arange(len(members)) if epochs[0] % self._log_every[0] == 0 else _NONE
+        else:
+            due = np.flatnonzero(epochs % self._log_every == 0)
         full = False
         if due.size:
             cols = {k: (None if v is None else v.tolist()) for k, v in metrics.items()}
@@ -328,15 +342,24 @@ class _Population:
         due_now = time.monotonic() - self.last_flush >= self.heartbeat_s
         if self.finishing or self.checkpoints or full or due_now:
             self._flush(members)
-        stop = [int(k) for k in members if self.live[k].stale]
+        stop = [int(k) for k in members if self.live[k].stale] if self.any_stale else []
         if not self.stopping and self.should_stop is not None and self.should_stop():
             self.stopping = True
         if self.stopping:
             stop = [int(k) for k in members]
         return stop
 
+    def _all_same(self, epochs: np.ndarray) -> bool:
+        """All members at the same epoch (none was resumed from another epoch than the rest)."""
+        if self._first_epochs is None:
+            self._first_epochs = epochs
+            self._same_epochs = bool((epochs == epochs[0]).all())
+        return self._same_epochs
+
     def _on_checkpoint(self, k: int, state: TrainState) -> None:
-        self.checkpoints[k] = state
+        # A checkpoint at a run's last epoch is superseded by its final write right after.
+        if state.epoch < int(self.live[k].config["epochs"]):
+            self.checkpoints[k] = state
 
     def _on_finish(self, k: int, history: History) -> None:
         m = self.live[k]
@@ -369,25 +392,37 @@ class _Population:
         results: dict[int, str] = {}
 
         def body() -> set[int]:
-            stale: set[int] = set()
             results.clear()
             with session_scope(self.url) as session:
                 leases.bound_idle_transaction(session, self.idle_s)
-                conn = session.connection()
-                for k in targets:
-                    m = self.live[k]
-                    rec = m.rec
-                    assert rec is not None
-                    if not insert_epoch_rows_fenced(conn, m.run_id, m.attempt, rec._rows):
-                        stale.add(k)
+                items = [
+                    (self.live[k].run_id, self.live[k].attempt, self._rows(k)) for k in targets
+                ]
+                fenced_out = insert_epoch_rows_fenced_many(session.connection(), items)
+                stale = {k for k in targets if self.live[k].run_id in fenced_out}
+                # The fence above holds the row lock of every run that passed it until this
+                # transaction ends: no claim or re-queue can change their attempt meanwhile,
+                # so their other writes here need no fence of their own, and go in one
+                # statement per table instead of two per run.
+                ok = [k for k in targets if k not in stale]
+                _upsert_many(
+                    session,
+                    Checkpoint,
+                    [self._checkpoint_row(k, checkpoints[k]) for k in ok if k in checkpoints],
+                )
+                done = [k for k in ok if k in finishing]
+                _upsert_many(session, RunWeights, [self._weights_row(k) for k in done])
+                ended = [k for k in done if self.live[k].history.outcome != "stopped"]  # type: ignore[union-attr]
+                summaries = [self._summary(k) for k in ended]
+                if _finish_many(session, summaries):
+                    results.update(
+                        (k, sm["status"]) for k, sm in zip(ended, summaries, strict=True)
+                    )
+                for k in done:
+                    if k in results:
                         continue
-                    try:
-                        if k in checkpoints:
-                            st = checkpoints[k]
-                            data = st.to_bytes()
-                            repo.save_checkpoint(session, m.run_id, m.attempt, st.epoch, data)
-                        if k in finishing:
-                            results[k] = self._final_write(session, m)
+                    try:  # stopped members, or (never under the lock) a finish that missed
+                        results[k] = self._final_write(session, self.live[k])
                     except StaleAttempt:
                         stale.add(k)
             return stale
@@ -397,7 +432,7 @@ class _Population:
         for k in targets:
             m = self.live[k]
             if k in stale:
-                m.stale = True
+                m.stale = self.any_stale = True
                 if m.history is not None:  # already stopped: find out why, now
                     m.status = m.job.after_stale()
                     m.done = True
@@ -409,9 +444,59 @@ class _Population:
         self.checkpoints = {k: s for k, s in self.checkpoints.items() if k not in targets}
         self.finishing = [k for k in self.finishing if k not in targets]
 
+    def _rows(self, k: int) -> list[dict[str, Any]]:
+        rec = self.live[k].rec
+        assert rec is not None
+        return rec._rows
+
+    def _checkpoint_row(self, k: int, state: TrainState) -> dict[str, Any]:
+        m, data = self.live[k], state.to_bytes()
+        return {
+            "run_id": m.run_id,
+            "attempt": m.attempt,
+            "epoch": int(state.epoch),
+            "data": data,
+            "sha256": sha256_hex(data),
+        }
+
+    def _weights_row(self, k: int) -> dict[str, Any]:
+        """The final weights (a stopped member's exact state goes in as its checkpoint)."""
+        m = self.live[k]
+        h = m.history
+        assert h is not None
+        if h.outcome == "stopped":
+            return {}
+        data, shapes, dtype, digest = pack_arrays([np.asarray(p) for p in m.net.params])
+        return {
+            "run_id": m.run_id,
+            "data": data,
+            "shapes": shapes,
+            "dtype": dtype,
+            "sha256": digest,
+        }
+
+    def _summary(self, k: int) -> dict[str, Any]:
+        m = self.live[k]
+        h, rec = m.history, m.rec
+        assert h is not None and rec is not None
+        last = rec.last_metrics or {}
+        return {
+            "b_id": m.run_id,
+            "b_attempt": m.attempt,
+            "status": "diverged" if h.outcome == "diverged" else "succeeded",
+            "epochs_run": rec.last_epoch if rec.last_epoch is not None else h.epochs,
+            "final_loss": _float(last.get("loss")),
+            "best_loss": _float(h.best_loss),
+            "accuracy": _float(last.get("accuracy")),
+            "val_loss": _float(last.get("val_loss")),
+            "solved_epoch": h.solved_epoch,
+            "wall_time_s": time.perf_counter() - m.started,
+            "error": None,
+        }
+
     def _final_write(self, session: Session, m: _Member) -> str:
-        """The member's last write in the flush's transaction: weights and summary, or (when
-        stopped) its exact state as a checkpoint and the run handed back to the queue."""
+        """The member's summary (its weights are already in), or, when it was stopped, its
+        exact state as a checkpoint and the run handed back to the queue. Fenced."""
         h = m.history
         assert h is not None and m.rec is not None
         if h.outcome == "stopped":
@@ -422,7 +507,6 @@ class _Population:
         rec = m.rec
         last = rec.last_metrics or {}
         status = "diverged" if h.outcome == "diverged" else "succeeded"
-        repo.save_weights(session, m.run_id, m.attempt, [np.asarray(p) for p in m.net.params])
         repo.finish_run(
             session,
             m.run_id,
@@ -437,6 +521,67 @@ class _Population:
             wall_time_s=time.perf_counter() - m.started,
         )
         return status
+
+
+_runs = Run.__table__
+
+
+def _claim_many(session: Session, run_ids: list[int], worker: str) -> dict[int, int]:
+    """repository.claim_run for many runs in one statement: each queued run among them goes
+    to running with its own attempt + 1 (a run not queued is left alone); {run_id: attempt}."""
+    if not run_ids:
+        return {}
+    stmt = (
+        update(_runs)
+        .where(_runs.c.id.in_(run_ids), _runs.c.status == "queued")
+        .values(
+            status="running",
+            attempt=_runs.c.attempt + 1,
+            worker=worker,
+            started_at=db_now(),
+            heartbeat_at=db_now(),
+            finished_at=None,
+        )
+        .returning(_runs.c.id, _runs.c.attempt)
+    )
+    return {int(r): int(a) for r, a in session.connection().execute(stmt)}
+
+
+def _finish_many(session: Session, summaries: list[dict[str, Any]]) -> bool:
+    """repository.finish_run for many runs (one executemany): True when every one of them
+    was still its attempt's running run; False (nothing to trust) otherwise."""
+    if not summaries:
+        return True
+    stmt = (
+        update(_runs)
+        .where(
+            _runs.c.id == bindparam("b_id"),
+            _runs.c.attempt == bindparam("b_attempt"),
+            _runs.c.status == "running",
+        )
+        .values(
+            finished_at=db_now(),
+            heartbeat_at=db_now(),
+            **{k: bindparam(k) for k in summaries[0] if not k.startswith("b_")},
+        )
+    )
+    result = session.connection().execute(stmt, summaries)
+    return result.rowcount == len(summaries)
+
+
+def _upsert_many(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
+    """Insert or replace rows keyed by run_id (as repository._upsert does for one), in one
+    statement; ``created_at`` set by the database."""
+    rows = [r for r in rows if r]
+    if not rows:
+        return
+    table = model.__table__
+    stmt = repo._insert_for(session)(table).values(rows)
+    replace = {k: stmt.excluded[k] for k in rows[0] if k != "run_id"}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id"], set_={**replace, "created_at": db_now()}
+    )
+    session.connection().execute(stmt)
 
 
 def _float(value: Any) -> float | None:

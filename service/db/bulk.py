@@ -83,6 +83,22 @@ _PG_STAGE_INSERT = (
 # Below this many rows the one-statement unnest path is as fast (fewer round trips).
 COPY_MIN_ROWS = 256
 
+# Many runs' rows and heartbeats in one statement (a population's flush): the fence
+# updates the rows of the runs whose attempt still owns them, only their rows are inserted,
+# and the statement returns the runs that passed.
+_PG_FENCED_INSERT_MANY = (
+    "WITH fence AS (UPDATE runs SET heartbeat_at = statement_timestamp()"
+    " FROM unnest(%(ids)s::integer[], %(attempts)s::integer[]) AS f(id, attempt)"
+    " WHERE runs.id = f.id AND runs.attempt = f.attempt AND runs.status = 'running'"
+    " RETURNING runs.id),"
+    f" ins AS (INSERT INTO epoch_metrics ({_COLUMNS})"
+    " SELECT u.* FROM unnest(%(run_id)s::integer[], %(epoch)s::integer[], "
+    + ", ".join(f"%({f})s::double precision[]" for f in EPOCH_FIELDS)
+    + f") AS u({_COLUMNS}) JOIN fence ON fence.id = u.run_id"
+    " ON CONFLICT (run_id, epoch) DO NOTHING)"
+    " SELECT id FROM fence"
+)
+
 _SQLITE_FENCE = (
     "UPDATE runs SET heartbeat_at = strftime('%Y-%m-%d %H:%M:%f', 'now')"
     " WHERE id = ? AND attempt = ? AND status = 'running'"
@@ -155,6 +171,31 @@ def insert_epoch_rows_fenced(
             conn.exec_driver_sql(_SQLITE_INSERT, _sqlite_params(run_id, rows))
         return True
     raise NotImplementedError(f"bplab supports SQLite and PostgreSQL, not {dialect}")
+
+
+def insert_epoch_rows_fenced_many(
+    conn: Connection, items: Sequence[tuple[int, int, Sequence[Mapping[str, Any]]]]
+) -> set[int]:
+    """``insert_epoch_rows_fenced`` for several runs at once: items are (run_id, attempt,
+    rows); returns the run ids fenced out (nothing written for them). On PostgreSQL one
+    statement for all of them, whatever the number of runs and rows."""
+    if not items:
+        return set()
+    if conn.dialect.name != "postgresql":
+        return {r for r, a, rows in items if not insert_epoch_rows_fenced(conn, r, a, rows)}
+    run_col: list[int] = []
+    params: dict[str, list[Any]] = {"epoch": [], **{f: [] for f in EPOCH_FIELDS}}
+    for run_id, _attempt, rows in items:
+        cols = _pg_columns(rows)
+        run_col.extend([int(run_id)] * len(rows))
+        for key, values in cols.items():
+            params[key].extend(values)
+    ids = [int(r) for r, _a, _rows in items]
+    passed = conn.exec_driver_sql(
+        _PG_FENCED_INSERT_MANY,
+        {"ids": ids, "attempts": [int(a) for _r, a, _rows in items], "run_id": run_col, **params},
+    ).scalars()
+    return set(ids) - {int(r) for r in passed}
 
 
 def _pg_fenced_copy(

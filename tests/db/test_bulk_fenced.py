@@ -113,3 +113,20 @@ def test_heartbeat_is_renewed(db_url):
         assert after > before
         before = after
         time.sleep(0.01)
+
+
+def test_many_runs_at_once_only_current_attempts_write(db_url):
+    from service.db.bulk import insert_epoch_rows_fenced_many
+
+    (r1, a1), (r2, a2), (r3, a3) = (_claimed(db_url) for _ in range(3))
+    with session_scope(db_url) as s:
+        repo.release_run(s, r2, a2)  # r2's attempt lost its run
+    with session_scope(db_url) as s:
+        out = insert_epoch_rows_fenced_many(
+            s.connection(), [(r1, a1, _rows(1, 3)), (r2, a2, _rows(1, 3)), (r3, a3, [])]
+        )
+    assert out == {r2}
+    assert sorted(_stored(db_url, r1)) == [1, 2, 3]
+    assert _stored(db_url, r2) == {} and _stored(db_url, r3) == {}
+    with session_scope(db_url) as s:
+        assert insert_epoch_rows_fenced_many(s.connection(), []) == set()
