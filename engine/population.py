@@ -169,6 +169,7 @@ def train_population(
     rows_sum_to_one = bool(np.allclose(Y.sum(axis=1), 1.0, rtol=0.0, atol=1e-12))
     opt_name, batch = configs[0].optimizer, configs[0].batch_size
     full = batch is None or batch >= n
+    step_size = n if batch is None else batch  # rows per update (mini-batch schedules)
     skip = template.skip_connections
 
     theta = stack_thetas(nets)
@@ -245,8 +246,8 @@ def train_population(
         if on_finish is not None:
             on_finish(k, histories[k])  # type: ignore[arg-type]
 
-    for k in np.flatnonzero(counts == 0):  # nothing left to run: train() returns at once
-        finish(int(k), int(k), int(first[k] - 1), _COMPLETED, theta, opt)
+    for k in np.flatnonzero(counts == 0).tolist():  # nothing left to run: train() returns at once
+        finish(k, k, int(first[k] - 1), _COMPLETED, theta, opt)
 
     members = np.flatnonzero(counts > 0)
     if members.size == 0:
@@ -260,7 +261,7 @@ def train_population(
     m_limit = limit[members]
     m_best = best[members]
     m_solved = solved[members]
-    cfgs = [configs[k] for k in members]
+    cfgs = [configs[k] for k in members.tolist()]
     within = np.array([math.nan if c.stop_within is None else c.stop_within for c in cfgs])
     within[m_solved >= 0] = math.nan  # solved before a resume: never solved again
     stop_loss = np.array([math.nan if c.stop_loss is None else c.stop_loss for c in cfgs])
@@ -304,7 +305,7 @@ def train_population(
         while K:
             epochs = m_first + it
             if scheduled and (epochs > valid).any():
-                for r in np.flatnonzero(epochs > valid):
+                for r in np.flatnonzero(epochs > valid).tolist():
                     c, e = cfgs[r], int(epochs[r])
                     lr[r], mom[r] = values_at(c.schedule, e, c.learning_rate, c.momentum)
                     valid[r] = _next_change(c, e)
@@ -318,11 +319,11 @@ def train_population(
                 stack.run(ws)
                 loss, acc, max_err = scorer.score(stack, run=False)
             else:
-                for r in range(K):
-                    perms[r] = rngs[members[r]].permutation(n)
-                for start in range(0, n, batch):  # type: ignore[arg-type]
-                    idx = perms[:, start : start + batch]  # type: ignore[operator]
-                    w = ws_batch if idx.shape[1] == batch else ws_rest
+                for r, k in enumerate(members.tolist()):
+                    perms[r] = rngs[k].permutation(n)
+                for start in range(0, n, step_size):
+                    idx = perms[:, start : start + step_size]
+                    w = ws_batch if idx.shape[1] == step_size else ws_rest
                     rows_x, rows_y = (xb, yb) if w is ws_batch else (xr, yr)
                     np.take(X, idx, axis=0, out=rows_x, mode="clip")
                     np.take(Y, idx, axis=0, out=rows_y, mode="clip")
@@ -367,7 +368,7 @@ def train_population(
                     outcome[hit] = _STOPPED
             going = outcome == 0
             if checkpoint_every and on_checkpoint is not None:
-                for r in np.flatnonzero(going & (epochs % checkpoint_every == 0)):
+                for r in np.flatnonzero(going & (epochs % checkpoint_every == 0)).tolist():
                     k = int(members[r])
                     e, b, sv = int(epochs[r]), float(m_best[r]), int(m_solved[r])
                     on_checkpoint(k, snapshot(k, r, e, theta, opt, b, sv))
@@ -382,8 +383,8 @@ def train_population(
             records.close()
             best[members] = m_best
             solved[members] = m_solved
-            for r in done:
-                finish(int(members[r]), int(r), int(epochs[r]), int(outcome[r]), theta, opt)
+            for r in done.tolist():
+                finish(int(members[r]), r, int(epochs[r]), int(outcome[r]), theta, opt)
             keep = np.flatnonzero(outcome == 0)
             K = keep.size
             if not K:
@@ -410,7 +411,7 @@ def train_population(
                 np.subtract(ws.out, ws.y, out=ws.diff)
             else:
                 ws_batch = head(ws_batch, K)
-                ws_rest = head(ws_rest, K) if n % batch else ws_batch  # type: ignore[operator]
+                ws_rest = head(ws_rest, K) if n % step_size else ws_batch
                 xb, yb, xr, yr, perms = xb[:K], yb[:K], xr[:K], yr[:K], perms[:K]
     return histories  # type: ignore[return-value]
 

@@ -30,7 +30,10 @@ def same_shape(a: Network, b: Network) -> bool:
     if (a.architecture() != b.architecture()) or len(a.masks) != len(b.masks):
         return False
     for ma, mb in zip(a.masks, b.masks, strict=True):
-        if (ma is None) != (mb is None) or (ma is not None and not np.array_equal(ma, mb)):
+        if ma is None or mb is None:
+            if ma is not mb:
+                return False
+        elif not np.array_equal(ma, mb):
             return False
     return True
 
@@ -332,19 +335,18 @@ class StackedScorer:
                 stack.run(ws)
             total, correct, max_err = self._score_ws(ws, self.targets)
         else:
-            total = correct = max_err = None
+            parts = []
             for ws, start, stop in self.chunks:
                 ws.x[...] = self.X[start:stop].T
                 ws.y[...] = self.Y[start:stop].T
                 stack.run(ws)
                 targets = None if self.targets is None else self.targets[start:stop]
-                t, c, e = self._score_ws(ws, targets)
-                if total is None:
-                    total, correct, max_err = t, c, e
-                else:
-                    total = total + t
-                    correct = correct + c
-                    max_err = np.where(e <= max_err, max_err, e)  # as Scorer: nan propagates
+                parts.append(self._score_ws(ws, targets))
+            total, correct, max_err = parts[0]
+            for t, c, e in parts[1:]:  # in chunk order, as Scorer adds them
+                total = total + t
+                correct = correct + c
+                max_err = np.where(e <= max_err, max_err, e)  # as Scorer: nan propagates
         loss = total / self.n if self.mean else total
         accuracy = None if self.kind is None else correct / self.n
         return loss, accuracy, max_err

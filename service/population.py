@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from engine import History, TrainConfig, TrainState, train_population
@@ -523,7 +523,7 @@ class _Population:
         return status
 
 
-_runs = Run.__table__
+_runs: Table = Run.__table__  # type: ignore[assignment]
 
 
 def _claim_many(session: Session, run_ids: list[int], worker: str) -> dict[int, int]:
