@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from engine import Network, StopTraining, TrainConfig, TrainState, train
+from engine import StopTraining, TrainConfig, TrainState, train
 from service import reliability
 from service.datasets import training_data
 from service.db import leases
@@ -28,6 +28,7 @@ from service.db.models import TERMINAL_STATUSES
 from service.db.repository import StaleAttempt
 from service.db.retry import is_transient, with_retry
 from service.db.session import session_scope
+from service.networks import network_from_config
 from service.recording import EpochRecorder
 
 log = logging.getLogger("bplab.runner")
@@ -190,20 +191,6 @@ class _Job:
         return status if status in TERMINAL_STATUSES else None
 
 
-def build_network(
-    config: dict[str, Any], n_in: int, n_out: int, rng: np.random.Generator
-) -> Network:
-    return Network(
-        [n_in, *config["hidden"], n_out],
-        activation=config["activation"],
-        output_activation=config["output_activation"],
-        cost=config["cost"],
-        skip_connections=config["skip_connections"],
-        init=config["init"],
-        rng=rng,
-    )
-
-
 def _train_and_record(
     job: _Job,
     config: dict[str, Any],
@@ -215,7 +202,7 @@ def _train_and_record(
     started = time.perf_counter()
     X, Y, validation = training_data(config, seed)
     rng = np.random.default_rng(seed)
-    net = build_network(config, X.shape[1], Y.shape[1], rng)
+    net = network_from_config(config, X.shape[1], Y.shape[1], rng)
     state = TrainState.from_bytes(checkpoint[1]) if checkpoint else None
     recorder = job.recorder = EpochRecorder(
         run_id,
@@ -290,4 +277,4 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-__all__ = ["execute_run", "build_network", "default_worker_name", "StopTraining"]
+__all__ = ["execute_run", "default_worker_name", "StopTraining"]

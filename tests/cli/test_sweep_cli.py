@@ -15,7 +15,7 @@ import pytest
 
 from engine import TrainConfig, train
 from service.datasets import training_data
-from service.runner import build_network
+from service.networks import network_from_config
 from tests.cli.conftest import Bplab, small_xor_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ def test_exported_weights_are_the_trained_network(bplab: Bplab, tmp_path: Path) 
     config = run["params"]
     X, Y, _ = training_data(config, run["seed"])
     rng = np.random.default_rng(run["seed"])
-    net = build_network(config, X.shape[1], Y.shape[1], rng)
+    net = network_from_config(config, X.shape[1], Y.shape[1], rng)
     train(net, X, Y, TrainConfig.from_dict(config), rng=rng)
     for mine, theirs in zip(net.params, arrays, strict=True):
         np.testing.assert_array_equal(mine, theirs)

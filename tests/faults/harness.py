@@ -33,8 +33,8 @@ from service.datasets import training_data
 from service.db import migrate
 from service.db import repository as repo
 from service.db.session import make_engine, session_scope
+from service.networks import network_from_config
 from service.producer import publish_runs
-from service.runner import build_network
 from service.spec import load_spec
 from service.sweeps import create_sweep_from_spec
 from tests.distributed.bplab_cli import BPLAB
@@ -148,7 +148,7 @@ def reference(config_json: str, seed: int) -> tuple[list[np.ndarray], dict[int, 
     config = json.loads(config_json)
     X, Y, validation = training_data(config, seed)
     rng = np.random.default_rng(seed)
-    net = build_network(config, X.shape[1], Y.shape[1], rng)
+    net = network_from_config(config, X.shape[1], Y.shape[1], rng)
     metrics: dict[int, dict[str, Any]] = {}
     train(
         net,

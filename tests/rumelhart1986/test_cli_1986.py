@@ -157,3 +157,25 @@ def test_summarize_reports_the_readme_figures(symmetry_sweep: tuple[str, list[di
     assert row["sweeps_to_solve_q1_median_q3"][1] == solved[2]
     assert row["slowest_solve"] == solved[-1]
     assert row["train_right_median"] == 64 and row["train_patterns"] == 64
+
+
+def test_family_trees_sweep_trains_the_block_connected_net(tmp_path: Path) -> None:
+    """Through `bplab sweep run`: the stored first layer has zeros outside the two blocks."""
+    spec = yaml.safe_load(
+        (Path(__file__).parents[2] / "examples/rumelhart1986/family_trees.yaml").read_text()
+    )
+    spec["seeds"] = 2
+    spec["parameters"]["epochs"] = 30
+    path = tmp_path / "ft.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    url = f"sqlite:///{tmp_path / 'ft.db'}"
+    _bplab(url, "sweep", "run", str(path), "--workers", "1")
+    with session_scope(url) as session:
+        run_ids = repo.run_ids(session, 1)
+        weights = [repo.load_weights(session, run_id) for run_id in run_ids]
+    assert len(weights) == 2
+    for arrays in weights:
+        W1 = arrays[0]
+        assert W1.shape == (36, 12)
+        assert np.all(W1[:24, 6:] == 0) and np.all(W1[24:, :6] == 0)  # outside the blocks
+        assert np.all(W1[:24, :6] != 0) and np.all(W1[24:, 6:] != 0)  # inside: trained weights
