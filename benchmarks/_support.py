@@ -158,6 +158,8 @@ def meta() -> dict:
         "numpy": np.__version__,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        # the machine is shared: a load near the number of cores means other work competed
+        "load_average_1_5_15": list(os.getloadavg()),
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 

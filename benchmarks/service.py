@@ -13,7 +13,9 @@ Run by hand (not in CI; needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.
   how many epochs a row is recorded, default 10), vs the rate of bare
   no-op tasks (benchmarks/noop_app.py) through the same broker and 2 processes, measured in
   the same run.
-* local: the same kind of sweep in the local process pool (SQLite) with 2 processes vs 1.
+* local: the same kind of sweep in the local process pool (SQLite) with 2 processes vs 1
+  (``--local-runs`` x ``--local-epochs``: long enough that starting the processes, about a
+  second each, does not dominate).
 
 Everything runs against a throwaway PostgreSQL database and a unique Redis queue, both
 removed at the end; only processes this script starts are stopped. Results go to
@@ -324,7 +326,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="Optuna reports measured")
     parser.add_argument("--log-every", type=int, default=10, help="of the benchmark sweeps")
     parser.add_argument("--local-runs", type=int, default=200)
-    parser.add_argument("--local-epochs", type=int, default=3000)
+    parser.add_argument("--local-epochs", type=int, default=20000)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     global LOG_EVERY
