@@ -201,3 +201,78 @@ def test_group_run_ids_reads_the_database(db_url, monkeypatch):
     monkeypatch.setenv("BPLAB_POPULATION_SIZE", "0")
     with pytest.raises(ValueError, match="BPLAB_POPULATION_SIZE"), session_scope(db_url) as s:
         group_run_ids(s, ids)
+
+
+class FakeTimeLimit(Exception):
+    """Raised asynchronously, as Celery raises SoftTimeLimitExceeded."""
+
+
+def test_a_time_limit_hands_unfinished_runs_back_until_attempts_are_used(db_url, monkeypatch):
+    monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "50")
+    monkeypatch.setenv("BPLAB_MAX_ATTEMPTS", "2")
+    runs = _configs(learning_rate=[0.5, 1.0], epochs=300, log_every=5)
+    ids = _sweep(db_url, runs)
+    ref = _sweep(db_url, runs)
+    execute_runs(ref, url=db_url)
+    calls = []
+
+    def limit_at_epoch_120() -> bool:
+        calls.append(1)
+        if len(calls) == 120:
+            raise FakeTimeLimit("soft time limit")
+        return False
+
+    statuses = execute_runs(
+        ids, url=db_url, should_stop=limit_at_epoch_120, release_on=(FakeTimeLimit,)
+    )
+    assert set(statuses.values()) == {"queued"}
+    with session_scope(db_url) as s:
+        assert {repo.load_checkpoint(s, r)[0] for r in ids} == {100}  # the last checkpoint
+        assert {repo.get_run(s, r).attempt for r in ids} == {1}
+    # the next attempt resumes from the checkpoint and ends exactly where the reference did
+    assert set(execute_runs(ids, url=db_url).values()) == {"succeeded"}
+    for a, b in zip(ref, ids, strict=True):
+        _same_results(_result(db_url, a), _result(db_url, b))
+    # and a run that keeps hitting the limit fails after BPLAB_MAX_ATTEMPTS attempts
+    more = _sweep(db_url, runs[:2])
+    for expected in ("queued", "failed"):
+        calls.clear()
+        got = execute_runs(
+            more, url=db_url, should_stop=limit_at_epoch_120, release_on=(FakeTimeLimit,)
+        )
+        assert set(got.values()) == {expected}
+    with session_scope(db_url) as s:
+        assert "gave up after 2 attempt(s)" in repo.get_run(s, more[0]).error
+
+
+def test_cancelling_the_sweep_stops_its_runs_with_their_curve_so_far(db_url):
+    from service.db import leases
+
+    runs = _configs(learning_rate=[0.5, 1.0], epochs=2000, log_every=1)
+    ids = _sweep(db_url, runs)
+    with session_scope(db_url) as s:
+        sweep_id = repo.get_run(s, ids[0]).sweep_id
+    calls = []
+
+    def cancel_at_epoch_50() -> bool:
+        calls.append(1)
+        if len(calls) == 50:
+            with session_scope(db_url) as s:
+                assert leases.cancel_runs(s, sweep_id)["running"] == len(ids)
+        return False
+
+    import service.population as population
+
+    hb = population.reliability.heartbeat_seconds
+    population.reliability.heartbeat_seconds = lambda: 0.0  # a write, so a fence, every epoch
+    try:
+        statuses = execute_runs(ids, url=db_url, should_stop=cancel_at_epoch_50)
+    finally:
+        population.reliability.heartbeat_seconds = hb
+    assert set(statuses.values()) == {"cancelled"}
+    for rid in ids:
+        r = _result(db_url, rid)
+        assert r["summary"]["status"] == "cancelled"
+        assert 50 <= r["summary"]["epochs_run"] <= 52
+        assert [row[0] for row in r["rows"]] == list(range(1, r["summary"]["epochs_run"] + 1))
+        assert r["summary"]["final_loss"] == r["rows"][-1][1]
