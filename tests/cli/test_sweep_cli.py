@@ -144,6 +144,8 @@ def test_ctrl_c_keeps_finished_runs_and_resume_finishes_the_rest(bplab: Bplab) -
             "parameters": {"learning_rate": 0.1, "hidden": 2, "epochs": 40000, "log_every": 500},
         },
     )
+    # Populations of 2: the runs finish in three steps, so Ctrl-C lands between finished and not.
+    bplab.env["BPLAB_POPULATION_SIZE"] = "2"
     proc = bplab.subprocess(
         "sweep",
         "run",
