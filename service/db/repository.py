@@ -27,7 +27,7 @@ from sqlalchemy.orm.util import identity_key
 from service.db.blobs import BlobError as BlobError  # re-exported: callers catch repo.BlobError
 from service.db.blobs import pack_arrays, sha256_hex, unpack_arrays, verify_sha256
 from service.db.bulk import EPOCH_FIELDS as EPOCH_FIELDS  # re-exported
-from service.db.bulk import insert_epoch_rows
+from service.db.bulk import insert_epoch_rows_fenced
 from service.db.models import (
     RUN_STATUSES,
     TERMINAL_STATUSES,
@@ -339,8 +339,10 @@ def record_epochs(
     INSERT ... ON CONFLICT DO NOTHING for the whole batch (service.db.bulk), so replaying a
     batch after a crash or a resume from checkpoint never duplicates an epoch.
     """
-    _fenced_update(session, run_id, attempt)
-    insert_epoch_rows(session.connection(), run_id, rows)
+    # One statement on PostgreSQL (fence and rows together; COPY for large batches): the
+    # recording cost per epoch row is what sweeps of thousands of runs pay.
+    if not insert_epoch_rows_fenced(session.connection(), run_id, attempt, rows):
+        raise StaleAttempt(run_id, attempt)
 
 
 def epoch_rows(session: Session, run_id: int) -> list[EpochMetric]:
