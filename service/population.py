@@ -192,7 +192,7 @@ def execute_runs(
         with session_scope(url) as session:
             # each run claimed on its own terms (queued -> running, its own attempt), in one
             # statement; then what training needs of the claimed ones, in two queries
-            attempts = _claim_many(session, [int(r) for r in run_ids], worker)
+            attempts = repo.claim_runs(session, run_ids, worker)
             if not attempts:
                 return []
             ids = list(attempts)
@@ -526,27 +526,6 @@ class _Population:
 
 
 _runs: Table = Run.__table__  # type: ignore[assignment]
-
-
-def _claim_many(session: Session, run_ids: list[int], worker: str) -> dict[int, int]:
-    """repository.claim_run for many runs in one statement: each queued run among them goes
-    to running with its own attempt + 1 (a run not queued is left alone); {run_id: attempt}."""
-    if not run_ids:
-        return {}
-    stmt = (
-        update(_runs)
-        .where(_runs.c.id.in_(run_ids), _runs.c.status == "queued")
-        .values(
-            status="running",
-            attempt=_runs.c.attempt + 1,
-            worker=worker,
-            started_at=db_now(),
-            heartbeat_at=db_now(),
-            finished_at=None,
-        )
-        .returning(_runs.c.id, _runs.c.attempt)
-    )
-    return {int(r): int(a) for r, a in session.connection().execute(stmt)}
 
 
 def _finish_many(session: Session, summaries: list[dict[str, Any]]) -> bool:

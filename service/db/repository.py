@@ -284,9 +284,20 @@ def claim_run(session: Session, run_id: int, worker: str) -> int | None:
     None means the run is not queued (another worker has it, or it is finished or
     cancelled): a second delivery of the same task must then do nothing.
     """
+    attempt = claim_runs(session, [run_id], worker).get(run_id)
+    _expire_run(session, run_id)
+    return attempt
+
+
+def claim_runs(session: Session, run_ids: Sequence[int], worker: str) -> dict[int, int]:
+    """``claim_run`` for many runs in one statement (a population task): each queued run
+    among them goes to running with its own attempt + 1, the others are left alone;
+    returns {run_id: new attempt} for the runs claimed."""
+    if not run_ids:
+        return {}
     stmt = (
         update(_runs)
-        .where(_runs.c.id == run_id, _runs.c.status == "queued")
+        .where(_runs.c.id.in_([int(r) for r in run_ids]), _runs.c.status == "queued")
         .values(
             status="running",
             attempt=_runs.c.attempt + 1,
@@ -295,11 +306,9 @@ def claim_run(session: Session, run_id: int, worker: str) -> int | None:
             heartbeat_at=db_now(),
             finished_at=None,
         )
-        .returning(_runs.c.attempt)
+        .returning(_runs.c.id, _runs.c.attempt)
     )
-    attempt = session.connection().execute(stmt).scalar_one_or_none()
-    _expire_run(session, run_id)
-    return attempt
+    return {int(r): int(a) for r, a in session.connection().execute(stmt)}
 
 
 def _fenced_update(session: Session, run_id: int, attempt: int, **values: Any) -> None:
