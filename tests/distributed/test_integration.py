@@ -23,6 +23,7 @@ from sqlalchemy import text
 from service.db import repository as repo
 from service.db.session import session_scope
 from service.producer import publish, publish_runs, train_runs_messages
+from service.results import param_value
 from service.spec import load_spec
 from service.sweeps import create_sweep_from_spec
 from tests.distributed.stack import (
@@ -214,7 +215,9 @@ def test_submit_a_sweep_to_two_workers_and_read_the_results(stack: Stack) -> Non
     ]
 
     # The same results through the read side of the CLI, with the PostgreSQL URL.
-    # TODO(issue 5): also `bplab results SWEEP --format json` once that command exists.
+    results = stack.bplab("results", str(sweep_id), "--format", "json")
+    assert results.returncode == 0, results.stderr
+    assert json.loads(results.stdout) == summary
     listed = stack.bplab("runs", str(sweep_id), "--format", "json")
     assert listed.returncode == 0, listed.stderr
     runs = {r["id"]: r for r in json.loads(listed.stdout)}
@@ -223,6 +226,16 @@ def test_submit_a_sweep_to_two_workers_and_read_the_results(stack: Stack) -> Non
     with session_scope(stack.database_url, readonly=True) as session:
         for run in repo.list_runs(session, sweep_id):
             assert runs[run.id]["final_loss"] == pytest.approx(run.final_loss, rel=1e-12)
+    for group in summary:  # each configuration's mean final loss, recomputed from its runs
+        swept = {k: v for k, v in group.items() if k in runs[rows[0]["id"]]["params"]}
+        members = [
+            r
+            for r in runs.values()
+            if all(param_value(r["params"], k) == v for k, v in swept.items())
+        ]
+        assert len(members) == group["seeds"]
+        mean = sum(r["final_loss"] for r in members) / len(members)
+        assert group["final_loss_mean"] == pytest.approx(mean, rel=1e-9)
 
 
 def test_workers_run_with_one_blas_thread_per_process(stack: Stack) -> None:
