@@ -43,7 +43,7 @@ from service.db.session import session_scope
 from service.db.types import db_now
 from service.networks import network_from_config
 from service.recording import FLUSH_ROWS, EpochRecorder
-from service.runner import _Job, checkpoint_every, default_worker_name
+from service.runner import RunJob, checkpoint_every, default_worker_name
 
 log = logging.getLogger("bplab.population")
 
@@ -159,7 +159,7 @@ class _Member:
     seed: int
     retry_base: int
     checkpoint: tuple[int, bytes] | None
-    job: _Job
+    job: RunJob
     rec: EpochRecorder | None = None
     net: Any = None
     rng: np.random.Generator | None = None
@@ -215,7 +215,7 @@ def execute_runs(
     for run_id, attempt, config, seed, retry_base, checkpoint in claimed:
         if run_id in crash:
             os._exit(1)  # fault injection (tests/faults): see reliability.crash_run_ids
-        job = _Job(run_id, attempt, url, retry_s)
+        job = RunJob(run_id, attempt, url, retry_s)
         members.append(_Member(run_id, attempt, config, seed, retry_base, checkpoint, job))
     shapes: dict[str, list[_Member]] = {}
     for m in members:
@@ -339,8 +339,8 @@ class _Population:
                 rec = self.live[members[r]].rec
                 assert rec is not None
                 row = {k: (None if v is None else v[r]) for k, v in cols.items()}
-                rec._append(int(epochs[r]), row)
-                full = full or len(rec._rows) >= FLUSH_ROWS
+                rec.append(int(epochs[r]), row)
+                full = full or len(rec.buffered) >= FLUSH_ROWS
         due_now = time.monotonic() - self.last_flush >= self.heartbeat_s
         if self.finishing or self.checkpoints or full or due_now:
             self._flush(members)
@@ -449,7 +449,7 @@ class _Population:
     def _rows(self, k: int) -> list[dict[str, Any]]:
         rec = self.live[k].rec
         assert rec is not None
-        return rec._rows
+        return rec.buffered
 
     def _checkpoint_row(self, k: int, state: TrainState) -> dict[str, Any]:
         m, data = self.live[k], state.to_bytes()
@@ -557,7 +557,7 @@ def _upsert_many(session: Session, model: type[Any], rows: list[dict[str, Any]])
     if not rows:
         return
     table = model.__table__
-    stmt = repo._insert_for(session)(table).values(rows)
+    stmt = repo.dialect_insert(session)(table).values(rows)
     replace = {k: stmt.excluded[k] for k in rows[0] if k != "run_id"}
     stmt = stmt.on_conflict_do_update(
         index_elements=["run_id"], set_={**replace, "created_at": db_now()}

@@ -71,7 +71,7 @@ class EpochRecorder:
         if loss is not None and math.isfinite(loss) and loss < self.best_loss:
             self.best_loss = float(loss)
         if epoch % self.log_every == 0:
-            self._append(epoch, metrics)
+            self.append(epoch, metrics)
         if len(self._rows) >= FLUSH_ROWS or self._clock() - self._last_flush >= self.heartbeat_s:
             self.flush()
         if self.should_stop is not None and self.should_stop():
@@ -83,7 +83,12 @@ class EpochRecorder:
         """The last epoch is always recorded, whatever log_every says."""
         if self.last_epoch is not None and self._last_recorded != self.last_epoch:
             assert self.last_metrics is not None
-            self._append(self.last_epoch, self.last_metrics)
+            self.append(self.last_epoch, self.last_metrics)
+
+    @property
+    def buffered(self) -> list[dict[str, Any]]:
+        """The rows not yet written (the live list: a population flushes many recorders at once)."""
+        return self._rows
 
     def pending_rows(self) -> list[dict[str, Any]]:
         return list(self._rows)
@@ -116,7 +121,8 @@ class EpochRecorder:
         with_retry(transaction, seconds=self.retry_s, what=f"run {self.run_id}: recording")
         self.written()
 
-    def _append(self, epoch: int, metrics: dict[str, Any]) -> None:
+    def append(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """Buffer one epoch's row (the engine's callback does this for the epochs that are due)."""
         row: dict[str, Any] = {"epoch": int(epoch)}
         for key in METRIC_KEYS:
             value = metrics.get(key)

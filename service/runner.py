@@ -92,7 +92,7 @@ def execute_run(
             attempt,
             checkpoint[0],
         )
-    job = _Job(run_id, attempt, url, retry_s)
+    job = RunJob(run_id, attempt, url, retry_s)
     try:
         return _train_and_record(job, config, seed, checkpoint, should_stop)
     except StaleAttempt:
@@ -109,7 +109,7 @@ def execute_run(
 
 
 @dataclass
-class _Job:
+class RunJob:
     """One attempt at one run: its fenced writes outside the training loop, each retried."""
 
     run_id: int
@@ -192,7 +192,7 @@ class _Job:
 
 
 def _train_and_record(
-    job: _Job,
+    job: RunJob,
     config: dict[str, Any],
     seed: int,
     checkpoint: tuple[int, bytes] | None,

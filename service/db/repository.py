@@ -329,7 +329,7 @@ def heartbeat(session: Session, run_id: int, attempt: int) -> None:
 # --- recording -----------------------------------------------------------------------
 
 
-def _insert_for(session: Session) -> Any:
+def dialect_insert(session: Session) -> Any:
     name = session.get_bind().dialect.name
     if name == "sqlite":
         return sqlite.insert
@@ -362,7 +362,7 @@ def epoch_rows(session: Session, run_id: int) -> list[EpochMetric]:
 
 def _upsert(session: Session, model: type[Any], values: dict[str, Any]) -> None:
     table: Table = model.__table__
-    stmt = _insert_for(session)(table).values(**values)
+    stmt = dialect_insert(session)(table).values(**values)
     replace = {k: stmt.excluded[k] for k in values if k != "run_id"}
     stmt = stmt.on_conflict_do_update(
         index_elements=["run_id"], set_={**replace, "created_at": db_now()}
