@@ -39,6 +39,11 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
     Nothing is written when the spec is invalid or the broker cannot be reached. Tasks are
     published only after the sweep is committed, so a worker never sees a run that does not exist.
     """
+    submit_spec(settings, spec_path, max_runs, print_id=True)
+
+
+def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: bool) -> int:
+    """What `sweep submit` does (and `sweep run` with a broker configured); the sweep id."""
     from service.commands.sweep import load_spec_or_exit
     from service.population import SUBMIT_MIN_TASKS, group_run_ids, publish_groups
     from service.producer import BrokerUnavailable, check_broker
@@ -65,8 +70,8 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
             "nothing was written or published"
         ) from None
     written = time.perf_counter()
-    # The id goes out before publishing: whatever happens next, the sweep exists.
-    click.echo(sweep_id)
+    if print_id:  # before publishing: whatever happens next, the sweep exists
+        click.echo(sweep_id)
     try:
         sent = publish_groups(groups, broker_url)
     except BrokerUnavailable as exc:
@@ -82,6 +87,7 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
         f"follow it with `bplab sweep watch {sweep_id}`",
         err=True,
     )
+    return sweep_id
 
 
 @click.command("republish")

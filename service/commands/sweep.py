@@ -68,11 +68,24 @@ def plan(spec_path: str, max_runs: int, fmt: str) -> None:
 @workers_option
 @max_runs_option
 @format_option
-@click.pass_obj
+@click.pass_context
 def run_sweep(
-    settings: Settings, spec_path: str, workers: int | None, max_runs: int, fmt: str
+    ctx: click.Context, spec_path: str, workers: int | None, max_runs: int, fmt: str
 ) -> None:
-    """Validate SPEC, record its runs, train them in a local process pool, print the results."""
+    """Validate SPEC, record its runs, train them in a local process pool, print the results.
+
+    With BPLAB_BROKER_URL set the runs go to Celery workers instead (`sweep submit`, then
+    `sweep watch`): the same command on a laptop and on a cluster.
+    """
+    settings: Settings = ctx.obj
+    if settings.broker_url:
+        from service.commands.remote import submit_spec, watch
+
+        if workers is not None:
+            click.echo("--workers applies to local runs; the Celery workers train these", err=True)
+        sweep_id = submit_spec(settings, spec_path, max_runs, print_id=False)
+        ctx.invoke(watch, sweep_id=sweep_id, interval=1.0, timeout=None, fmt=fmt)
+        return
     spec = load_spec_or_exit(spec_path, max_runs)
     with session_scope(settings.database_url) as session:
         sweep_id = create_sweep_from_spec(session, spec, backend="local")

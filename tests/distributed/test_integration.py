@@ -388,3 +388,20 @@ def _sweep_of(stack: Stack, run_id: int) -> int:
         return session.execute(
             text("SELECT sweep_id FROM runs WHERE id = :r"), {"r": run_id}
         ).scalar_one()
+
+
+def test_sweep_run_uses_the_workers_when_a_broker_is_set(stack: Stack) -> None:
+    """The same command as on a laptop: with BPLAB_BROKER_URL set, `sweep run` submits, waits
+    for the Celery workers and prints the results; nothing is trained in the CLI process."""
+    spec_path = write_spec(stack, seeds=2)
+    ran = stack.bplab("sweep", "run", str(spec_path), "--format", "json", timeout=300)
+    assert ran.returncode == 0, ran.stderr + stack.worker_logs()[-4000:]
+    summary = json.loads(ran.stdout)
+    assert sum(g["succeeded"] for g in summary) == 8
+    sweep_id = int(re.search(r"sweep (\d+): ", ran.stderr).group(1))  # type: ignore[union-attr]
+    rows = run_rows(stack, sweep_id)
+    assert len(rows) == 8
+    for row in rows:
+        assert_trained_once(stack, row)
+    with session_scope(stack.database_url, readonly=True) as session:
+        assert repo.get_sweep(session, sweep_id).backend == "celery"  # type: ignore[union-attr]
