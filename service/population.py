@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import History, TrainConfig, TrainState, train_population
@@ -42,7 +42,7 @@ from service.db.retry import is_transient, with_retry
 from service.db.session import session_scope
 from service.db.types import db_now
 from service.networks import network_from_config
-from service.recording import FLUSH_ROWS, EpochRecorder
+from service.recording import FLUSH_ROWS, EpochRecorder, final_summary
 from service.runner import RunJob, checkpoint_every, default_worker_name
 
 log = logging.getLogger("bplab.population")
@@ -416,7 +416,11 @@ class _Population:
                 _upsert_many(session, RunWeights, [self._weights_row(k) for k in done])
                 ended = [k for k in done if self.live[k].history.outcome != "stopped"]  # type: ignore[union-attr]
                 summaries = [self._summary(k) for k in ended]
-                if _finish_many(session, summaries):
+                finished = [
+                    (self.live[k].run_id, self.live[k].attempt, sm)
+                    for k, sm in zip(ended, summaries, strict=True)
+                ]
+                if repo.finish_runs(session, finished):
                     results.update(
                         (k, sm["status"]) for k, sm in zip(ended, summaries, strict=True)
                     )
@@ -479,22 +483,8 @@ class _Population:
 
     def _summary(self, k: int) -> dict[str, Any]:
         m = self.live[k]
-        h, rec = m.history, m.rec
-        assert h is not None and rec is not None
-        last = rec.last_metrics or {}
-        return {
-            "b_id": m.run_id,
-            "b_attempt": m.attempt,
-            "status": "diverged" if h.outcome == "diverged" else "succeeded",
-            "epochs_run": rec.last_epoch if rec.last_epoch is not None else h.epochs,
-            "final_loss": _float(last.get("loss")),
-            "best_loss": _float(h.best_loss),
-            "accuracy": _float(last.get("accuracy")),
-            "val_loss": _float(last.get("val_loss")),
-            "solved_epoch": h.solved_epoch,
-            "wall_time_s": time.perf_counter() - m.started,
-            "error": None,
-        }
+        assert m.history is not None and m.rec is not None
+        return final_summary(m.rec, m.history, time.perf_counter() - m.started)
 
     def _final_write(self, session: Session, m: _Member) -> str:
         """The member's summary (its weights are already in), or, when it was stopped, its
@@ -506,48 +496,9 @@ class _Population:
             repo.save_checkpoint(session, m.run_id, m.attempt, final.epoch, final.to_bytes())
             repo.release_run(session, m.run_id, m.attempt)
             return "queued"
-        rec = m.rec
-        last = rec.last_metrics or {}
-        status = "diverged" if h.outcome == "diverged" else "succeeded"
-        repo.finish_run(
-            session,
-            m.run_id,
-            m.attempt,
-            status=status,
-            epochs_run=rec.last_epoch if rec.last_epoch is not None else h.epochs,
-            final_loss=_float(last.get("loss")),
-            best_loss=_float(h.best_loss),
-            accuracy=_float(last.get("accuracy")),
-            val_loss=_float(last.get("val_loss")),
-            solved_epoch=h.solved_epoch,
-            wall_time_s=time.perf_counter() - m.started,
-        )
-        return status
-
-
-_runs: Table = Run.__table__  # type: ignore[assignment]
-
-
-def _finish_many(session: Session, summaries: list[dict[str, Any]]) -> bool:
-    """repository.finish_run for many runs (one executemany): True when every one of them
-    was still its attempt's running run; False (nothing to trust) otherwise."""
-    if not summaries:
-        return True
-    stmt = (
-        update(_runs)
-        .where(
-            _runs.c.id == bindparam("b_id"),
-            _runs.c.attempt == bindparam("b_attempt"),
-            _runs.c.status == "running",
-        )
-        .values(
-            finished_at=db_now(),
-            heartbeat_at=db_now(),
-            **{k: bindparam(k) for k in summaries[0] if not k.startswith("b_")},
-        )
-    )
-    result = session.connection().execute(stmt, summaries)
-    return result.rowcount == len(summaries)
+        summary = final_summary(m.rec, h, time.perf_counter() - m.started)
+        repo.finish_run(session, m.run_id, m.attempt, **summary)
+        return str(summary["status"])
 
 
 def _upsert_many(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
@@ -563,10 +514,6 @@ def _upsert_many(session: Session, model: type[Any], rows: list[dict[str, Any]])
         index_elements=["run_id"], set_={**replace, "created_at": db_now()}
     )
     session.connection().execute(stmt)
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 __all__ = [

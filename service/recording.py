@@ -129,3 +129,26 @@ class EpochRecorder:
             row[key] = None if value is None else float(value)
         self._rows.append(row)
         self._last_recorded = epoch
+
+
+def final_summary(recorder: EpochRecorder, history: Any, wall_time_s: float) -> dict[str, Any]:
+    """The status and summary columns of a run that trained to its end (not stopped).
+
+    ``history`` is the engine's History of this attempt; the recorder knows the last epoch
+    and metrics even when the attempt resumed from a checkpoint.
+    """
+    last = recorder.last_metrics or {}
+    return {
+        "status": "diverged" if history.outcome == "diverged" else "succeeded",
+        "epochs_run": recorder.last_epoch if recorder.last_epoch is not None else history.epochs,
+        "final_loss": _float(last.get("loss")),
+        "best_loss": _float(history.best_loss),
+        "accuracy": _float(last.get("accuracy")),
+        "val_loss": _float(last.get("val_loss")),
+        "solved_epoch": history.solved_epoch,
+        "wall_time_s": wall_time_s,
+    }
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -29,7 +29,7 @@ from service.db.repository import StaleAttempt
 from service.db.retry import is_transient, with_retry
 from service.db.session import session_scope
 from service.networks import network_from_config
-from service.recording import EpochRecorder
+from service.recording import EpochRecorder, final_summary
 
 log = logging.getLogger("bplab.runner")
 
@@ -246,31 +246,17 @@ def _train_and_record(
         return "queued"
 
     recorder.add_last_epoch()
-    last = recorder.last_metrics or {}
-    status = "diverged" if history.outcome == "diverged" else "succeeded"
+    summary = final_summary(recorder, history, time.perf_counter() - started)
     weights = [np.asarray(p) for p in net.params]
-    wall_time_s = time.perf_counter() - started
 
     # The last rows, the weights and the summary in one transaction: a run is never
     # 'succeeded' with rows or weights missing.
     def finish(session: Session) -> None:
         repo.save_weights(session, run_id, attempt, weights)
-        repo.finish_run(
-            session,
-            run_id,
-            attempt,
-            status=status,
-            epochs_run=recorder.last_epoch if recorder.last_epoch is not None else history.epochs,
-            final_loss=_float(last.get("loss")),
-            best_loss=_float(history.best_loss),
-            accuracy=_float(last.get("accuracy")),
-            val_loss=_float(last.get("val_loss")),
-            solved_epoch=history.solved_epoch,
-            wall_time_s=wall_time_s,
-        )
+        repo.finish_run(session, run_id, attempt, **summary)
 
     job.transaction(finish, "finish")
-    return status
+    return str(summary["status"])
 
 
 def _float(value: Any) -> float | None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -433,24 +433,43 @@ def finish_run(
     error: str | None = None,
 ) -> None:
     """End a running attempt with a terminal status and its summary (fenced)."""
-    if status not in TERMINAL_STATUSES:
-        raise ValueError(f"finish status must be one of {', '.join(TERMINAL_STATUSES)}")
-    _fenced_update(
-        session,
-        run_id,
-        attempt,
-        status=status,
-        finished_at=db_now(),
-        epochs_run=epochs_run,
-        final_loss=final_loss,
-        best_loss=best_loss,
-        accuracy=accuracy,
-        val_loss=val_loss,
-        solved_epoch=solved_epoch,
-        wall_time_s=wall_time_s,
-        error=error,
-    )
+    summary = {
+        "status": status,
+        "epochs_run": epochs_run,
+        "final_loss": final_loss,
+        "best_loss": best_loss,
+        "accuracy": accuracy,
+        "val_loss": val_loss,
+        "solved_epoch": solved_epoch,
+        "wall_time_s": wall_time_s,
+        "error": error,
+    }
+    if not finish_runs(session, [(run_id, attempt, summary)]):
+        raise StaleAttempt(run_id, attempt)
     _expire_run(session, run_id)
+
+
+def finish_runs(session: Session, items: Sequence[tuple[int, int, Mapping[str, Any]]]) -> bool:
+    """``finish_run`` for many runs in one executemany (a population task): items are
+    (run_id, attempt, summary) with the same summary keys (status and summary columns).
+    True when every run was still its attempt's running run; False (trust none) otherwise."""
+    if not items:
+        return True
+    keys = list(items[0][2])
+    for _run_id, _attempt, summary in items:
+        if summary.get("status") not in TERMINAL_STATUSES:
+            raise ValueError(f"finish status must be one of {', '.join(TERMINAL_STATUSES)}")
+    stmt = (
+        update(_runs)
+        .where(
+            _runs.c.id == bindparam("b_id"),
+            _runs.c.attempt == bindparam("b_attempt"),
+            _runs.c.status == "running",
+        )
+        .values(finished_at=db_now(), heartbeat_at=db_now(), **{k: bindparam(k) for k in keys})
+    )
+    params = [{"b_id": r, "b_attempt": a, **{k: sm[k] for k in keys}} for r, a, sm in items]
+    return session.connection().execute(stmt, params).rowcount == len(items)
 
 
 def fail_run(session: Session, run_id: int, attempt: int, error: str) -> None:
