@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from service.db.bulk import insert_epoch_rows
 from service.db.models import RUN_STATUSES, Checkpoint, EpochMetric, Run, RunWeights, Sweep
-from service.db.repository import _SUMMARY_FIELDS, StaleAttempt
+from service.db.repository import _SUMMARY_FIELDS, StaleAttempt, requeue_values
 from service.db.types import db_ago, db_now
 
 _runs: Table = Run.__table__  # type: ignore[assignment]
@@ -104,12 +104,7 @@ def expire_leases(
     ).scalars()
     failed_ids = sorted(failed)
     requeued = conn.execute(
-        update(_runs)
-        .where(*expired)
-        .values(
-            status="queued", worker=None, started_at=None, heartbeat_at=None, queued_at=db_now()
-        )
-        .returning(_runs.c.id)
+        update(_runs).where(*expired).values(requeue_values()).returning(_runs.c.id)
     ).scalars()
     requeued_ids = sorted(requeued)
     session.expire_all()
@@ -211,17 +206,7 @@ def retry_runs(session: Session, sweep_id: int, statuses: Iterable[str] = RETRYA
         conn.execute(
             update(_runs)
             .where(_runs.c.sweep_id == sweep_id, _runs.c.status.in_(statuses))
-            .values(
-                status="queued",
-                retry_base=_runs.c.attempt,
-                worker=None,
-                started_at=None,
-                finished_at=None,
-                heartbeat_at=None,
-                queued_at=db_now(),
-                error=None,
-                **dict.fromkeys(_SUMMARY_FIELDS),
-            )
+            .values({**requeue_values(fresh=True), "retry_base": _runs.c.attempt})
             .returning(_runs.c.id)
         ).scalars()
     )

@@ -478,6 +478,22 @@ def fail_run(session: Session, run_id: int, attempt: int, error: str) -> None:
     _expire_run(session, run_id)
 
 
+def requeue_values(*, fresh: bool = False) -> dict[str, Any]:
+    """The column values that put a run back in the queue (the attempt counter is kept, so a
+    late write of an earlier attempt stays fenced off). ``fresh``: also forget the summary and
+    the error, for a run that will train again from epoch 0."""
+    values: dict[str, Any] = {
+        "status": "queued",
+        "worker": None,
+        "started_at": None,
+        "heartbeat_at": None,
+        "queued_at": db_now(),
+    }
+    if fresh:
+        values.update(finished_at=None, error=None, **dict.fromkeys(_SUMMARY_FIELDS))
+    return values
+
+
 def requeue_runs(session: Session, sweep_id: int, statuses: Iterable[str] = ("running",)) -> int:
     """Put a sweep's runs in the given statuses back to queued; how many were.
 
@@ -494,16 +510,7 @@ def requeue_runs(session: Session, sweep_id: int, statuses: Iterable[str] = ("ru
     stmt = (
         update(_runs)
         .where(_runs.c.sweep_id == sweep_id, _runs.c.status.in_(statuses))
-        .values(
-            status="queued",
-            worker=None,
-            started_at=None,
-            finished_at=None,
-            heartbeat_at=None,
-            queued_at=db_now(),
-            error=None,
-            **dict.fromkeys(_SUMMARY_FIELDS),
-        )
+        .values(requeue_values(fresh=True))
     )
     n = session.connection().execute(stmt).rowcount
     session.expire_all()
@@ -516,16 +523,7 @@ def release_run(session: Session, run_id: int, attempt: int) -> None:
     Fenced. The attempt counter stays; the checkpoint and epoch rows stay, so the next
     claim resumes where this attempt's last checkpoint left off.
     """
-    _fenced_update(
-        session,
-        run_id,
-        attempt,
-        status="queued",
-        worker=None,
-        started_at=None,
-        heartbeat_at=None,
-        queued_at=db_now(),
-    )
+    _fenced_update(session, run_id, attempt, **requeue_values())
     _expire_run(session, run_id)
 
 
@@ -546,13 +544,7 @@ def requeue_stale_runs(
     ]
     if sweep_id is not None:
         cond.append(_runs.c.sweep_id == sweep_id)
-    stmt = (
-        update(_runs)
-        .where(*cond)
-        .values(
-            status="queued", worker=None, started_at=None, heartbeat_at=None, queued_at=db_now()
-        )
-    )
+    stmt = update(_runs).where(*cond).values(requeue_values())
     n = session.connection().execute(stmt).rowcount
     session.expire_all()
     return n
