@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from engine import StopTraining
 from service import reliability
 from service.db import leases
 from service.db import repository as repo
@@ -75,8 +76,6 @@ class EpochRecorder:
         if len(self._rows) >= FLUSH_ROWS or self._clock() - self._last_flush >= self.heartbeat_s:
             self.flush()
         if self.should_stop is not None and self.should_stop():
-            from engine import StopTraining
-
             raise StopTraining()
 
     def add_last_epoch(self) -> None:
