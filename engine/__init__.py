@@ -13,12 +13,13 @@ from .network import Network
 from .optimizers import OPTIMIZERS
 from .population import train_population
 from .state import TrainState
-from .training import History, StopTraining, TrainConfig, train
+from .training import EPOCH_METRICS, History, StopTraining, TrainConfig, train
 
 __all__ = [
     "ACTIVATIONS",
     "COSTS",
     "DATASETS",
+    "EPOCH_METRICS",
     "INITS",
     "OPTIMIZERS",
     "OUTPUT_ACTIVATIONS",

@@ -86,9 +86,18 @@ class Scorer:
                 correct += c
                 if not e <= max_err:  # also propagates nan
                     max_err = e
+        return self.result(total, correct, max_err)
+
+    def result(
+        self, total: float, correct: int, max_err: float
+    ) -> tuple[float, float | None, float]:
+        """(loss, accuracy, max_error) from the sums over every row of the set."""
         loss = total / self.n if self.mean else total
         accuracy = None if self.kind is None else correct / self.n
         return loss, accuracy, max_err
+
+    def running_sums(self) -> RunningSums:
+        return RunningSums(self)
 
     def _score_ws(self, ws: Workspace, targets: Array | None) -> tuple[float, int, float]:
         net = self.net
@@ -106,3 +115,25 @@ class Scorer:
         elif self.kind == "argmax":
             correct = int(np.count_nonzero(out.argmax(axis=0) == targets))
         return total, correct, max_err
+
+
+class RunningSums:
+    """The metrics of an epoch summed over its batches (``epoch_metrics="running"``): each
+    batch is scored on the forward pass of its own update, so no extra pass is needed."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.total, self.correct, self.max_err = 0.0, 0, 0.0
+
+    def add(self, ws: Workspace, rows: Array) -> None:
+        """Score the batch of set rows ``rows`` whose forward pass is in ``ws``; leaves
+        ``ws.diff = out - y`` for the update."""
+        targets = self.scorer.targets
+        t, c, e = self.scorer._score_ws(ws, None if targets is None else targets[rows])
+        self.total += t
+        self.correct += c
+        if not e <= self.max_err:  # also propagates nan
+            self.max_err = e
+
+    def result(self) -> tuple[float, float | None, float]:
+        return self.scorer.result(self.total, self.correct, self.max_err)

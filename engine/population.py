@@ -94,6 +94,31 @@ class _Records:
         return np.concatenate(parts) if parts else np.empty(0)
 
 
+class _RunningSums:
+    """``engine.metrics.RunningSums`` for a stack: per-member sums over an epoch's batches,
+    added in the same order as train() adds them (so the same bits)."""
+
+    def __init__(self, scorer: StackedScorer) -> None:
+        self.scorer = scorer
+        self.total: Array | float = 0.0
+        self.correct: Array | int = 0
+        self.max_err: Array | float = 0.0
+
+    def add(self, ws: StackedWorkspace, rows: Array) -> None:
+        """``rows``: (K, m) set rows of each member's batch, whose forward pass is in ws."""
+        targets = self.scorer.targets
+        t, c, e = self.scorer._score_ws(ws, None if targets is None else targets[rows])
+        self.total = self.total + t
+        self.correct = self.correct + c
+        self.max_err = np.where(e <= self.max_err, self.max_err, e)  # nan propagates
+
+    def result(self) -> tuple[Array, Array | None, Array]:
+        s = self.scorer
+        loss = self.total / s.n if s.mean else self.total
+        accuracy = None if s.kind is None else self.correct / s.n
+        return loss, accuracy, self.max_err  # type: ignore[return-value]
+
+
 def _next_change(config: TrainConfig, epoch: int) -> float:
     """The last epoch through which the values in force at ``epoch`` are sure to hold."""
     for phase in config.schedule:
@@ -118,12 +143,14 @@ def _check(
             raise ValueError(f"member {k} has another shape than member 0: {net!r}")
         if not isinstance(rngs[k], np.random.Generator):
             raise TypeError("rngs must be numpy.random.Generator objects")
+    c0 = configs[0]
     for k, cfg in enumerate(configs):
-        if cfg.optimizer != configs[0].optimizer or cfg.batch_size != configs[0].batch_size:
+        shared = (cfg.optimizer, cfg.batch_size, cfg.epoch_metrics)
+        if shared != (c0.optimizer, c0.batch_size, c0.epoch_metrics):
             raise ValueError(
-                f"member {k}: every member must share optimizer and batch_size "
-                f"({configs[0].optimizer}, {configs[0].batch_size}); got "
-                f"({cfg.optimizer}, {cfg.batch_size})"
+                f"member {k}: every member must share optimizer, batch_size and epoch_metrics "
+                f"({c0.optimizer}, {c0.batch_size}, {c0.epoch_metrics}); got "
+                f"({cfg.optimizer}, {cfg.batch_size}, {cfg.epoch_metrics})"
             )
 
 
@@ -168,6 +195,7 @@ def train_population(
     kind = accuracy_kind(template.output_activation, Y)
     rows_sum_to_one = bool(np.allclose(Y.sum(axis=1), 1.0, rtol=0.0, atol=1e-12))
     opt_name, batch = configs[0].optimizer, configs[0].batch_size
+    running = configs[0].epoch_metrics == "running"
     full = batch is None or batch >= n
     step_size = n if batch is None else batch  # rows per update (mini-batch schedules)
     skip = template.skip_connections
@@ -312,13 +340,17 @@ def train_population(
                 lr_col, neg_lr, mom_col = columns()
             theta, grad = stack.theta, stack.grad
             if full:
+                if running:  # the weights this epoch starts from; also leaves ws.diff
+                    loss, acc, max_err = scorer.score(stack, run=False)
                 stack.output_delta(ws, rows_sum_to_one)
                 stack.backprop(ws)
                 _decay(theta, grad, decay, decay_tmp, wd)
                 opt.step(theta, grad, neg_lr, lr_col, mom_col)
                 stack.run(ws)
-                loss, acc, max_err = scorer.score(stack, run=False)
+                if not running:
+                    loss, acc, max_err = scorer.score(stack, run=False)
             else:
+                sums = _RunningSums(scorer) if running else None
                 for r, k in enumerate(members.tolist()):
                     perms[r] = rngs[k].permutation(n)
                 for start in range(0, n, step_size):
@@ -330,12 +362,15 @@ def train_population(
                     np.copyto(w.x, rows_x.transpose(0, 2, 1))
                     np.copyto(w.y, rows_y.transpose(0, 2, 1))
                     stack.run(w)
-                    np.subtract(w.out, w.y, out=w.diff)
+                    if sums is not None:
+                        sums.add(w, idx)  # also leaves w.diff
+                    else:
+                        np.subtract(w.out, w.y, out=w.diff)
                     stack.output_delta(w, rows_sum_to_one)
                     stack.backprop(w)
                     _decay(theta, grad, decay, decay_tmp, wd)
                     opt.step(theta, grad, neg_lr, lr_col, mom_col)
-                loss, acc, max_err = scorer.score(stack)
+                loss, acc, max_err = scorer.score(stack) if sums is None else sums.result()
             values: dict[str, Array | None] = {"loss": loss, "accuracy": acc, "max_error": max_err}
             if val_scorer is not None:
                 values["val_loss"], values["val_accuracy"], _ = val_scorer.score(stack)

@@ -3,7 +3,9 @@
 Per epoch: the updates (one per batch), then the metrics of the network *after*
 them. With full batches the forward pass that gives those metrics is also the
 one the next epoch's gradient starts from: one forward and one backward pass
-per epoch.
+per epoch. ``epoch_metrics="running"`` instead sums the metrics over the epoch's
+own forward passes, as scikit-learn and Keras report a training loss: no extra
+pass with mini-batches, the weights before the update with a full batch.
 
 Resuming: ``train(..., state=s)`` restores weights, optimizer buffers and the
 generator, and produces exactly the numbers the uninterrupted run produces from
@@ -32,6 +34,14 @@ Metrics = dict[str, Any]
 
 OUTCOMES = ("completed", "stop_loss", "solved", "diverged", "stopped")
 
+# What an epoch's metrics (and so the stop criteria) describe.
+EPOCH_METRICS = {
+    "exact": "the net after the epoch's updates, over the whole training set (with "
+    "mini-batches this costs one forward pass over the set per epoch)",
+    "running": "summed over the epoch's batches, each measured on the forward pass of its own "
+    "update, before that update (scikit-learn's loss_curve_, Keras's loss): no extra pass",
+}
+
 
 class StopTraining(Exception):  # noqa: N818 - the name is the public contract
     """Raise inside ``on_epoch`` to stop training (outcome "stopped")."""
@@ -57,7 +67,9 @@ class TrainConfig:
     eps * lambda, so the 1986 family-trees "0.2% per sweep" at eps 0.005 is
     weight_decay=0.4. ``stop_within``: solved when every output is within this of
     its target (max |o - e| < stop_within); ``stop_on_solve`` then stops there.
-    ``schedule``: phases, see ``engine.schedule``.
+    ``schedule``: phases, see ``engine.schedule``. ``epoch_metrics``: "exact" or
+    "running", see EPOCH_METRICS; with a full batch "running" gives each epoch the
+    metrics of the weights it started from.
     """
 
     learning_rate: float = 0.1
@@ -70,6 +82,7 @@ class TrainConfig:
     stop_within: float | None = None
     stop_on_solve: bool = True
     schedule: tuple[Phase, ...] = field(default=())
+    epoch_metrics: str = "exact"
 
     def __post_init__(self) -> None:
         lr = float(self.learning_rate)
@@ -97,6 +110,7 @@ class TrainConfig:
         set_(self, "stop_within", _opt_float(self.stop_within, "stop_within"))
         set_(self, "stop_on_solve", bool(self.stop_on_solve))
         set_(self, "schedule", parse_schedule(self.schedule))
+        check_name("epoch_metrics", self.epoch_metrics, EPOCH_METRICS)
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TrainConfig:
@@ -258,6 +272,7 @@ def train(
         config.stop_loss,
         config.stop_on_solve,
     )
+    running = config.epoch_metrics == "running"
     add_reduce, isfinite = np.add.reduce, math.isfinite
     outcome: str | None = None
     last = first - 1
@@ -270,14 +285,18 @@ def train(
             if schedule:
                 lr, mom = values_at(schedule, epoch, config.learning_rate, config.momentum)
             if full:
+                if running:  # the weights this epoch starts from; also leaves ws.diff
+                    loss, acc, max_err = scorer.score(run=False)
                 net.output_delta(ws, rows_sum_to_one)
                 net.backprop(ws)
                 if decay is not None:
                     grad += np.multiply(theta, decay, out=decay_tmp)
                 step(theta, grad, lr, mom)
                 net.run(ws)
-                loss, acc, max_err = scorer.score(run=False)
+                if not running:
+                    loss, acc, max_err = scorer.score(run=False)
             else:
+                sums = scorer.running_sums() if running else None
                 perm = rng.permutation(n)
                 for start in range(0, n, batch):  # type: ignore[arg-type]
                     idx = perm[start : start + batch]  # type: ignore[operator]
@@ -289,13 +308,16 @@ def train(
                     np.copyto(w.x, rows_x.T)
                     np.copyto(w.y, rows_y.T)
                     net.run(w)
-                    np.subtract(w.out, w.y, out=w.diff)
+                    if sums is not None:
+                        sums.add(w, idx)  # also leaves w.diff
+                    else:
+                        np.subtract(w.out, w.y, out=w.diff)
                     net.output_delta(w, rows_sum_to_one)
                     net.backprop(w)
                     if decay is not None:
                         grad += np.multiply(theta, decay, out=decay_tmp)
                     step(theta, grad, lr, mom)
-                loss, acc, max_err = scorer.score()
+                loss, acc, max_err = scorer.score() if sums is None else sums.result()
 
             i = epoch - first
             loss_a[i] = loss

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import ACTIVATIONS, COSTS, INITS, OPTIMIZERS, OUTPUT_ACTIVATIONS
+from engine import ACTIVATIONS, COSTS, EPOCH_METRICS, INITS, OPTIMIZERS, OUTPUT_ACTIVATIONS
 
 from .errors import Invalid, show, suggest, unknown_name
 
@@ -368,6 +368,14 @@ PARAMETERS: dict[str, Parameter] = {
             "record every k-th epoch's metrics (the last epoch always); >= 1",
             positive_int,
             "int",
+        ),
+        _param(
+            "epoch_metrics",
+            "exact",
+            "what each epoch's metrics and stop criteria describe: exact = the net after the "
+            "epoch, over the whole training set; running = summed over the epoch's batches, "
+            "each before its update, as scikit-learn and Keras report (no extra pass)",
+            choice("epoch_metrics", EPOCH_METRICS),
         ),
         _param(
             "schedule",

@@ -144,9 +144,10 @@ def check_population(
     return hists
 
 
+@pytest.mark.parametrize("epoch_metrics", ["exact", "running"])
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
 @pytest.mark.parametrize("batch_size", [None, 1, 3])
-def test_every_optimizer_and_batch_schedule(optimizer, batch_size):
+def test_every_optimizer_and_batch_schedule(optimizer, batch_size, epoch_metrics):
     base = 0.01 if optimizer == "adam" else 0.3
     configs = [
         TrainConfig(
@@ -159,6 +160,7 @@ def test_every_optimizer_and_batch_schedule(optimizer, batch_size):
             schedule=[]
             if k % 2
             else [{"until": 8, "momentum": 0.2}, {"until": 15, "learning_rate": 0.1}],
+            epoch_metrics=epoch_metrics,
         )
         for k in range(4)
     ]
@@ -192,11 +194,18 @@ def _kw(activation, output, cost, skip=False):
         (_kw("tanh", "identity", "cross_entropy"), "xor", [2, 3, 1], {}),
     ],
 )
+@pytest.mark.parametrize("epoch_metrics", ["exact", "running"])
 @pytest.mark.parametrize("batch_size", [None, 2])
-def test_activations_costs_depths(net_kw, data_name, sizes, cost_kw, batch_size):
+def test_activations_costs_depths(net_kw, data_name, sizes, cost_kw, batch_size, epoch_metrics):
     data = load_dataset(data_name)
     configs = [
-        TrainConfig(learning_rate=lr, momentum=0.9, batch_size=batch_size, epochs=40)
+        TrainConfig(
+            learning_rate=lr,
+            momentum=0.9,
+            batch_size=batch_size,
+            epochs=40,
+            epoch_metrics=epoch_metrics,
+        )
         for lr in (0.05, 0.2, 0.5)
     ]
     check_population(sizes, data, configs, seeds=[7, 8, 9], net_kw=net_kw)
@@ -365,10 +374,13 @@ def test_members_must_share_shape_optimizer_and_batch():
     with pytest.raises(ValueError, match="shape"):
         train_population([a, b], XOR.X, XOR.Y, [cfg, cfg], rngs=[ra, rb])
     c, rc = build([2, 2, 1], 2)
-    with pytest.raises(ValueError, match="share optimizer and batch_size"):
+    with pytest.raises(ValueError, match="share optimizer, batch_size and epoch_metrics"):
         train_population(
             [a, c], XOR.X, XOR.Y, [cfg, TrainConfig(learning_rate=0.5, batch_size=2)], rngs=[ra, rc]
         )
+    running = TrainConfig(learning_rate=0.5, epochs=3, epoch_metrics="running")
+    with pytest.raises(ValueError, match=r"\(sgd, None, exact\); got \(sgd, None, running\)"):
+        train_population([a, c], XOR.X, XOR.Y, [cfg, running], rngs=[ra, rc])
     with pytest.raises(ValueError, match="one entry per member"):
         train_population([a, c], XOR.X, XOR.Y, [cfg], rngs=[ra, rc])
     m = group_mask([1, 1], [1, 1])

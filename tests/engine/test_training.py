@@ -33,9 +33,10 @@ def test_same_seed_same_numbers_different_seed_differs():
     assert not np.array_equal(n1.theta, n3.theta)
 
 
+@pytest.mark.parametrize("epoch_metrics", ["exact", "running"])
 @pytest.mark.parametrize("optimizer", ["sgd", "nesterov", "adam"])
 @pytest.mark.parametrize("batch_size", [None, 1, 3])
-def test_resume_is_bit_identical(optimizer, batch_size):
+def test_resume_is_bit_identical(optimizer, batch_size, epoch_metrics):
     data = load_dataset("symmetry:4")
     cfg = TrainConfig(
         learning_rate=0.3 if optimizer != "adam" else 0.01,
@@ -45,6 +46,7 @@ def test_resume_is_bit_identical(optimizer, batch_size):
         epochs=40,
         weight_decay=0.01,
         schedule=[{"until": 10, "momentum": 0.5}, {"until": 25, "learning_rate": 0.2}],
+        epoch_metrics=epoch_metrics,
     )
     rng = np.random.default_rng(5)
     full_net = Network([4, 3, 1], rng=rng, skip_connections=True)
@@ -111,6 +113,75 @@ def test_metrics_describe_the_net_after_the_epoch():
         expected_acc = np.mean((np.abs(out - XOR.Y) < 0.5).all(axis=1))
         assert seen[3]["accuracy"] == expected_acc == h.final_accuracy
         assert h.metrics(3) == seen[3]
+
+
+def test_running_metrics_full_batch_describe_the_weights_each_epoch_starts_from():
+    cfg = dict(learning_rate=0.5, momentum=0.9, epochs=30)
+    start = _xor_net(4)
+    initial_loss = start.loss(XOR.X, XOR.Y)
+    exact_net, exact = _run(4, TrainConfig(**cfg))
+    net, running = _run(4, TrainConfig(**cfg, epoch_metrics="running"))
+    # the same updates; each epoch reports what the exact mode reported one epoch earlier
+    assert np.array_equal(net.theta, exact_net.theta)
+    assert running.loss[0] == pytest.approx(initial_loss, rel=1e-14)
+    assert np.array_equal(running.loss[1:], exact.loss[:-1])
+    assert np.array_equal(running.max_error[1:], exact.max_error[:-1])
+    assert np.array_equal(running.accuracy[1:], exact.accuracy[:-1])
+
+
+@pytest.mark.parametrize("cost,output", [("sse", "sigmoid"), ("cross_entropy", "softmax")])
+def test_running_metrics_sum_each_batch_before_its_update(cost, output):
+    """Redo a mini-batch epoch by hand: the batch losses, taken before each update, sum to
+    the running loss; the same weights come out as with exact metrics."""
+    data = load_dataset("symmetry:4") if output == "sigmoid" else load_dataset("iris")
+    sizes = [data.X.shape[1], 3, data.Y.shape[1]]
+    lr, mom, batch = 0.2, 0.5, 5
+    kw = dict(cost=cost, output_activation=output)
+    rng = np.random.default_rng(7)
+    net = Network(sizes, rng=rng, **kw)
+    hand_rng = np.random.default_rng(7)
+    hand_net = Network(sizes, rng=hand_rng, **kw)  # (a deepcopy would break theta's views)
+    cfg = TrainConfig(
+        learning_rate=lr, momentum=mom, batch_size=batch, epochs=2, epoch_metrics="running"
+    )
+    h = train(net, data.X, data.Y, cfg, rng=rng)
+
+    n = len(data.X)
+    velocity = [np.zeros_like(p) for p in hand_net.params]
+    for epoch in range(2):
+        perm = hand_rng.permutation(n)
+        total, correct, max_err = 0.0, 0, 0.0
+        for start in range(0, n, batch):
+            idx = perm[start : start + batch]
+            xb, yb = data.X[idx], data.Y[idx]
+            out = hand_net.forward(xb)
+            loss_b = hand_net.loss(xb, yb)
+            total += loss_b * len(idx) if cost == "cross_entropy" else loss_b
+            max_err = max(max_err, float(np.abs(out - yb).max()))
+            if output == "softmax":
+                correct += int((out.argmax(axis=1) == yb.argmax(axis=1)).sum())
+            else:
+                correct += int((np.abs(out - yb) < 0.5).all(axis=1).sum())
+            for p, v, g in zip(hand_net.params, velocity, hand_net.gradient(xb, yb), strict=True):
+                v *= mom
+                v -= lr * g
+                p += v
+        expected = total / n if cost == "cross_entropy" else total
+        assert h.loss[epoch] == pytest.approx(expected, rel=1e-12)
+        assert h.max_error[epoch] == pytest.approx(max_err, rel=1e-12)
+        assert h.accuracy[epoch] == correct / n
+    np.testing.assert_allclose(net.theta, hand_net.theta, rtol=1e-12, atol=1e-14)
+
+    # the metrics mode changes what is reported, never the updates
+    exact_net = Network(sizes, rng=(exact_rng := np.random.default_rng(7)), **kw)
+    exact_cfg = TrainConfig(learning_rate=lr, momentum=mom, batch_size=batch, epochs=2)
+    train(exact_net, data.X, data.Y, exact_cfg, rng=exact_rng)
+    assert np.array_equal(exact_net.theta, net.theta)
+
+
+def test_epoch_metrics_must_be_a_known_name():
+    with pytest.raises(ValueError, match="epoch_metrics 'after'.*exact, running"):
+        TrainConfig(epoch_metrics="after")
 
 
 def test_stop_loss_stop_training_and_validation():

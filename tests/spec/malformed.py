@@ -98,6 +98,7 @@ CASES: list[Case] = [
     ("activation_typo", _grid(activation="sigmod"), "parameters.activation"),
     ("output_activation_unknown", _grid(output_activation="relu"), "parameters.output_activation"),
     ("optimizer_unknown", _grid(optimizer="rmsprop"), "parameters.optimizer"),
+    ("epoch_metrics_unknown", _grid(epoch_metrics="after"), "parameters.epoch_metrics"),
     ("init_negative", _grid(init=-0.3), "parameters.init"),
     ("init_unknown", _grid(init="glorot"), "parameters.init"),
     ("batch_size_zero", _grid(batch_size=0), "parameters.batch_size"),
