@@ -113,6 +113,35 @@ def test_exported_weights_are_the_trained_network(bplab: Bplab, tmp_path: Path) 
     np.testing.assert_array_equal(net.forward(X), expected_outputs)
 
 
+def test_epoch_metrics_running_is_recorded_as_the_engine_reports_it(bplab: Bplab) -> None:
+    spec = small_xor_spec(seeds=[3, 4])
+    spec["parameters"].update(
+        learning_rate=0.5, batch_size=2, epochs=60, log_every=1, epoch_metrics=["exact", "running"]
+    )
+    path = bplab.write_spec("s.yaml", spec)
+    bplab("sweep", "run", str(path), "--workers", "2")
+    runs = bplab.json("runs", "1")
+    assert sorted((r["params"]["epoch_metrics"], r["seed"]) for r in runs) == [
+        ("exact", 3),
+        ("exact", 4),
+        ("running", 3),
+        ("running", 4),
+    ]
+    finals = {}
+    for run in runs:
+        config = run["params"]
+        X, Y, _ = training_data(config, run["seed"])
+        rng = np.random.default_rng(run["seed"])
+        net = network_from_config(config, X.shape[1], Y.shape[1], rng)
+        history = train(net, X, Y, TrainConfig.from_dict(config), rng=rng)
+        curve = bplab.json("run", "curve", str(run["id"]))
+        assert [row["loss"] for row in curve] == history.loss.tolist()
+        assert [row["accuracy"] for row in curve] == history.accuracy.tolist()
+        finals[config["epoch_metrics"], run["seed"]] = run["final_loss"]
+    # same updates, different reports: the exact loss is taken after each epoch's updates
+    assert finals["exact", 3] != finals["running", 3]
+
+
 def test_runs_filters_sorts_and_limits(bplab: Bplab) -> None:
     spec = bplab.write_spec("s.yaml", small_xor_spec())
     bplab("sweep", "run", str(spec), "--workers", "2")
