@@ -270,3 +270,20 @@ def test_config_from_run_dict_and_validation():
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="adam, nesterov, sgd"):
         TrainConfig(optimizer="rmsprop")
+
+
+def test_sgd_on_a_wide_net_updates_slice_by_slice_with_the_same_bits():
+    from engine.optimizers import SLICE, make_optimizer
+
+    rng = np.random.default_rng(0)
+    size = 3 * SLICE + 123  # several slices and a short last one
+    theta, grad = rng.normal(size=size), rng.normal(size=size)
+    opt = make_optimizer("sgd", size)
+    assert opt.slices is not None and len(opt.slices) == 4
+    velocity = rng.normal(size=size)
+    opt.velocity[...] = velocity
+    expected_v = velocity * 0.9 + grad * -0.1
+    expected = theta + expected_v
+    opt.step(theta, grad.copy(), 0.1, 0.9)
+    assert np.array_equal(opt.velocity, expected_v)
+    assert np.array_equal(theta, expected)
