@@ -37,19 +37,31 @@ class Scorer:
     """
 
     def __init__(
-        self, net: Network, X: Array, Y: Array, kind: str | None, ws: Workspace | None = None
+        self,
+        net: Network,
+        X: Array,
+        Y: Array,
+        kind: str | None,
+        ws: Workspace | None = None,
+        rows: Array | None = None,
     ) -> None:
+        """``rows``: ``with_ones(X)``, when the caller has it (no skip connections): the
+        workspaces then read the set through views of it instead of copies of X."""
         self.net = net
         self.X, self.Y = X, Y
         self.n = X.shape[0]
         self.kind = kind
         self.mean = net.cost in MEAN_COSTS
         self.targets = Y.argmax(axis=1) if kind == "argmax" else None
+        self.rows = rows
         self.chunks: list[tuple[Workspace, int, int]] = []
         if ws is not None or self.n <= EVAL_CHUNK:
             if ws is None:
                 ws = Workspace(net, self.n)
-            ws.x[...] = X.T
+            if rows is not None:
+                ws.use_rows(rows)
+            else:
+                ws.x[...] = X.T
             ws.y[...] = Y.T
             self.chunks.append((ws, 0, self.n))
             self.preloaded = True
@@ -77,7 +89,10 @@ class Scorer:
         else:
             total, correct, max_err = 0.0, 0, 0.0
             for ws, start, stop in self.chunks:
-                ws.x[...] = self.X[start:stop].T
+                if self.rows is not None:
+                    ws.use_rows(self.rows[start:stop])
+                else:
+                    ws.x[...] = self.X[start:stop].T
                 ws.y[...] = self.Y[start:stop].T
                 net.run(ws)
                 targets = None if self.targets is None else self.targets[start:stop]

@@ -55,6 +55,13 @@ class Workspace:
     a hidden layer's output is a contiguous row block of the next input buffer, so
     ``np.dot`` (cheaper per call than ``np.matmul`` on small nets) writes straight
     into it. ``x`` (d_in, m) and ``y`` (d_out, m) receive the batch, transposed.
+
+    Without skip connections the input block is stored the other way round, one sample
+    per row: ``rows`` (m, 1 + d_in) holds [1, x] and ``ins[0]`` is its transposed view.
+    BLAS reads either layout at the same speed, so a batch goes in as whole rows of
+    ``with_ones(X)`` (one np.take, no transposing copy) and a set to evaluate as a view
+    of them (``use_rows``, no copy at all). With skip connections the input shares one
+    unit-major buffer with the hidden outputs and ``rows`` is None.
     """
 
     def __init__(self, net: Network, m: int) -> None:
@@ -63,6 +70,7 @@ class Workspace:
         self.m = m
         self.ins: list[Array] = []
         self.outs: list[Array] = []
+        self.rows: Array | None = None
         if net.skip_connections:
             buf = np.empty((1 + sum(sizes[:-1]), m))
             buf[0] = 1.0
@@ -72,7 +80,10 @@ class Workspace:
                 start = 1 + sum(sizes[: l + 1])
                 self.outs.append(buf[start : start + sizes[l + 1]])
         else:
-            for l in range(L):
+            self.rows = np.empty((m, 1 + sizes[0]))
+            self.rows[:, 0] = 1.0
+            self.ins.append(self.rows.T)
+            for l in range(1, L):
                 buf = np.empty((1 + sizes[l], m))
                 buf[0] = 1.0
                 self.ins.append(buf)
@@ -88,6 +99,22 @@ class Workspace:
         self.tmps = [np.empty((d, m)) for d in sizes[1:]]
         self.rowmax = np.empty(m)  # per-pattern largest |o - e|, for the metrics
         self.flags = np.empty(m, dtype=bool)
+
+    def use_rows(self, rows: Array) -> None:
+        """Read the inputs from ``rows`` (m, 1 + d_in), rows of ``with_ones(X)``, in place
+        of the own buffer: a view, nothing copied. Not with skip connections."""
+        assert self.rows is not None and rows.shape == self.rows.shape
+        self.ins[0] = rows.T
+        self.x = self.ins[0][1:]
+
+
+def with_ones(X: Array) -> Array:
+    """(n, 1 + d) copy of X: (n, d) with a leading column of ones, the bias unit's output
+    for every pattern: the rows that ``Workspace.rows`` takes."""
+    out = np.empty((X.shape[0], 1 + X.shape[1]))
+    out[:, 0] = 1.0
+    out[:, 1:] = X
+    return out
 
 
 def forward_layers(

@@ -146,7 +146,9 @@ class StackedWorkspace:
     """``engine.network.Workspace`` for K members: buffers (K, units, m).
 
     ``shared_input``: the members see the same rows (full batch, no skip connections), so the
-    input block is one (1 + d_in, m) array that matmul broadcasts, not K copies.
+    input block is one (1 + d_in, m) array that matmul broadcasts, not K copies. Without
+    skip connections the input block is stored sample-major as in ``Workspace``: ``rows``
+    (m, 1 + d_in), or (K, m, 1 + d_in) when each member has its own batch.
     """
 
     def __init__(self, net: Network, K: int, m: int, shared_input: bool = False) -> None:
@@ -155,6 +157,7 @@ class StackedWorkspace:
         self.m = m
         self.ins: list[Array] = []
         self.outs: list[Array] = []
+        self.rows: Array | None = None
         if net.skip_connections:
             buf = np.empty((K, 1 + sum(sizes[:-1]), m))
             buf[:, 0] = 1.0
@@ -164,10 +167,12 @@ class StackedWorkspace:
                 start = 1 + sum(sizes[: l + 1])
                 self.outs.append(buf[:, start : start + sizes[l + 1]])
         else:
-            for l in range(L):
-                shape = (1 + sizes[l], m) if l == 0 and shared_input else (K, 1 + sizes[l], m)
-                buf = np.empty(shape)
-                buf[..., 0, :] = 1.0
+            self.rows = np.empty((m, 1 + sizes[0]) if shared_input else (K, m, 1 + sizes[0]))
+            self.rows[..., 0] = 1.0
+            self.ins.append(np.swapaxes(self.rows, -1, -2))
+            for l in range(1, L):
+                buf = np.empty((K, 1 + sizes[l], m))
+                buf[:, 0] = 1.0
                 self.ins.append(buf)
             for l in range(L - 1):
                 self.outs.append(self.ins[l + 1][:, 1:])
@@ -182,6 +187,12 @@ class StackedWorkspace:
         self.rowmax = np.empty((K, m))
         self.flags = np.empty((K, m))  # 0/1 as floats, counted with ``flags @ ones``
         self.ones = np.ones(m)
+
+    def use_rows(self, rows: Array) -> None:
+        """``Workspace.use_rows`` for a shared input: read it from ``rows`` (m, 1 + d_in)."""
+        assert self.rows is not None and rows.shape == self.rows.shape == (self.m, rows.shape[1])
+        self.ins[0] = rows.T
+        self.x = self.ins[0][1:]
 
 
 def _dots(a: Array, b: Array) -> Array:
@@ -299,8 +310,11 @@ class StackedScorer:
         Y: Array,
         kind: str | None,
         ws: StackedWorkspace | None = None,
+        rows: Array | None = None,
     ) -> None:
+        """``rows``: ``with_ones(X)`` (no skip connections), read through views."""
         self.X, self.Y, self.n, self.kind = X, Y, X.shape[0], kind
+        self.rows = rows
         self.mean = template.cost in MEAN_COSTS
         self.cost, self.act = template.cost, template.output_activation
         self.targets = Y.argmax(axis=1) if kind == "argmax" else None
@@ -309,7 +323,10 @@ class StackedScorer:
         if ws is not None or self.n <= EVAL_CHUNK:
             if ws is None:
                 ws = StackedWorkspace(template, K, self.n, shared_input=shared)
-            ws.x[...] = X.T
+            if rows is not None:
+                ws.use_rows(rows)
+            else:
+                ws.x[...] = X.T
             ws.y[...] = Y.T
             self.chunks.append((ws, 0, self.n))
             self.preloaded = True
@@ -337,7 +354,10 @@ class StackedScorer:
         else:
             parts = []
             for ws, start, stop in self.chunks:
-                ws.x[...] = self.X[start:stop].T
+                if self.rows is not None:
+                    ws.use_rows(self.rows[start:stop])
+                else:
+                    ws.x[...] = self.X[start:stop].T
                 ws.y[...] = self.Y[start:stop].T
                 stack.run(ws)
                 targets = None if self.targets is None else self.targets[start:stop]
