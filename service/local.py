@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -52,19 +53,25 @@ def run_in_pool(
     # database connections or locks with the parent.
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
-    # Same-shape runs go to a process together and train as one population (issue 8); each
-    # shape is cut into several groups per process so that every process gets work.
-    from service.db.session import session_scope
-    from service.population import LOCAL_GROUPS_PER_WORKER, group_run_ids
-
-    with session_scope(url, readonly=True) as session:
-        groups = group_run_ids(session, run_ids, min_groups=LOCAL_GROUPS_PER_WORKER * workers)
+    processes = min(workers, len(run_ids))
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(groups)),
+        max_workers=processes,
         mp_context=ctx,
         initializer=_init_process,
         initargs=(stop, url),
     ) as pool:
+        # Start the processes now: each needs about half a second to import numpy and
+        # SQLAlchemy and open the database, which overlaps with the grouping below instead of
+        # following it (the pool would start them only as work is submitted).
+        for _ in range(processes):
+            pool.submit(_ready)
+        # Same-shape runs go to a process together and train as one population (issue 8),
+        # in as many groups as keep every process busy to the end, longest first.
+        from service.db.session import session_scope
+        from service.population import group_run_ids
+
+        with session_scope(url, readonly=True) as session:
+            groups = group_run_ids(session, run_ids, workers=processes)
         futures: dict[Future[dict[int, str | None]], list[int]] = {
             pool.submit(_run_group, group): group for group in groups
         }
@@ -110,6 +117,19 @@ def _init_process(stop_event: object, url: str | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _stop_event = stop_event
     _url = url
+    # What every group needs, loaded while the parent is still preparing the work: the
+    # modules, and the database engine (on SQLite its first use checks the schema).
+    from service.db.session import get_engine
+    from service.population import execute_runs  # noqa: F401
+    from service.runner import execute_run  # noqa: F401
+
+    # a database error here is met again by the first group, which reports it per run
+    with contextlib.suppress(Exception):
+        get_engine(url)
+
+
+def _ready() -> None:
+    """Submitted once per process to start them all at once; the initializer does the work."""
 
 
 def _run_group(run_ids: list[int]) -> dict[int, str | None]:
