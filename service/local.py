@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -126,6 +128,20 @@ def _init_process(stop_event: object, url: str | None) -> None:
     # a database error here is met again by the first group, which reports it per run
     with contextlib.suppress(Exception):
         get_engine(url)
+    atexit.register(_exit_quickly)
+
+
+def _exit_quickly() -> None:
+    """The last thing a pool process does (it ends when the pool shuts down, after its last
+    result was sent and every write committed): skip Python's teardown of NumPy, SQLAlchemy
+    and the rest, which took 0.18 s that the parent spent waiting for it to end."""
+    from service.db.session import dispose_engines
+
+    dispose_engines()  # close the database connections properly
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 def _ready() -> None:
