@@ -324,6 +324,7 @@ def train_population(
     lr_col, neg_lr, mom_col = columns()
     isfinite, add_reduce = np.isfinite, np.add.reduce
     any_stop_loss = bool(np.isfinite(stop_loss).any())
+    any_within = not np.isnan(within).all()  # some member may still be solved
     first_limit_it = int((m_limit - m_first).min())  # no member reaches its epochs before
     records.open(members)
     it = 0
@@ -380,41 +381,64 @@ def train_population(
                 values["val_loss"], values["val_accuracy"], _ = val_scorer.score(stack)
             records.write(values)
 
-            # stopping, member by member exactly as train() decides it
-            outcome = np.zeros(K, dtype=np.int8)
-            ok = isfinite(loss)
-            if not _sums_finite(theta):
-                ok &= isfinite(add_reduce(theta, axis=1))
-            if ok.all():
+            # stopping, member by member exactly as train() decides it. The common epoch
+            # (all finite, nobody stops) costs a few whole-array operations: ``outcome`` is
+            # only made when some member may stop, ``ok`` (None: every member finite) only
+            # when some member is not finite.
+            outcome: Array | None = None
+            ok: Array | None = None
+            theta_ok = _sums_finite(theta)
+            if math.isfinite(float(add_reduce(loss))) and theta_ok:  # finite sum: no inf/nan
                 np.minimum(m_best, loss, out=m_best)  # = "if loss < best: best = loss"
             else:
+                ok = isfinite(loss)
+                if not theta_ok:
+                    ok &= isfinite(add_reduce(theta, axis=1))
+                outcome = np.zeros(K, dtype=np.int8)
                 outcome[~ok] = _DIVERGED
                 np.minimum(m_best, loss, out=m_best, where=ok & (loss < m_best))
-            newly = max_err < within  # within is nan once solved, or without stop_within
-            if newly.any():
-                newly &= ok
-                m_solved[newly] = epochs[newly]
-                within[newly] = math.nan
-                outcome[newly & on_solve] = _SOLVED
+            if any_within:
+                newly = max_err < within  # within is nan once solved, or without stop_within
+                if newly.any():
+                    if ok is not None:
+                        newly &= ok
+                    if outcome is None:
+                        outcome = np.zeros(K, dtype=np.int8)
+                    m_solved[newly] = epochs[newly]
+                    within[newly] = math.nan
+                    any_within = not np.isnan(within).all()
+                    outcome[newly & on_solve] = _SOLVED
             if any_stop_loss:
-                outcome[ok & (outcome == 0) & (loss < stop_loss)] = _STOP_LOSS
+                hit = loss < stop_loss
+                if ok is not None:
+                    hit &= ok
+                if hit.any():
+                    if outcome is None:
+                        outcome = np.zeros(K, dtype=np.int8)
+                    outcome[hit & (outcome == 0)] = _STOP_LOSS
+            if outcome is None and (
+                on_epoch is not None or on_epochs is not None or it >= first_limit_it
+            ):
+                outcome = np.zeros(K, dtype=np.int8)
             if on_epoch is not None:
-                _call_members(on_epoch, members, epochs, values, outcome)
+                _call_members(on_epoch, members, epochs, values, outcome)  # type: ignore[arg-type]
             if on_epochs is not None:
                 stop = on_epochs(members, epochs, values)
                 if stop:
                     hit = np.isin(members, np.fromiter(stop, dtype=np.int64)) & (outcome == 0)
-                    outcome[hit] = _STOPPED
-            going = outcome == 0
+                    outcome[hit] = _STOPPED  # type: ignore[index]
             if checkpoint_every and on_checkpoint is not None:
-                for r in np.flatnonzero(going & (epochs % checkpoint_every == 0)).tolist():
+                due = epochs % checkpoint_every == 0
+                if outcome is not None:
+                    due &= outcome == 0
+                for r in np.flatnonzero(due).tolist():
                     k = int(members[r])
                     e, b, sv = int(epochs[r]), float(m_best[r]), int(m_solved[r])
                     on_checkpoint(k, snapshot(k, r, e, theta, opt, b, sv))
             if it >= first_limit_it:
-                outcome[going & (epochs >= m_limit)] = _COMPLETED
+                outcome[(outcome == 0) & (epochs >= m_limit)] = _COMPLETED  # type: ignore[index]
             it += 1
-            if not outcome.any():
+            if outcome is None or not outcome.any():
                 continue
 
             # compaction: finished members leave the stack, the others go on
@@ -433,6 +457,7 @@ def train_population(
             first_limit_it = int((m_limit - m_first).min())
             m_best, m_solved = m_best[keep], m_solved[keep]
             within, stop_loss, on_solve = within[keep], stop_loss[keep], on_solve[keep]
+            any_within = not np.isnan(within).all()
             lr, mom, valid, wd = lr[keep], mom[keep], valid[keep], wd[keep]
             cfgs = [cfgs[r] for r in keep]
             lr_col, neg_lr, mom_col = columns()
@@ -457,10 +482,12 @@ def train_population(
 
 def _sums_finite(theta: Array) -> bool:
     """True when every member's sum(theta) (train()'s divergence test) is surely finite:
-    no inf/nan, and too small for any order of summation to overflow. Two whole-array
-    reductions instead of K row sums; when False the caller does the exact row sums."""
-    hi, lo = float(theta.max()), float(theta.min())
-    return math.isfinite(hi) and math.isfinite(lo) and max(hi, -lo) * theta.shape[1] < 1e307
+    no inf/nan, and too small for any order of summation to overflow. One ddot over the
+    whole (K, P) array instead of K row sums: a finite sum of squares bounds every |w| by
+    sqrt(max float) ~ 1.3e154, so a row of P < 1e150 of them cannot overflow (and an
+    inf/nan makes the sum inf/nan). When False the caller does the exact row sums."""
+    flat = theta.reshape(-1)
+    return math.isfinite(float(np.dot(flat, flat)))
 
 
 def _decay(theta: Array, grad: Array, decay: Array | None, tmp: Array | None, wd: Array) -> None:

@@ -4,8 +4,13 @@ Every member's parameters are one row of ``theta: (K, P)``, laid out exactly as 
 ``Network.theta``; the per-layer blocks are (K, 1 + fan_in, d) views into it. Each matrix
 product is ``np.matmul`` over the leading K axis, which makes the same BLAS call per member
 that ``np.dot`` makes for one net, and every other operation is elementwise or reduces over
-one member's own axes in the single net's order. So each member's numbers are bit for bit
-those of ``engine.train`` on that member alone (tests/engine/test_population*.py hold this).
+one member's own axes in the single net's order. One exception, for speed: when all members
+see the same input (full batch, no skip connections) layer 0's forward and gradient products
+are one GEMM over all members instead of K small ones, but only for sizes where a check at
+first use (``_gemm_ok``) found that GEMM to give each member's own ``np.dot`` bits (OpenBLAS
+picks its kernel, and so its order of accumulation, by the sizes of a call). So each
+member's numbers are bit for bit those of ``engine.train`` on that member alone
+(tests/engine/test_population*.py hold this).
 
 Shapes: activations (K, units, m) (unit-major, as in ``engine.network.Workspace``);
 per-member scalars (learning rate, momentum) are (K, 1) columns broadcast over the row.
@@ -69,6 +74,9 @@ class Stack:
                 )
             )
         self.free = template.free
+        self._fwd: dict[int, tuple[Array, Array]] = {}  # per batch size m: GEMM buffers
+        self._grads: dict[int, Array] = {}
+        self._gemm: dict[tuple[str, int], bool] = {}
         self._f_hidden = FORWARD[template.activation]
         self._f_output = FORWARD[template.output_activation]
         self._grad_hidden = DERIVATIVES[template.activation]
@@ -86,8 +94,18 @@ class Stack:
         last = len(self.blocksT) - 1
         f = self._f_hidden
         for l in range(last):
-            np.matmul(self.blocksT[l], ws.ins[l], out=ws.outs[l])
             nxt = ws.ins[l + 1]
+            if l == 0 and self._gemm_first(ws, "forward"):
+                # one GEMM for all members (the input is shared), f on its contiguous
+                # result, then into the strided hidden rows: the row of ones is never touched
+                wf, r = self._forward_buffers(ws.m)
+                np.copyto(_units(wf), _units(self.blocks[0]).T)
+                np.dot(wf.reshape(wf.shape[0], -1).T, ws.ins[0], out=r)
+                f(r, r)
+                K, d, m = ws.outs[0].shape
+                np.copyto(nxt.reshape(K, -1)[:, m:], r.reshape(K, d * m))
+                continue
+            np.matmul(self.blocksT[l], ws.ins[l], out=ws.outs[l])
             f(nxt, nxt)
             nxt[:, 0] = 1.0
         o = ws.outs[last]
@@ -104,7 +122,14 @@ class Stack:
         """
         grad_hidden, ins, deltas, tmps = self._grad_hidden, ws.ins, ws.deltas, ws.tmps
         for l in range(len(self.gblocks) - 1, -1, -1):
-            _product(ins[l], ws.deltasT[l], self.gblocks[l])
+            if l == 0 and self._gemm_first(ws, "grad"):
+                self._grad_first(ws)
+                break
+            a, dl, gb = ins[l], deltas[l], self.gblocks[l]
+            if dl.shape[1] == 1 and _einsum_ok(self.K, a.shape[1], ws.m):
+                np.einsum("kip,kp->ki", a, dl[:, 0], out=gb[..., 0])
+            else:
+                _product(a, ws.deltasT[l], gb)
             if l == 0:
                 break
             j = l - 1
@@ -118,6 +143,38 @@ class Stack:
             grad_hidden(ws.outs[j], dj, tmp)
         if self.free is not None:
             self.grad *= self.free
+
+    def _gemm_first(self, ws: StackedWorkspace, which: str) -> bool:
+        """Whether layer 0's products run as one GEMM over all members: only on a shared
+        input (``ws.ins[0]`` 2-D) and where that GEMM is verified to give the bits of the
+        per-member products for these sizes (``_gemm_ok``)."""
+        x = ws.ins[0]
+        if x.ndim != 2 or self.template.skip_connections:
+            return False
+        key = (which, ws.m)
+        ok = self._gemm.get(key)
+        if ok is None:
+            ok = self._gemm[key] = _gemm_ok(
+                which, self.K, x.shape[0], self.blocks[0].shape[2], ws.m
+            )
+        return ok
+
+    def _forward_buffers(self, m: int) -> tuple[Array, Array]:
+        bufs = self._fwd.get(m)
+        if bufs is None:
+            rows, d = self.blocks[0].shape[1:]
+            bufs = self._fwd[m] = (np.empty((rows, self.K, d)), np.empty((self.K * d, m)))
+        return bufs
+
+    def _grad_first(self, ws: StackedWorkspace) -> None:
+        """dE/d[b; W] of layer 0 for all members from one GEMM on the shared input."""
+        x, d0 = ws.ins[0], ws.deltas[0]
+        rows, d = self.blocks[0].shape[1:]
+        g = self._grads.get(ws.m)
+        if g is None:
+            g = self._grads[ws.m] = np.empty((rows, self.K * d))
+        np.dot(x, d0.reshape(-1, ws.m).T, out=g)
+        np.copyto(_units(self.gblocks[0]), _units(g.reshape(rows, self.K, d)).T)
 
     def output_delta(self, ws: StackedWorkspace, rows_sum_to_one: bool) -> None:
         net = self.template
@@ -133,6 +190,93 @@ class Stack:
             scale,
             rows_sum_to_one,
         )
+
+
+# Faster formulations of per-member products, each used only where it is verified to
+# give the same bits as the single net's np.dot. Which BLAS kernel (and so which order of
+# accumulation, with or without FMA) OpenBLAS runs depends on the sizes and transposition
+# of the call, so "same kernel" cannot be read off the shapes: a GEMM over all members has
+# other sizes than a member's own. The check runs both on random numbers at the first use
+# of a size and remembers the verdict: a different order of accumulation rounds
+# differently on random data almost surely, a product computed the same way agrees
+# everywhere (the numbers only enter the same operations in the same order).
+_VERDICTS: dict[tuple[object, ...], bool] = {}
+
+
+def _same_bits(a: Array, b: Array) -> bool:
+    return a.shape == b.shape and bool(np.array_equal(a.view(np.int64), b.view(np.int64)))
+
+
+def _trial_inputs(rng: np.random.Generator, shape: tuple[int, ...]) -> list[Array]:
+    """Normal numbers, and numbers spread over many binades (where order matters most)."""
+    return [
+        rng.standard_normal(shape),
+        rng.standard_normal(shape) * 2.0 ** rng.integers(-40, 40, shape),
+    ]
+
+
+def _gemm_ok(which: str, K: int, rows: int, d: int, m: int) -> bool:
+    """Layer 0 with a shared input (rows = 1 + d_in, d units, m patterns) as one GEMM.
+
+    "forward": ``np.dot(Wf.T, x)`` with Wf (rows, K*d) against each member's
+    ``np.dot(block.T, x)``; "grad": ``np.dot(x, deltas.reshape(K*d, m).T)`` against each
+    member's ``np.dot(x, delta.T)``. A member's product with a dimension 1 is a gemv or a
+    dot, never the GEMM's kernel, so those sizes are not even tried.
+    """
+    if min(rows, d, m) < 2:
+        return False
+    key = (which, K, rows, d, m)
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        rng = np.random.default_rng(12345)
+        verdict = True
+        for w, x, dl in zip(
+            _trial_inputs(rng, (K, rows, d)),
+            _trial_inputs(rng, (rows, m)),
+            _trial_inputs(rng, (K, d, m)),
+            strict=True,
+        ):
+            if which == "forward":
+                ref = np.stack([np.dot(w[k].T, x) for k in range(K)])
+                wf = np.ascontiguousarray(w.transpose(1, 0, 2))
+                fast = np.dot(wf.reshape(rows, -1).T, x).reshape(K, d, m)
+            else:
+                ref = np.stack([np.dot(x, dl[k].T) for k in range(K)])
+                g = np.dot(x, dl.reshape(-1, m).T)
+                fast = np.ascontiguousarray(g.reshape(rows, K, d).transpose(1, 0, 2))
+            verdict = verdict and _same_bits(ref, fast)
+        _VERDICTS[key] = verdict
+    return verdict
+
+
+def _einsum_ok(K: int, rows: int, m: int) -> bool:
+    """A gradient block for one output unit, g[k, i] = sum_p a[k, i, p] delta[k, p]: the
+    single net's np.dot is a gemv; ``np.einsum`` does all members in one call (half the
+    time of K gemv calls) and, for the sizes where the check passes, in the same order."""
+    if m < 2:
+        return False
+    key = ("einsum", K, rows, m)
+    verdict = _VERDICTS.get(key)
+    if verdict is None:
+        rng = np.random.default_rng(12345)
+        verdict = True
+        P = rows + 3  # the output is a strided block of a (K, P) array, as in a Stack
+        for a, dl in zip(
+            _trial_inputs(rng, (K, rows, m)), _trial_inputs(rng, (K, 1, m)), strict=True
+        ):
+            ref = np.stack([np.dot(a[k], dl[k].T) for k in range(K)])
+            fast = np.zeros((K, P))
+            np.einsum("kip,kp->ki", a, dl[:, 0], out=fast[:, 1 : 1 + rows])
+            verdict = verdict and _same_bits(ref[..., 0], fast[:, 1 : 1 + rows].copy())
+        _VERDICTS[key] = verdict
+    return verdict
+
+
+def _units(a: Array) -> Array:
+    """(..., d) float64 with a contiguous last axis as (...) opaque d*8-byte items: a
+    transposing copy then moves whole rows of d numbers per step (bits untouched), several
+    times faster than numpy's copy with an inner loop of d elements."""
+    return a.view(np.dtype((np.void, 8 * a.shape[-1])))[..., 0]
 
 
 def _product(a: Array, b: Array, out: Array) -> None:

@@ -54,11 +54,13 @@ DEFAULT_POPULATION_SIZE = 64
 # that many runs): the number of workers is unknown at submission, and a sweep smaller than
 # one population should still spread over a few of them.
 SUBMIT_MIN_TASKS = 8
-# The local pool cuts each shape into at least this many groups per process, so every process
-# gets work. One, not more: a population's per-network speed grows with its size (measured on
-# 128 symmetry runs: 4 groups per process made 2 processes only 1.3x faster than 1, one group
-# per process 1.66x), and Ctrl-C loses nothing either way (a stopped group keeps its state).
-LOCAL_GROUPS_PER_WORKER = 1
+# What one more population costs, in member-epochs: an epoch of a population of m networks
+# costs about as much as (GROUP_OVERHEAD + m) networks would apart (the per-epoch Python,
+# NumPy call and recording overhead is paid per population). Measured on XOR 2-2-1: 8
+# members 125 us/epoch, 64 members 210 us/epoch, so about 75; larger networks make it
+# relatively smaller. The local pool weighs this cost against idle processes when it decides
+# how many groups to cut a sweep into (balanced_groups).
+GROUP_OVERHEAD = 64
 
 # What members of one population may differ in (engine.train_population): their initial
 # weights (init and seed), optimizer settings, schedule, epochs, stopping and logging.
@@ -102,28 +104,114 @@ def shape_key(config: Mapping[str, Any], seed: int) -> str:
 
 
 def group_runs(
-    runs: Iterable[tuple[int, Mapping[str, Any], int]], size: int, min_groups: int = 1
+    runs: Iterable[tuple[int, Mapping[str, Any], int]],
+    size: int,
+    min_groups: int = 1,
+    workers: int | None = None,
 ) -> list[list[int]]:
-    """(run_id, config, seed) -> lists of run ids of one shape, in the order the runs came.
+    """(run_id, config, seed) -> lists of run ids of one shape.
 
-    A group holds at most ``size`` runs, and each shape is cut into at least ``min_groups``
-    groups (when it has that many runs), so that a small sweep still spreads over several
-    workers instead of landing whole on one.
+    A group holds at most ``size`` runs. Each shape is cut into groups of equal size (they
+    differ by one at most; a population lasts as long as its slowest member, so a short
+    group left over at the end would only leave a process idle), at least ``min_groups`` of
+    them when it has that many runs, so that a small sweep still spreads over several
+    workers. With ``workers`` (the local pool, whose processes are known) the number of
+    groups is chosen so that the processes finish together (see ``balanced_groups``) and
+    the groups come longest first, the order a pool should start them in.
     """
-    by_shape: dict[str, list[int]] = {}
+    shapes: dict[str, list[tuple[int, int]]] = {}
     for run_id, config, seed in runs:
-        by_shape.setdefault(shape_key(config, seed), []).append(int(run_id))
-    out: list[list[int]] = []
-    for ids in by_shape.values():
-        chunk = max(1, min(size, math.ceil(len(ids) / max(1, min_groups))))
-        out.extend(ids[i : i + chunk] for i in range(0, len(ids), chunk))
+        epochs = int(config.get("epochs", 1) or 1)
+        shapes.setdefault(shape_key(config, seed), []).append((int(run_id), epochs))
+    members = list(shapes.values())
+    cuts = [max(math.ceil(len(m) / size), min(max(1, min_groups), len(m))) for m in members]
+    if workers is not None and workers > 1:
+        cuts = balanced_groups(members, cuts, workers)
+    groups = [g for m, k in zip(members, cuts, strict=True) for g in _split(m, k)]
+    if workers is not None:
+        groups.sort(key=_group_cost, reverse=True)  # stable: equal costs keep their order
+    return [[run_id for run_id, _ in g] for g in groups]
+
+
+def _split(items: list[tuple[int, int]], k: int) -> list[list[tuple[int, int]]]:
+    """``items`` in order, cut into ``k`` runs of consecutive items whose sizes differ by
+    one at most (the larger ones first)."""
+    q, r = divmod(len(items), k)
+    out, at = [], 0
+    for i in range(k):
+        n = q + (1 if i < r else 0)
+        out.append(items[at : at + n])
+        at += n
     return out
 
 
+def _group_cost(group: list[tuple[int, int]]) -> int:
+    """Estimated work of a population: its longest member's epochs, each costing the
+    per-population overhead plus one unit per member (stop_on_solve may end it sooner; that
+    cannot be known beforehand)."""
+    return max(e for _, e in group) * (GROUP_OVERHEAD + len(group))
+
+
+def _makespan(groups: list[list[tuple[int, int]]], workers: int) -> int:
+    """When the last of ``workers`` processes ends, taking groups longest first, each to the
+    process that becomes free first (what a process pool does with that submission order)."""
+    ends = [0] * workers
+    for cost in sorted(map(_group_cost, groups), reverse=True):
+        i = ends.index(min(ends))
+        ends[i] += cost
+    return max(ends)
+
+
+def balanced_groups(
+    members: list[list[tuple[int, int]]], cuts: list[int], workers: int
+) -> list[int]:
+    """How many groups to cut each shape into for ``workers`` processes, starting from the
+    fewest allowed (``cuts``): more groups while that ends the whole sweep sooner.
+
+    Each step tries cutting one shape into 1 .. ``workers`` more groups (going from 3 groups
+    to 4 on 2 processes helps where 3 to 4 alone would not be tried otherwise) and keeps the
+    best; each extra group costs GROUP_OVERHEAD member-epochs per epoch, so the search stops
+    where the time saved on idle processes no longer pays for it. Only the few most costly
+    shapes are tried: the rest are short enough to fill gaps.
+    """
+    cuts = list(cuts)
+
+    def span(c: list[int]) -> int:
+        return _makespan(
+            [g for m, k in zip(members, c, strict=True) for g in _split(m, k)], workers
+        )
+
+    best = span(cuts)
+    while True:
+        order = sorted(
+            range(len(members)),
+            key=lambda s: _group_cost(_split(members[s], cuts[s])[0]),
+            reverse=True,
+        )
+        trial_best, trial = best, None
+        for s in order[: 2 * workers]:
+            for extra in range(1, workers + 1):
+                k = cuts[s] + extra
+                if k > len(members[s]):
+                    break
+                c = cuts[:s] + [k] + cuts[s + 1 :]
+                t = span(c)
+                if t < trial_best:
+                    trial_best, trial = t, c
+        if trial is None:
+            return cuts
+        best, cuts = trial_best, trial
+
+
 def group_run_ids(
-    session: Session, run_ids: Sequence[int], size: int | None = None, min_groups: int = 1
+    session: Session,
+    run_ids: Sequence[int],
+    size: int | None = None,
+    min_groups: int = 1,
+    workers: int | None = None,
 ) -> list[list[int]]:
-    """Group stored runs by shape (one query); ``size`` defaults to population_size()."""
+    """Group stored runs by shape (one query); ``size`` defaults to population_size().
+    ``min_groups`` and ``workers`` as in ``group_runs``."""
     size = population_size() if size is None else size
     if size == 1:
         return [[int(r)] for r in run_ids]
@@ -133,7 +221,7 @@ def group_run_ids(
         q = select(Run.id, Run.config, Run.seed).where(Run.id.in_(ids[start : start + 5000]))
         for rid, config, seed in session.execute(q):
             rows[int(rid)] = (dict(config), int(seed))
-    return group_runs(((r, *rows[r]) for r in ids if r in rows), size, min_groups)
+    return group_runs(((r, *rows[r]) for r in ids if r in rows), size, min_groups, workers)
 
 
 def publish_groups(
@@ -392,6 +480,11 @@ class _Population:
         finishing = [k for k in self.finishing if k in targets]
         checkpoints = {k: s for k, s in self.checkpoints.items() if k in targets}
         results: dict[int, str] = {}
+        # Serialised before the transaction: on SQLite it holds the one write lock, which the
+        # other processes of a local pool wait for (savez of every member's state inside it
+        # made them wait about a third of their time; measured on 2 processes).
+        checkpoint_rows = {k: self._checkpoint_row(k, s) for k, s in checkpoints.items()}
+        weights_rows = {k: self._weights_row(k) for k in finishing}
 
         def body() -> set[int]:
             results.clear()
@@ -408,12 +501,10 @@ class _Population:
                 # statement per table instead of two per run.
                 ok = [k for k in targets if k not in stale]
                 _upsert_many(
-                    session,
-                    Checkpoint,
-                    [self._checkpoint_row(k, checkpoints[k]) for k in ok if k in checkpoints],
+                    session, Checkpoint, [checkpoint_rows[k] for k in ok if k in checkpoint_rows]
                 )
                 done = [k for k in ok if k in finishing]
-                _upsert_many(session, RunWeights, [self._weights_row(k) for k in done])
+                _upsert_many(session, RunWeights, [weights_rows[k] for k in done])
                 ended = [k for k in done if self.live[k].history.outcome != "stopped"]  # type: ignore[union-attr]
                 summaries = [self._summary(k) for k in ended]
                 finished = [
@@ -519,6 +610,7 @@ def _upsert_many(session: Session, model: type[Any], rows: list[dict[str, Any]])
 __all__ = [
     "DEFAULT_POPULATION_SIZE",
     "MEMBER_KEYS",
+    "balanced_groups",
     "execute_runs",
     "group_run_ids",
     "group_runs",

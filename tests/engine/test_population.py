@@ -387,3 +387,37 @@ def test_members_must_share_shape_optimizer_and_batch():
     d, rd = build([2, 2, 1], 3, masks={0: m})
     with pytest.raises(ValueError, match="shape"):
         train_population([a, d], XOR.X, XOR.Y, [cfg, cfg], rngs=[ra, rd])
+
+
+@pytest.mark.parametrize("data_name,sizes", [("xor", [2, 2, 1]), ("symmetry:6", [6, 2, 1])])
+def test_shared_input_layer_as_one_gemm(data_name, sizes):
+    """Full batch without skip connections: layer 0's forward and gradient products run as
+    one GEMM over all members where ``engine.stacked`` verified, for these sizes, that it
+    gives each member's own np.dot bits (else per member). Either way: identical members."""
+    from engine import stacked
+
+    data = load_dataset(data_name)
+    K = 24
+    configs = [
+        TrainConfig(learning_rate=0.5 * (0.5 + k / K), momentum=0.9, epochs=150, stop_within=0.3)
+        for k in range(K)
+    ]
+    check_population(sizes, data, configs, seeds=list(range(K)))
+    rows, m = sizes[0] + 1, data.X.shape[0]
+    # a member's product with a dimension 1 is a gemv/dot, never the GEMM's kernel
+    assert not stacked._gemm_ok("forward", K, rows, 1, m)
+    assert not stacked._gemm_ok("grad", K, rows, sizes[1], 1)
+    # where the check passed, the GEMM gives every member's np.dot bits on fresh numbers too
+    rng = np.random.default_rng(99)
+    x = rng.standard_normal((rows, m))
+    w = rng.standard_normal((K, rows, sizes[1]))
+    dl = rng.standard_normal((K, sizes[1], m))
+    if stacked._gemm_ok("forward", K, rows, sizes[1], m):
+        wf = np.ascontiguousarray(w.transpose(1, 0, 2)).reshape(rows, -1)
+        fast = np.dot(wf.T, x).reshape(K, sizes[1], m)
+        for k in range(K):
+            assert np.array_equal(fast[k], np.dot(w[k].T, x))
+    if stacked._gemm_ok("grad", K, rows, sizes[1], m):
+        g = np.dot(x, dl.reshape(-1, m).T).reshape(rows, K, sizes[1])
+        for k in range(K):
+            assert np.array_equal(g[:, k], np.dot(x, dl[k].T))

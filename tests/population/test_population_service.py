@@ -186,9 +186,44 @@ def test_shape_key_and_groups():
     assert all(len(g) <= 3 for g in groups)
     assert all(len({shape_key(runs[r][1], runs[r][2]) for r in g}) == 1 for g in groups)
     assert group_runs(runs, size=1) == [[r] for r in range(len(runs))]
-    # a small shape is cut into at least min_groups groups, a large one into size-sized ones
+    # a small shape is cut into at least min_groups groups of equal size
     spread = group_runs(runs, size=64, min_groups=3)
-    assert [len(g) for g in spread] == [6, 6, 4, 1, 1]
+    assert [len(g) for g in spread] == [6, 5, 5, 1, 1]
+
+
+def _shaped(*shapes: tuple[int, int, int]) -> list[tuple[int, dict, int]]:
+    """(hidden units, runs, epochs) per shape -> (run_id, config, seed) in that order."""
+    runs = []
+    for hidden, n, epochs in shapes:
+        for _ in range(n):
+            runs.append((len(runs), {"hidden": [hidden], "epochs": epochs}, 0))
+    return runs
+
+
+def test_groups_are_equal_and_keep_every_process_busy():
+    # 200 runs with at most 64 a population: four of 50, not 64/64/64/8 (two processes
+    # would then end one group apart, the last one holding up the sweep)
+    runs = _shaped((2, 200, 1000))
+    assert [len(g) for g in group_runs(runs, size=64)] == [50] * 4
+    assert [len(g) for g in group_runs(runs, size=64, workers=2)] == [50] * 4
+    # 150 runs: three groups would leave one process with two and the other with one
+    assert [len(g) for g in group_runs(_shaped((2, 150, 1000)), size=64, workers=2)] == [
+        38,
+        38,
+        37,
+        37,
+    ]
+    # a sweep smaller than a population still spreads over the processes ...
+    assert [len(g) for g in group_runs(_shaped((2, 10, 1000)), size=64, workers=2)] == [5, 5]
+    # ... but shapes that already fill the processes are not cut smaller (each population
+    # costs its own per-epoch overhead)
+    many = group_runs(_shaped(*((h, 10, 1000) for h in range(2, 12))), size=64, workers=2)
+    assert [len(g) for g in many] == [10] * 10
+    # longest first: the pool starts them in this order, the short ones fill the gaps
+    mixed = group_runs(_shaped((2, 4, 100), (3, 40, 5000)), size=64, workers=2)
+    assert [len(g) for g in mixed] == [20, 20, 2, 2]
+    assert sorted(r for g in mixed for r in g) == list(range(44))
+    assert all(len(g) <= 3 for g in group_runs(_shaped((2, 100, 10)), size=3, workers=2))
 
 
 def test_group_run_ids_reads_the_database(db_url, monkeypatch):
@@ -197,7 +232,7 @@ def test_group_run_ids_reads_the_database(db_url, monkeypatch):
     monkeypatch.setenv("BPLAB_POPULATION_SIZE", "4")
     with session_scope(db_url) as s:
         groups = group_run_ids(s, ids)
-    assert groups == [ids[0:4], ids[4:6], ids[6:8]]
+    assert groups == [ids[0:3], ids[3:6], ids[6:8]]
     monkeypatch.setenv("BPLAB_POPULATION_SIZE", "0")
     with pytest.raises(ValueError, match="BPLAB_POPULATION_SIZE"), session_scope(db_url) as s:
         group_run_ids(s, ids)
