@@ -126,7 +126,7 @@ class Stack:
                 self._grad_first(ws)
                 break
             a, dl, gb = ins[l], deltas[l], self.gblocks[l]
-            if dl.shape[1] == 1 and _einsum_ok(self.K, a.shape[1], ws.m):
+            if dl.shape[1] == 1 and _einsum_ok(self.K, a.shape[1], ws.m, _sample_major(a)):
                 np.einsum("kip,kp->ki", a, dl[:, 0], out=gb[..., 0])
             else:
                 _product(a, ws.deltasT[l], gb)
@@ -155,7 +155,7 @@ class Stack:
         ok = self._gemm.get(key)
         if ok is None:
             ok = self._gemm[key] = _gemm_ok(
-                which, self.K, x.shape[0], self.blocks[0].shape[2], ws.m
+                which, self.K, x.shape[0], self.blocks[0].shape[2], ws.m, _sample_major(x)
             )
         return ok
 
@@ -207,15 +207,29 @@ def _same_bits(a: Array, b: Array) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a.view(np.int64), b.view(np.int64)))
 
 
-def _trial_inputs(rng: np.random.Generator, shape: tuple[int, ...]) -> list[Array]:
-    """Normal numbers, and numbers spread over many binades (where order matters most)."""
+def _trial_inputs(
+    rng: np.random.Generator, shape: tuple[int, ...], sample_major: bool = False
+) -> list[Array]:
+    """Normal numbers, and numbers spread over many binades (where order matters most).
+
+    ``sample_major``: laid out as the input blocks are (``StackedWorkspace.rows``): the
+    last two axes are the transposed view of a C-contiguous array, since BLAS and einsum
+    pick their code by the layout too."""
+    if sample_major:
+        swapped = (*shape[:-2], shape[-1], shape[-2])
+        return [np.swapaxes(a, -1, -2) for a in _trial_inputs(rng, swapped)]
     return [
         rng.standard_normal(shape),
         rng.standard_normal(shape) * 2.0 ** rng.integers(-40, 40, shape),
     ]
 
 
-def _gemm_ok(which: str, K: int, rows: int, d: int, m: int) -> bool:
+def _sample_major(a: Array) -> bool:
+    """True for an input block stored one sample per row (see ``_trial_inputs``)."""
+    return a.strides[-2] < a.strides[-1]
+
+
+def _gemm_ok(which: str, K: int, rows: int, d: int, m: int, sample_major: bool = False) -> bool:
     """Layer 0 with a shared input (rows = 1 + d_in, d units, m patterns) as one GEMM.
 
     "forward": ``np.dot(Wf.T, x)`` with Wf (rows, K*d) against each member's
@@ -225,14 +239,14 @@ def _gemm_ok(which: str, K: int, rows: int, d: int, m: int) -> bool:
     """
     if min(rows, d, m) < 2:
         return False
-    key = (which, K, rows, d, m)
+    key = (which, K, rows, d, m, sample_major)
     verdict = _VERDICTS.get(key)
     if verdict is None:
         rng = np.random.default_rng(12345)
         verdict = True
         for w, x, dl in zip(
             _trial_inputs(rng, (K, rows, d)),
-            _trial_inputs(rng, (rows, m)),
+            _trial_inputs(rng, (rows, m), sample_major),
             _trial_inputs(rng, (K, d, m)),
             strict=True,
         ):
@@ -249,20 +263,22 @@ def _gemm_ok(which: str, K: int, rows: int, d: int, m: int) -> bool:
     return verdict
 
 
-def _einsum_ok(K: int, rows: int, m: int) -> bool:
+def _einsum_ok(K: int, rows: int, m: int, sample_major: bool = False) -> bool:
     """A gradient block for one output unit, g[k, i] = sum_p a[k, i, p] delta[k, p]: the
     single net's np.dot is a gemv; ``np.einsum`` does all members in one call (half the
     time of K gemv calls) and, for the sizes where the check passes, in the same order."""
     if m < 2:
         return False
-    key = ("einsum", K, rows, m)
+    key = ("einsum", K, rows, m, sample_major)
     verdict = _VERDICTS.get(key)
     if verdict is None:
         rng = np.random.default_rng(12345)
         verdict = True
         P = rows + 3  # the output is a strided block of a (K, P) array, as in a Stack
         for a, dl in zip(
-            _trial_inputs(rng, (K, rows, m)), _trial_inputs(rng, (K, 1, m)), strict=True
+            _trial_inputs(rng, (K, rows, m), sample_major),
+            _trial_inputs(rng, (K, 1, m)),
+            strict=True,
         ):
             ref = np.stack([np.dot(a[k], dl[k].T) for k in range(K)])
             fast = np.zeros((K, P))

@@ -407,17 +407,19 @@ def test_shared_input_layer_as_one_gemm(data_name, sizes):
     # a member's product with a dimension 1 is a gemv/dot, never the GEMM's kernel
     assert not stacked._gemm_ok("forward", K, rows, 1, m)
     assert not stacked._gemm_ok("grad", K, rows, sizes[1], 1)
-    # where the check passed, the GEMM gives every member's np.dot bits on fresh numbers too
+    # where the check passed, the GEMM gives every member's np.dot bits on fresh numbers too,
+    # in the layout the engine stores inputs in (sample-major) and the other
     rng = np.random.default_rng(99)
-    x = rng.standard_normal((rows, m))
-    w = rng.standard_normal((K, rows, sizes[1]))
-    dl = rng.standard_normal((K, sizes[1], m))
-    if stacked._gemm_ok("forward", K, rows, sizes[1], m):
-        wf = np.ascontiguousarray(w.transpose(1, 0, 2)).reshape(rows, -1)
-        fast = np.dot(wf.T, x).reshape(K, sizes[1], m)
-        for k in range(K):
-            assert np.array_equal(fast[k], np.dot(w[k].T, x))
-    if stacked._gemm_ok("grad", K, rows, sizes[1], m):
-        g = np.dot(x, dl.reshape(-1, m).T).reshape(rows, K, sizes[1])
-        for k in range(K):
-            assert np.array_equal(g[:, k], np.dot(x, dl[k].T))
+    for sample_major in (True, False):
+        x = rng.standard_normal((m, rows)).T if sample_major else rng.standard_normal((rows, m))
+        w = rng.standard_normal((K, rows, sizes[1]))
+        dl = rng.standard_normal((K, sizes[1], m))
+        if stacked._gemm_ok("forward", K, rows, sizes[1], m, sample_major):
+            wf = np.ascontiguousarray(w.transpose(1, 0, 2)).reshape(rows, -1)
+            fast = np.dot(wf.T, x).reshape(K, sizes[1], m)
+            for k in range(K):
+                assert np.array_equal(fast[k], np.dot(w[k].T, x))
+        if stacked._gemm_ok("grad", K, rows, sizes[1], m, sample_major):
+            g = np.dot(x, dl.reshape(-1, m).T).reshape(rows, K, sizes[1])
+            for k in range(K):
+                assert np.array_equal(g[:, k], np.dot(x, dl[k].T))
