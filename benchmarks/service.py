@@ -1,6 +1,7 @@
 """Service overhead: recording vs Optuna, a Celery sweep vs bare Celery, local pool scaling.
 
-Run by hand (not in CI; needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379):
+Run by hand (not in CI; needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379
+except ``--only local``):
 
     python benchmarks/service.py [--only recording|celery|local] [--runs 1000] [--epochs 1000]
 
@@ -14,8 +15,12 @@ Run by hand (not in CI; needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.
   no-op tasks (benchmarks/noop_app.py) through the same broker and 2 processes, measured in
   the same run.
 * local: the same kind of sweep in the local process pool (SQLite) with 2 processes vs 1
-  (``--local-runs`` x ``--local-epochs``: long enough that starting the processes, about a
-  second each, does not dominate).
+  (``--local-runs`` x ``--local-epochs``: long enough that starting the processes, about
+  half a second, does not dominate), timed around run_queued_locally, alternately
+  ``--local-repeat`` times each, best of each (all of them, with CPU seconds and load
+  average, in the output), beside what the machine allows at the same moments: the engine
+  alone training a quarter of the runs as one population, two populations in one process
+  one after the other vs one in each of two processes. Needs no PostgreSQL or Redis.
 
 Everything runs against a throwaway PostgreSQL database and a unique Redis queue, both
 removed at the end; only processes this script starts are stopped. Results go to
@@ -33,11 +38,14 @@ import _support  # noqa: E402
 _support.fix_sys_path()
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import math  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import yaml  # noqa: E402
 
@@ -302,8 +310,11 @@ def celery_sweep(children: _support.Children, tmp: Path, url: str, runs: int, ep
         _support.clear_queue(queue)
 
 
-def local_sweep(tmp: Path, runs: int, epochs: int, workers: int) -> float:
-    """Seconds to train a fresh sweep in the local pool (SQLite) with ``workers`` processes."""
+def local_sweep(tmp: Path, runs: int, epochs: int, workers: int) -> dict:
+    """Train a fresh sweep in the local pool (SQLite) with ``workers`` processes: wall seconds
+    of run_queued_locally, the CPU seconds its processes used, and the load average before."""
+    import resource
+
     from service.db.session import session_scope
     from service.spec import load_spec
     from service.sweeps import create_sweep_from_spec, run_queued_locally
@@ -312,9 +323,77 @@ def local_sweep(tmp: Path, runs: int, epochs: int, workers: int) -> float:
     spec = load_spec(xor_spec(tmp / f"local{workers}.yaml", runs, epochs, "local"))
     with session_scope(url) as session:
         sweep_id = create_sweep_from_spec(session, spec, backend="local")
+    load = os.getloadavg()[0]
+
+    def cpu() -> float:
+        me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    c, t = cpu(), time.perf_counter()
+    report = run_queued_locally(sweep_id, workers=workers, url=url)
+    wall = time.perf_counter() - t
+    assert report.count("succeeded") == runs, report.statuses
+    return {"wall_s": wall, "cpu_s": cpu() - c, "load_before": load}
+
+
+def _engine_only(members: int, epochs: int, start: Any = None) -> float:
+    """Seconds to train one XOR population of ``members`` nets for ``epochs`` epochs with the
+    engine alone (no database, no callbacks), once ``start`` (a barrier) lets it go."""
+    import numpy as np
+
+    from engine import TrainConfig, train_population
+    from service.datasets import training_data
+    from service.networks import network_from_config
+
+    config = _xor_config() | {"epochs": epochs, "log_every": LOG_EVERY, "init": 0.3}
+    X, Y, _ = training_data(config, 0)
+    rngs = [np.random.default_rng(k) for k in range(members)]
+    nets = [network_from_config(config, X.shape[1], Y.shape[1], r) for r in rngs]
+    if start is not None:
+        start.wait()
     t = time.perf_counter()
-    run_queued_locally(sweep_id, workers=workers, url=url)
+    train_population(nets, X, Y, [TrainConfig.from_dict(config)] * members, rngs=rngs)
     return time.perf_counter() - t
+
+
+def engine_ceiling(members: int, epochs: int) -> float:
+    """What 2 processes can gain over 1 on this machine right now, with no database and no
+    start-up: two populations one after the other in one process vs one in each of two
+    processes started together. The pool cannot beat it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=ctx) as pool, ctx.Manager() as manager:
+        list(pool.map(_engine_only, [8, 8], [10, 10]))  # both started and warm
+        one = pool.submit(_engine_only, members, epochs).result()
+        one += pool.submit(_engine_only, members, epochs).result()
+        start = manager.Barrier(2)
+        both = max(pool.map(_engine_only, [members] * 2, [epochs] * 2, [start] * 2))
+    return one / both
+
+
+def local_pool(tmp: Path, runs: int, epochs: int, repeat: int) -> dict:
+    """1 process vs 2, alternating, ``repeat`` times each; the best of each counts. The machine
+    is shared: another job on one of the 2 cores slows the 2-process sweep, never the
+    1-process one, so single measurements mostly measure the neighbours."""
+    trials: dict[int, list[dict]] = {1: [], 2: []}
+    ceilings = []
+    for _ in range(repeat):
+        for workers in (1, 2):
+            trials[workers].append(local_sweep(tmp, runs, epochs, workers))
+        ceilings.append(engine_ceiling(math.ceil(runs / 4), epochs))
+    t1 = min(t["wall_s"] for t in trials[1])
+    t2 = min(t["wall_s"] for t in trials[2])
+    return {
+        "runs": runs,
+        "epochs": epochs,
+        "one_process_s": t1,
+        "two_processes_s": t2,
+        "speedup": t1 / t2,
+        "trials": {str(k): v for k, v in trials.items()},
+        "engine_only_speedups": ceilings,
+    }
 
 
 def main() -> None:
@@ -327,6 +406,7 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=10, help="of the benchmark sweeps")
     parser.add_argument("--local-runs", type=int, default=200)
     parser.add_argument("--local-epochs", type=int, default=20000)
+    parser.add_argument("--local-repeat", type=int, default=3, help="local sweeps of each kind")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     global LOG_EVERY
@@ -336,8 +416,10 @@ def main() -> None:
     results: dict = {}
     children = _support.Children()
     try:
-        with tempfile.TemporaryDirectory() as tmpdir, _support.pg_database() as pg_url:
+        with tempfile.TemporaryDirectory() as tmpdir, contextlib.ExitStack() as stack:
             tmp = Path(tmpdir)
+            # the local pool runs on SQLite alone: PostgreSQL only for the parts that use it
+            pg_url = stack.enter_context(_support.pg_database()) if args.only != "local" else ""
             if args.only in (None, "recording"):
                 results["recording"] = recording(pg_url, args.rows, args.steps)
             if args.only in (None, "celery"):
@@ -354,18 +436,22 @@ def main() -> None:
                     flush=True,
                 )
             if args.only in (None, "local"):
-                t1 = local_sweep(tmp, args.local_runs, args.local_epochs, 1)
-                t2 = local_sweep(tmp, args.local_runs, args.local_epochs, 2)
-                results["local"] = {
-                    "runs": args.local_runs,
-                    "epochs": args.local_epochs,
-                    "one_process_s": t1,
-                    "two_processes_s": t2,
-                    "speedup": t1 / t2,
-                }
+                local = local_pool(tmp, args.local_runs, args.local_epochs, args.local_repeat)
+                results["local"] = local
+                t1, t2 = local["one_process_s"], local["two_processes_s"]
+                each = "; ".join(
+                    f"{k} process(es): "
+                    + ", ".join(
+                        f"{t['wall_s']:.2f} s ({t['cpu_s']:.1f} s CPU, load {t['load_before']:.2f})"
+                        for t in v
+                    )
+                    for k, v in local["trials"].items()
+                )
                 print(
-                    f"local pool: {args.local_runs} runs x {args.local_epochs} epochs: "
-                    f"1 process {t1:.2f} s, 2 processes {t2:.2f} s: x{t1 / t2:.2f}",
+                    f"local pool: {args.local_runs} runs x {args.local_epochs} epochs, best of "
+                    f"{args.local_repeat}: 1 process {t1:.2f} s, 2 processes {t2:.2f} s: "
+                    f"x{t1 / t2:.2f} ({each}); the engine alone, 2 processes over 1, at the "
+                    f"same times: " + ", ".join(f"x{c:.2f}" for c in local["engine_only_speedups"]),
                     flush=True,
                 )
     finally:
