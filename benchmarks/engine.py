@@ -290,7 +290,7 @@ def main() -> None:
                 "ratio": {
                     peer: eps[ours] / eps[peer]
                     for peer, ours in _like_for_like(eps).items()
-                    if eps[peer] and eps[ours]
+                    if eps.get(peer) and eps.get(ours)
                 },
             }
             rows.append(row)

@@ -43,36 +43,33 @@ class Scorer:
         Y: Array,
         kind: str | None,
         ws: Workspace | None = None,
-        rows: Array | None = None,
     ) -> None:
-        """``rows``: ``with_ones(X)``, when the caller has it (no skip connections): the
-        workspaces then read the set through views of it instead of copies of X."""
         self.net = net
         self.X, self.Y = X, Y
         self.n = X.shape[0]
         self.kind = kind
         self.mean = net.cost in MEAN_COSTS
         self.targets = Y.argmax(axis=1) if kind == "argmax" else None
-        self.rows = rows
         self.chunks: list[tuple[Workspace, int, int]] = []
         if ws is not None or self.n <= EVAL_CHUNK:
             if ws is None:
                 ws = Workspace(net, self.n)
-            if rows is not None:
-                ws.use_rows(rows)
-            else:
-                ws.x[...] = X.T
+            ws.load_x(X)
             ws.y[...] = Y.T
             self.chunks.append((ws, 0, self.n))
             self.preloaded = True
         else:
-            full = Workspace(net, EVAL_CHUNK)
+            self.preloaded = False  # the chunks' buffers are made at the first score()
+
+    def _chunks(self) -> list[tuple[Workspace, int, int]]:
+        if not self.chunks:
+            full = Workspace(self.net, EVAL_CHUNK)
             rest = self.n % EVAL_CHUNK
-            last = Workspace(net, rest) if rest else full
+            last = Workspace(self.net, rest) if rest else full
             for start in range(0, self.n, EVAL_CHUNK):
                 stop = min(self.n, start + EVAL_CHUNK)
                 self.chunks.append((full if stop - start == EVAL_CHUNK else last, start, stop))
-            self.preloaded = False
+        return self.chunks
 
     def score(self, run: bool = True) -> tuple[float, float | None, float]:
         """(loss, accuracy, max_error) of the current weights.
@@ -88,11 +85,8 @@ class Scorer:
             total, correct, max_err = self._score_ws(ws, self.targets)
         else:
             total, correct, max_err = 0.0, 0, 0.0
-            for ws, start, stop in self.chunks:
-                if self.rows is not None:
-                    ws.use_rows(self.rows[start:stop])
-                else:
-                    ws.x[...] = self.X[start:stop].T
+            for ws, start, stop in self._chunks():
+                ws.load_x(self.X[start:stop])
                 ws.y[...] = self.Y[start:stop].T
                 net.run(ws)
                 targets = None if self.targets is None else self.targets[start:stop]

@@ -58,10 +58,9 @@ class Workspace:
 
     Without skip connections the input block is stored the other way round, one sample
     per row: ``rows`` (m, 1 + d_in) holds [1, x] and ``ins[0]`` is its transposed view.
-    BLAS reads either layout at the same speed, so a batch goes in as whole rows of
-    ``with_ones(X)`` (one np.take, no transposing copy) and a set to evaluate as a view
-    of them (``use_rows``, no copy at all). With skip connections the input shares one
-    unit-major buffer with the hidden outputs and ``rows`` is None.
+    BLAS reads either layout at the same speed, and rows of X then go in as rows
+    (``load_x``), a plain copy instead of a transposing one. With skip connections the
+    input shares one unit-major buffer with the hidden outputs and ``rows`` is None.
     """
 
     def __init__(self, net: Network, m: int) -> None:
@@ -100,21 +99,12 @@ class Workspace:
         self.rowmax = np.empty(m)  # per-pattern largest |o - e|, for the metrics
         self.flags = np.empty(m, dtype=bool)
 
-    def use_rows(self, rows: Array) -> None:
-        """Read the inputs from ``rows`` (m, 1 + d_in), rows of ``with_ones(X)``, in place
-        of the own buffer: a view, nothing copied. Not with skip connections."""
-        assert self.rows is not None and rows.shape == self.rows.shape
-        self.ins[0] = rows.T
-        self.x = self.ins[0][1:]
-
-
-def with_ones(X: Array) -> Array:
-    """(n, 1 + d) copy of X: (n, d) with a leading column of ones, the bias unit's output
-    for every pattern: the rows that ``Workspace.rows`` takes."""
-    out = np.empty((X.shape[0], 1 + X.shape[1]))
-    out[:, 0] = 1.0
-    out[:, 1:] = X
-    return out
+    def load_x(self, rows: Array) -> None:
+        """Copy (m, d_in) rows of X into the input block."""
+        if self.rows is not None:
+            np.copyto(self.rows[:, 1:], rows)
+        else:
+            np.copyto(self.x, rows.T)
 
 
 def forward_layers(
@@ -374,7 +364,7 @@ class Network:
             for start in range(0, n, EVAL_CHUNK):
                 stop = min(n, start + EVAL_CHUNK)
                 ws = self.workspace(stop - start)
-                ws.x[...] = X[start:stop].T
+                ws.load_x(X[start:stop])
                 result[start:stop] = self.run(ws).T
         return result
 

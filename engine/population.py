@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import accuracy_kind
-from .network import Network, with_ones
+from .network import Network
 from .schedule import values_at
 from .stacked import (
     Stack,
@@ -60,7 +60,9 @@ class _Records:
     """Per-epoch metric arrays, kept as written: one (K,) array per metric and epoch.
 
     Between two compactions the running members do not change (a segment); a segment's
-    arrays are stacked into (epochs, K) once, when it closes, not copied every epoch.
+    arrays are stacked into (epochs, K) once, when it closes, not copied every epoch. A
+    member that ran in one segment only gets a column view of it as its history (its
+    metrics are (K,) apart in memory): copying K columns out costs as much as stacking.
     """
 
     def __init__(self, names: Sequence[str]) -> None:
@@ -91,6 +93,8 @@ class _Records:
             pos = int(np.searchsorted(members, k))
             if pos < len(members) and members[pos] == k:
                 parts.append(arrays[name][:, pos])
+        if len(parts) == 1:
+            return parts[0]
         return np.concatenate(parts) if parts else np.empty(0)
 
 
@@ -302,15 +306,14 @@ def train_population(
     decay = wd[:, None] * template.weight_indicator if (wd > 0).any() else None
     decay_tmp = np.empty_like(theta) if decay is not None else None
 
-    X1 = None if skip else with_ones(X)  # as train(): see engine.network.Workspace
     if full:
         ws = StackedWorkspace(template, K, n, shared_input=not skip)
-        scorer = StackedScorer(template, K, X, Y, kind, ws=ws, rows=X1)
+        scorer = StackedScorer(template, K, X, Y, kind, ws=ws)
     else:
         assert batch is not None
         ws_batch = StackedWorkspace(template, K, batch)
         ws_rest = StackedWorkspace(template, K, n % batch) if n % batch else ws_batch
-        scorer = StackedScorer(template, K, X, Y, kind, rows=X1)
+        scorer = StackedScorer(template, K, X, Y, kind)
         xb, yb = np.empty((K, batch, X.shape[1])), np.empty((K, batch, Y.shape[1]))
         xr, yr = np.empty((K, n % batch, X.shape[1])), np.empty((K, n % batch, Y.shape[1]))
         perms = np.empty((K, n), dtype=np.int64)
@@ -359,11 +362,8 @@ def train_population(
                     idx = perms[:, start : start + step_size]
                     w = ws_batch if idx.shape[1] == step_size else ws_rest
                     rows_x, rows_y = (xb, yb) if w is ws_batch else (xr, yr)
-                    if X1 is not None:
-                        np.take(X1, idx, axis=0, out=w.rows, mode="clip")
-                    else:
-                        np.take(X, idx, axis=0, out=rows_x, mode="clip")
-                        np.copyto(w.x, rows_x.transpose(0, 2, 1))
+                    np.take(X, idx, axis=0, out=rows_x, mode="clip")
+                    w.load_x(rows_x)
                     np.take(Y, idx, axis=0, out=rows_y, mode="clip")
                     np.copyto(w.y, rows_y.transpose(0, 2, 1))
                     stack.run(w)

@@ -348,11 +348,12 @@ class StackedWorkspace:
         self.flags = np.empty((K, m))  # 0/1 as floats, counted with ``flags @ ones``
         self.ones = np.ones(m)
 
-    def use_rows(self, rows: Array) -> None:
-        """``Workspace.use_rows`` for a shared input: read it from ``rows`` (m, 1 + d_in)."""
-        assert self.rows is not None and rows.shape == self.rows.shape == (self.m, rows.shape[1])
-        self.ins[0] = rows.T
-        self.x = self.ins[0][1:]
+    def load_x(self, rows: Array) -> None:
+        """``Workspace.load_x``: (m, d_in) rows shared by the members, or (K, m, d_in)."""
+        if self.rows is not None:
+            np.copyto(self.rows[..., 1:], rows)
+        else:
+            np.copyto(self.x, np.swapaxes(rows, -1, -2))
 
 
 def _dots(a: Array, b: Array) -> Array:
@@ -470,11 +471,9 @@ class StackedScorer:
         Y: Array,
         kind: str | None,
         ws: StackedWorkspace | None = None,
-        rows: Array | None = None,
     ) -> None:
-        """``rows``: ``with_ones(X)`` (no skip connections), read through views."""
         self.X, self.Y, self.n, self.kind = X, Y, X.shape[0], kind
-        self.rows = rows
+        self.template, self.K = template, K
         self.mean = template.cost in MEAN_COSTS
         self.cost, self.act = template.cost, template.output_activation
         self.targets = Y.argmax(axis=1) if kind == "argmax" else None
@@ -483,25 +482,31 @@ class StackedScorer:
         if ws is not None or self.n <= EVAL_CHUNK:
             if ws is None:
                 ws = StackedWorkspace(template, K, self.n, shared_input=shared)
-            if rows is not None:
-                ws.use_rows(rows)
-            else:
-                ws.x[...] = X.T
+            ws.load_x(X)
             ws.y[...] = Y.T
             self.chunks.append((ws, 0, self.n))
             self.preloaded = True
         else:
-            full = StackedWorkspace(template, K, EVAL_CHUNK, shared_input=shared)
+            # the chunks' buffers (K members x EVAL_CHUNK rows) are made at the first score()
+            self.preloaded = False
+
+    def _chunks(self) -> list[tuple[StackedWorkspace, int, int]]:
+        if not self.chunks:
+            shared = not self.template.skip_connections
+            full = StackedWorkspace(self.template, self.K, EVAL_CHUNK, shared_input=shared)
             rest = self.n % EVAL_CHUNK
-            last = StackedWorkspace(template, K, rest, shared_input=shared) if rest else full
+            last = (
+                StackedWorkspace(self.template, self.K, rest, shared_input=shared) if rest else full
+            )
             for start in range(0, self.n, EVAL_CHUNK):
                 stop = min(self.n, start + EVAL_CHUNK)
                 self.chunks.append((full if stop - start == EVAL_CHUNK else last, start, stop))
-            self.preloaded = False
+        return self.chunks
 
     def head(self, k: int) -> StackedScorer:
         out = StackedScorer.__new__(StackedScorer)
         out.__dict__.update(self.__dict__)
+        out.K = k
         out.chunks = [(head(ws, k), a, b) for ws, a, b in self.chunks]
         return out
 
@@ -513,11 +518,8 @@ class StackedScorer:
             total, correct, max_err = self._score_ws(ws, self.targets)
         else:
             parts = []
-            for ws, start, stop in self.chunks:
-                if self.rows is not None:
-                    ws.use_rows(self.rows[start:stop])
-                else:
-                    ws.x[...] = self.X[start:stop].T
+            for ws, start, stop in self._chunks():
+                ws.load_x(self.X[start:stop])
                 ws.y[...] = self.Y[start:stop].T
                 stack.run(ws)
                 targets = None if self.targets is None else self.targets[start:stop]

@@ -24,7 +24,7 @@ import numpy as np
 
 from .activations import check_name
 from .metrics import Scorer, accuracy_kind
-from .network import Network, Workspace, with_ones
+from .network import Network, Workspace
 from .optimizers import OPTIMIZERS, Optimizer, make_optimizer
 from .schedule import Phase, parse_schedule, values_at
 from .state import TrainState
@@ -238,17 +238,14 @@ def train(
 
     batch = config.batch_size
     full = batch is None or batch >= n
-    # X's rows with the bias unit's 1 prepended, once: batches are gathered from it and
-    # the set is evaluated through views of it (see Workspace)
-    X1 = None if net.skip_connections else with_ones(X)
     if full:
         ws = Workspace(net, n)
-        scorer = Scorer(net, X, Y, kind, ws=ws, rows=X1)
+        scorer = Scorer(net, X, Y, kind, ws=ws)
     else:
         assert batch is not None  # for the type checker: not full means a batch size
         ws_batch = Workspace(net, batch)
         ws_rest = Workspace(net, n % batch) if n % batch else ws_batch
-        scorer = Scorer(net, X, Y, kind, rows=X1)
+        scorer = Scorer(net, X, Y, kind)
         xb, yb = np.empty((batch, X.shape[1])), np.empty((batch, Y.shape[1]))
         xr, yr = xb[: n % batch], yb[: n % batch]
     val_scorer = None
@@ -304,14 +301,11 @@ def train(
                 for start in range(0, n, batch):  # type: ignore[arg-type]
                     idx = perm[start : start + batch]  # type: ignore[operator]
                     w = ws_batch if len(idx) == batch else ws_rest
-                    # gather whole rows (fast) straight into the input rows, or
-                    # transpose them into the unit-major buffer (skip connections)
+                    # gather whole rows into contiguous buffers (np.take into the strided
+                    # input block would be buffered, twice slower), then copy them in
                     rows_x, rows_y = (xb, yb) if w is ws_batch else (xr, yr)
-                    if X1 is not None:
-                        np.take(X1, idx, axis=0, out=w.rows, mode="clip")
-                    else:
-                        np.take(X, idx, axis=0, out=rows_x, mode="clip")
-                        np.copyto(w.x, rows_x.T)
+                    np.take(X, idx, axis=0, out=rows_x, mode="clip")
+                    w.load_x(rows_x)
                     np.take(Y, idx, axis=0, out=rows_y, mode="clip")
                     np.copyto(w.y, rows_y.T)
                     net.run(w)
