@@ -70,12 +70,13 @@ def output_delta(
     diff: Array,
     delta: Array,
     tmp: Array,
-    scale: float,
+    scale: float | Array,
     rows_sum_to_one: bool = False,
 ) -> None:
     """Write dE/di for the output units into ``delta`` (d_out, n).
 
-    ``scale`` is 1 for ``sse`` and 1/n for the mean costs; ``tmp`` is scratch of
+    ``scale`` is 1 for ``sse`` and 1/n for the mean costs, times a trainer's factor (a
+    float, or per member (K, 1, 1) in a population); ``tmp`` is scratch of
     delta's shape. ``rows_sum_to_one`` (each target row sums to 1) enables the
     softmax + cross-entropy shortcut.
     """
@@ -102,7 +103,7 @@ def output_delta(
         np.subtract(1.0, o, out=tmp)
         tmp *= o
         np.multiply(diff, tmp, out=delta)
-        if scale != 1.0:
+        if not (isinstance(scale, float) and scale == 1.0):
             delta *= scale
     elif output_activation == "identity":
         np.multiply(diff, scale, out=delta)

@@ -324,9 +324,13 @@ class Network:
         if self.free is not None:
             self.grad *= self.free
 
-    def output_delta(self, ws: Workspace, rows_sum_to_one: bool = False) -> None:
-        """dE/di at the outputs from ``ws.out`` and ``ws.diff = out - y``."""
-        scale = 1.0 / ws.m if self.cost in MEAN_COSTS else 1.0
+    def output_delta(
+        self, ws: Workspace, rows_sum_to_one: bool = False, factor: float = 1.0
+    ) -> None:
+        """dE/di at the outputs from ``ws.out`` and ``ws.diff = out - y``, times ``factor``
+        (a trainer passes -learning_rate: backprop is linear in the output deltas, so the
+        gradient then comes out as the step, without a pass over the parameters)."""
+        scale = (1.0 / ws.m if self.cost in MEAN_COSTS else 1.0) * factor
         output_delta(
             self.cost,
             self.output_activation,

@@ -303,8 +303,8 @@ def train_population(
     valid = np.array([-1 if c.schedule else math.inf for c in cfgs])
     scheduled = bool(np.isfinite(valid).any())
     wd = np.array([c.weight_decay for c in cfgs])
-    decay = wd[:, None] * template.weight_indicator if (wd > 0).any() else None
-    decay_tmp = np.empty_like(theta) if decay is not None else None
+    fold = opt.folds_learning_rate  # as train(): the output deltas carry -eps
+    decay_tmp = np.empty_like(theta) if (wd > 0).any() else None
 
     if full:
         ws = StackedWorkspace(template, K, n, shared_input=not skip)
@@ -321,10 +321,18 @@ def train_population(
     if validation is not None:
         val_scorer = StackedScorer(template, K, Xv, Yv, val_kind)
 
-    def columns() -> tuple[Array, Array, Array]:
-        return lr[:, None], -lr[:, None], mom[:, None]
+    def columns() -> tuple[Array, Array, float | Array, Array | None]:
+        """(K, 1) learning rates and momenta, the output-delta factor and the decay terms,
+        for the running members and the values in force."""
+        neg = -lr[:, None]
+        decay = None
+        if decay_tmp is not None:
+            decay = wd[:, None] * template.weight_indicator
+            if fold:
+                decay = decay * neg
+        return lr[:, None], mom[:, None], neg[:, :, None] if fold else 1.0, decay
 
-    lr_col, neg_lr, mom_col = columns()
+    lr_col, mom_col, factor, decay = columns()
     isfinite, add_reduce = np.isfinite, np.add.reduce
     any_stop_loss = bool(np.isfinite(stop_loss).any())
     any_within = not np.isnan(within).all()  # some member may still be solved
@@ -342,15 +350,15 @@ def train_population(
                     c, e = cfgs[r], int(epochs[r])
                     lr[r], mom[r] = values_at(c.schedule, e, c.learning_rate, c.momentum)
                     valid[r] = _next_change(c, e)
-                lr_col, neg_lr, mom_col = columns()
+                lr_col, mom_col, factor, decay = columns()
             theta, grad = stack.theta, stack.grad
             if full:
                 if running:  # the weights this epoch starts from; also leaves ws.diff
                     loss, acc, max_err = scorer.score(stack, run=False)
-                stack.output_delta(ws, rows_sum_to_one)
+                stack.output_delta(ws, rows_sum_to_one, factor)
                 stack.backprop(ws)
                 _decay(theta, grad, decay, decay_tmp, wd)
-                opt.step(theta, grad, neg_lr, lr_col, mom_col)
+                opt.step(theta, grad, lr_col, mom_col)
                 stack.run(ws)
                 if not running:
                     loss, acc, max_err = scorer.score(stack, run=False)
@@ -371,10 +379,10 @@ def train_population(
                         sums.add(w, idx)  # also leaves w.diff
                     else:
                         np.subtract(w.out, w.y, out=w.diff)
-                    stack.output_delta(w, rows_sum_to_one)
+                    stack.output_delta(w, rows_sum_to_one, factor)
                     stack.backprop(w)
                     _decay(theta, grad, decay, decay_tmp, wd)
-                    opt.step(theta, grad, neg_lr, lr_col, mom_col)
+                    opt.step(theta, grad, lr_col, mom_col)
                 loss, acc, max_err = scorer.score(stack) if sums is None else sums.result()
             values: dict[str, Array | None] = {"loss": loss, "accuracy": acc, "max_error": max_err}
             if val_scorer is not None:
@@ -460,9 +468,9 @@ def train_population(
             any_within = not np.isnan(within).all()
             lr, mom, valid, wd = lr[keep], mom[keep], valid[keep], wd[keep]
             cfgs = [cfgs[r] for r in keep]
-            lr_col, neg_lr, mom_col = columns()
-            if decay is not None:
-                decay, decay_tmp = decay[keep], decay_tmp[:K]  # type: ignore[index]
+            if decay_tmp is not None:
+                decay_tmp = decay_tmp[:K]
+            lr_col, mom_col, factor, decay = columns()
             opt = opt.take(keep)
             stack = Stack(template, theta[keep])
             scorer = scorer.head(K)

@@ -176,9 +176,12 @@ class Stack:
         np.dot(x, d0.reshape(-1, ws.m).T, out=g)
         np.copyto(_units(self.gblocks[0]), _units(g.reshape(rows, self.K, d)).T)
 
-    def output_delta(self, ws: StackedWorkspace, rows_sum_to_one: bool) -> None:
+    def output_delta(
+        self, ws: StackedWorkspace, rows_sum_to_one: bool, factor: float | Array = 1.0
+    ) -> None:
+        """``Network.output_delta``; ``factor``: 1.0, or per member (K, 1, 1)."""
         net = self.template
-        scale = 1.0 / ws.m if net.cost in MEAN_COSTS else 1.0
+        scale = (1.0 / ws.m if net.cost in MEAN_COSTS else 1.0) * factor
         output_delta(
             net.cost,
             net.output_activation,
@@ -409,14 +412,18 @@ class StackedOptimizer:
                 )
             value[row] = buffers[key]
 
-    def step(self, theta: Array, grad: Array, neg_lr: Array, lr: Array, mom: Array) -> None:
-        """One update of every row; ``neg_lr``, ``lr``, ``mom``: (K, 1). Clobbers ``grad``."""
+    @property
+    def folds_learning_rate(self) -> bool:
+        """As ``engine.optimizers``: sgd and nesterov take -eps dE/dw as ``grad``."""
+        return self.name != "adam"
+
+    def step(self, theta: Array, grad: Array, lr: Array, mom: Array) -> None:
+        """One update of every row; ``lr``, ``mom``: (K, 1). Clobbers ``grad``."""
         if self.name == "adam":
             self._adam(theta, grad, lr)
             return
         v = self.buffers["velocity"]
         v *= mom
-        grad *= neg_lr
         v += grad
         if self.name == "sgd":
             theta += v

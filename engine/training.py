@@ -260,13 +260,19 @@ def train(
     vacc_a = np.empty(count) if val_scorer is not None and val_scorer.kind is not None else None
 
     theta, grad = net.theta, net.grad
-    decay = decay_tmp = None
-    if config.weight_decay > 0:
-        decay = config.weight_decay * net.weight_indicator
-        decay_tmp = np.empty_like(theta)
     step = opt.step
     schedule = config.schedule
     lr, mom = config.learning_rate, config.momentum
+    # sgd and nesterov take -eps dE/dw: the output deltas are scaled by ``factor`` instead
+    # of the gradient (see engine.optimizers); weight decay's lambda w likewise
+    fold = opt.folds_learning_rate
+    factor = -lr if fold else 1.0
+    decay = decay_tmp = None
+    if config.weight_decay > 0:
+        decay = config.weight_decay * net.weight_indicator
+        if fold:
+            decay *= factor
+        decay_tmp = np.empty_like(theta)
     stop_within, stop_loss, stop_on_solve = (
         config.stop_within,
         config.stop_loss,
@@ -284,10 +290,14 @@ def train(
         for epoch in range(first, config.epochs + 1):
             if schedule:
                 lr, mom = values_at(schedule, epoch, config.learning_rate, config.momentum)
+                if fold and -lr != factor:
+                    factor = -lr
+                    if decay is not None:
+                        decay = (config.weight_decay * net.weight_indicator) * factor
             if full:
                 if running:  # the weights this epoch starts from; also leaves ws.diff
                     loss, acc, max_err = scorer.score(run=False)
-                net.output_delta(ws, rows_sum_to_one)
+                net.output_delta(ws, rows_sum_to_one, factor)
                 net.backprop(ws)
                 if decay is not None:
                     grad += np.multiply(theta, decay, out=decay_tmp)
@@ -313,7 +323,7 @@ def train(
                         sums.add(w, idx)  # also leaves w.diff
                     else:
                         np.subtract(w.out, w.y, out=w.diff)
-                    net.output_delta(w, rows_sum_to_one)
+                    net.output_delta(w, rows_sum_to_one, factor)
                     net.backprop(w)
                     if decay is not None:
                         grad += np.multiply(theta, decay, out=decay_tmp)

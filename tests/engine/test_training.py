@@ -282,8 +282,10 @@ def test_sgd_on_a_wide_net_updates_slice_by_slice_with_the_same_bits():
     assert opt.slices is not None and len(opt.slices) == 4
     velocity = rng.normal(size=size)
     opt.velocity[...] = velocity
-    expected_v = velocity * 0.9 + grad * -0.1
+    # the trainer hands sgd the gradient already scaled by -learning_rate
+    expected_v = velocity * 0.9 + grad
     expected = theta + expected_v
+    assert opt.folds_learning_rate
     opt.step(theta, grad.copy(), 0.1, 0.9)
     assert np.array_equal(opt.velocity, expected_v)
     assert np.array_equal(theta, expected)
