@@ -70,7 +70,7 @@ def run_in_pool(
         # Same-shape runs go to a process together and train as one population (issue 8),
         # in as many groups as keep every process busy to the end, longest first.
         from service.db.session import session_scope
-        from service.population import group_run_ids
+        from service.grouping import group_run_ids
 
         with session_scope(url, readonly=True) as session:
             groups = group_run_ids(session, run_ids, workers=processes)

@@ -45,7 +45,7 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
 def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: bool) -> int:
     """What `sweep submit` does (and `sweep run` with a broker configured); the sweep id."""
     from service.commands.sweep import load_spec_or_exit
-    from service.population import SUBMIT_MIN_TASKS, group_run_ids, publish_groups
+    from service.grouping import SUBMIT_MIN_TASKS, group_run_ids, publish_groups
     from service.producer import BrokerUnavailable, check_broker
     from service.sweeps import create_sweep_from_spec
 

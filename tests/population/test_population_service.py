@@ -7,7 +7,8 @@ import pytest
 
 from service.db import repository as repo
 from service.db.session import session_scope
-from service.population import execute_runs, group_run_ids, group_runs, shape_key
+from service.grouping import group_run_ids, group_runs, shape_key
+from service.population import execute_runs
 from service.runner import execute_run
 from service.spec import parse_spec
 
