@@ -114,7 +114,7 @@ def weights(settings: Settings, run_id: int, output: str) -> None:
     except repo.NotFound:
         raise NotFound(f"run {run_id} has no stored weights (only finished runs have)") from None
     named = {f"{'W' if i % 2 == 0 else 'b'}{i // 2 + 1}": a for i, a in enumerate(arrays)}
-    np.savez(output, **named)
+    np.savez(output, **named)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
     click.echo(f"wrote {len(arrays)} arrays to {output}", err=True)
 
 

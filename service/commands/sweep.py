@@ -169,6 +169,8 @@ def _run_locally(settings: Settings, sweep_id: int, workers: int | None, fmt: st
 def print_results(settings: Settings, sweep_id: int, fmt: str, by: list[str] | None = None) -> None:
     with session_scope(settings.database_url) as session:
         sweep_row = repo.get_sweep(session, sweep_id)
+        if sweep_row is None:
+            raise NotFound(f"sweep {sweep_id} does not exist (see `bplab sweep list`)")
         group_by = by if by is not None else list(sweep_row.swept)
         title = f"sweep {sweep_id}: {sweep_row.name}"
         runs = [run_record(r) for r in repo.list_runs(session, sweep_id)]

@@ -206,10 +206,8 @@ def _pg_fenced_copy(
     records = []
     for row in rows:
         _check_keys(row)
-        get = row.get
-        records.append(
-            (int(row["epoch"]), *(None if get(f) is None else float(get(f)) for f in EPOCH_FIELDS))
-        )
+        values = [row.get(f) for f in EPOCH_FIELDS]
+        records.append((int(row["epoch"]), *(None if v is None else float(v) for v in values)))
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         # every time (tens of us): remembering it would be wrong after a rolled-back creation
