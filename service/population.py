@@ -42,7 +42,7 @@ from service.db.types import db_now
 from service.grouping import shape_key
 from service.networks import network_from_config
 from service.recording import FLUSH_ROWS, EpochRecorder, final_summary
-from service.runner import RunJob, checkpoint_every, default_worker_name
+from service.runner import CheckpointPacer, RunJob, checkpoint_every, default_worker_name
 
 log = logging.getLogger("bplab.population")
 
@@ -67,6 +67,7 @@ class _Member:
     done: bool = False  # its final write landed (or it was handed back)
     status: str | None = None
     started: float = field(default_factory=time.perf_counter)
+    pacer: CheckpointPacer = field(default_factory=CheckpointPacer)
 
 
 def execute_runs(
@@ -258,7 +259,8 @@ class _Population:
 
     def _on_checkpoint(self, k: int, state: TrainState) -> None:
         # A checkpoint at a run's last epoch is superseded by its final write right after.
-        if state.epoch < int(self.live[k].config["epochs"]):
+        m = self.live[k]
+        if state.epoch < int(m.config["epochs"]) and m.pacer.due():
             self.checkpoints[k] = state
 
     def _on_finish(self, k: int, history: History) -> None:

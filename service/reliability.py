@@ -9,6 +9,8 @@ BPLAB_REQUEUE_GRACE_SECONDS  a queued run with no message in the broker is re-pu
                           after waiting this long since it was last queued or published (60)
 BPLAB_RECONCILE_SECONDS   how often each worker runs the reconciler (default: lease / 4)
 BPLAB_CHECKPOINT_EVERY    epochs between checkpoints (500; service.runner)
+BPLAB_CHECKPOINT_SECONDS  ... taken only once this much training time has passed since the
+                          run's last checkpoint (10; 0 = every BPLAB_CHECKPOINT_EVERY epochs)
 """
 
 from __future__ import annotations

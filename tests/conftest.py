@@ -28,6 +28,12 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+# The tests' runs train for well under a second, yet many of them test checkpoints: take the
+# periodic ones at every BPLAB_CHECKPOINT_EVERY epochs, as a slow run does (tests of the
+# pacing itself set their own value). Set here, at import, so that every worker process the
+# suite starts inherits it too.
+os.environ.setdefault("BPLAB_CHECKPOINT_SECONDS", "0")
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 

@@ -281,6 +281,35 @@ def test_a_time_limit_hands_unfinished_runs_back_until_attempts_are_used(db_url,
         assert "gave up after 2 attempt(s)" in repo.get_run(s, more[0]).error
 
 
+def test_short_runs_skip_periodic_checkpoints_and_still_resume_exactly(db_url, monkeypatch):
+    """By default a periodic checkpoint waits for BPLAB_CHECKPOINT_SECONDS of training since
+    the run's last one: these runs take milliseconds, so none is taken, and a run handed back
+    by a time limit starts again from epoch 0, ending exactly where the reference did."""
+    monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "50")
+    monkeypatch.setenv("BPLAB_CHECKPOINT_SECONDS", "3600")
+    runs = _configs(learning_rate=[0.5, 1.0], epochs=300, log_every=5)
+    ids = _sweep(db_url, runs)
+    ref = _sweep(db_url, runs)
+    execute_runs(ref, url=db_url)
+    calls = []
+
+    def limit_at_epoch_120() -> bool:
+        calls.append(1)
+        if len(calls) == 120:
+            raise FakeTimeLimit("soft time limit")
+        return False
+
+    statuses = execute_runs(
+        ids, url=db_url, should_stop=limit_at_epoch_120, release_on=(FakeTimeLimit,)
+    )
+    assert set(statuses.values()) == {"queued"}
+    with session_scope(db_url) as s:
+        assert [repo.load_checkpoint(s, r) for r in ids] == [None] * len(ids)
+    assert set(execute_runs(ids, url=db_url).values()) == {"succeeded"}
+    for a, b in zip(ref, ids, strict=True):
+        _same_results(_result(db_url, a), _result(db_url, b))
+
+
 def test_cancelling_the_sweep_stops_its_runs_with_their_curve_so_far(db_url):
     from service.db import leases
 

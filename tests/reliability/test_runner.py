@@ -61,6 +61,29 @@ def test_a_run_stopped_twice_resumes_bit_identical(db_url: str, monkeypatch) -> 
     assert_clean(db_url, run_id)
 
 
+@pytest.mark.parametrize("seconds,periodic", [("3600", []), ("0", [200, 400])])
+def test_periodic_checkpoints_wait_for_enough_training_time(
+    db_url: str, monkeypatch, seconds: str, periodic: list[int]
+) -> None:
+    """A run that trains in a fraction of a second takes no periodic checkpoint by default
+    (a crash would lose almost nothing); with BPLAB_CHECKPOINT_SECONDS=0 it takes one every
+    BPLAB_CHECKPOINT_EVERY epochs. Stopped at 450: the handed-back state is always saved,
+    and the periodic one is what is left of it after the rest of the run is thrown away."""
+    monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "200")
+    monkeypatch.setenv("BPLAB_CHECKPOINT_SECONDS", seconds)
+    (run_id,) = make_sweep(db_url, 1, epochs=1000)
+    saved: list[int] = []
+    save = repo.save_checkpoint
+
+    def spy(session, rid, attempt, epoch, data):  # noqa: ANN001, ANN202
+        saved.append(epoch)
+        return save(session, rid, attempt, epoch, data)
+
+    monkeypatch.setattr(repo, "save_checkpoint", spy)
+    assert execute_run(run_id, url=db_url, should_stop=stop_after(450)) == "queued"
+    assert saved == [*periodic, 450]  # the periodic ones, then the handed-back state
+
+
 def test_a_crashed_attempt_is_resumed_from_its_last_checkpoint(db_url: str, monkeypatch) -> None:
     """A worker that died after its checkpoint at 200 (and wrote rows up to 260): the next
     attempt starts at 201, re-records 201-260 identically, and ends like a clean run."""
