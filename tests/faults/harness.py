@@ -33,6 +33,7 @@ from service.datasets import training_data
 from service.db import migrate
 from service.db import repository as repo
 from service.db.session import make_engine, session_scope
+from service.grouping import group_run_ids, publish_groups
 from service.networks import network_from_config
 from service.producer import publish_runs
 from service.spec import load_spec
@@ -113,12 +114,19 @@ def make_sweep(
     stack: FaultStack,
     *,
     seeds: int,
-    epochs: int,
+    epochs: int | tuple[int, ...],
     learning_rates: tuple[float, ...] = (0.5,),
     log_every: int = 7,
     publish: bool = True,
+    population: int | None = None,
 ) -> tuple[int, list[int]]:
-    """A Celery sweep of XOR runs (epochs not a multiple of log_every: the last is its own row)."""
+    """A Celery sweep of XOR runs (epochs not a multiple of log_every: the last is its own row).
+
+    ``epochs``: one value, or several to grid over (runs of one population that end at
+    different epochs). ``population``: publish the runs as ``bplab.train_runs`` tasks of at
+    most this many same-shape runs, cut by the code `bplab sweep submit` uses
+    (service.grouping), instead of one ``bplab.train_run`` per run.
+    """
     spec = {
         "name": f"faults-{uuid.uuid4().hex[:6]}",
         "dataset": "xor",
@@ -128,7 +136,7 @@ def make_sweep(
             "learning_rate": list(learning_rates),
             "hidden": [2],
             "momentum": 0.9,
-            "epochs": epochs,
+            "epochs": list(epochs) if isinstance(epochs, tuple) else epochs,
             "log_every": log_every,
         },
     }
@@ -137,7 +145,11 @@ def make_sweep(
     with session_scope(stack.database_url) as session:
         sweep_id = create_sweep_from_spec(session, load_spec(path), backend="celery")
         run_ids = repo.run_ids(session, sweep_id)
-    if publish:
+        groups = None if population is None else group_run_ids(session, run_ids, population)
+    if publish and groups is not None:
+        assert any(len(g) > 1 for g in groups), f"no population among {groups}"
+        publish_groups(groups, stack.broker_url, queue=stack.queue)
+    elif publish:
         publish_runs(run_ids, stack.broker_url, queue=stack.queue)
     return sweep_id, run_ids
 
@@ -209,6 +221,26 @@ def running_on(stack: FaultStack, pid: int) -> list[int]:
                 {"w": f"%:{pid}"},
             ).scalars()
         )
+
+
+def checkpoints_of(stack: FaultStack, run_ids: list[int]) -> dict[int, tuple[int, int, str]]:
+    """{run id: (attempt that wrote it, epoch, sha256)} of the runs' stored checkpoints."""
+    with session_scope(stack.database_url, readonly=True) as session:
+        rows = session.execute(
+            text("SELECT run_id, attempt, epoch, sha256 FROM checkpoints WHERE run_id = ANY(:ids)"),
+            {"ids": list(run_ids)},
+        )
+        return {int(r): (int(a), int(e), str(h)) for r, a, e, h in rows}
+
+
+def resumed_runs(stack: FaultStack) -> set[int]:
+    """Runs that some worker resumed from a checkpoint (service.runner logs it)."""
+    logs = stack.worker_logs()
+    return {
+        int(line.split("run ", 1)[1].split(":", 1)[0])
+        for line in logs.splitlines()
+        if "resumes from its checkpoint" in line
+    }
 
 
 def check_sweep(stack: FaultStack, sweep_id: int) -> dict[str, int]:
@@ -461,11 +493,13 @@ __all__ = [
     "TcpProxy",
     "busy_child",
     "check_sweep",
+    "checkpoints_of",
     "free_port",
     "kill_worker_group",
     "make_sweep",
     "new_stack",
     "pool_children",
+    "resumed_runs",
     "say",
     "stop_all",
     "wait_all_terminal",

@@ -25,6 +25,7 @@ from tests.faults.harness import (
     kill_worker_group,
     make_sweep,
     pool_children,
+    resumed_runs,
     running_on,
     runs_of,
     say,
@@ -38,15 +39,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 # ~13,000 XOR epochs/s on this machine: a run lasts a few seconds, checkpoints every 4,000.
 EPOCHS = 40_003
 LONG = 2 * EPOCHS  # for the cancel test: runs that are surely mid-way when it cancels
-
-
-def resumed_runs(stack: FaultStack) -> set[int]:
-    logs = stack.worker_logs()
-    return {
-        int(line.split("run ", 1)[1].split(":", 1)[0])
-        for line in logs.splitlines()
-        if "resumes from its checkpoint" in line
-    }
 
 
 def test_killing_pool_children_repeatedly_loses_nothing(stack: FaultStack) -> None:
