@@ -243,38 +243,53 @@ class FakeTimeLimit(Exception):
     """Raised asynchronously, as Celery raises SoftTimeLimitExceeded."""
 
 
+def _time_limit_at(epoch: int):  # noqa: ANN202 - a should_stop callback
+    """Raises FakeTimeLimit at the ``epoch``-th epoch of the task it is given to."""
+    calls = []
+
+    def check() -> bool:
+        calls.append(1)
+        if len(calls) == epoch:
+            raise FakeTimeLimit("soft time limit")
+        return False
+
+    return check
+
+
+def _handed_back(db_url, runs, epoch: int) -> tuple[list[int], list[int]]:
+    """(reference, ids): ``runs`` trained through, and again as a task that a time limit
+    stops at ``epoch``, which hands every run back to the queue."""
+    ref = _sweep(db_url, runs)
+    execute_runs(ref, url=db_url)
+    ids = _sweep(db_url, runs)
+    statuses = execute_runs(
+        ids, url=db_url, should_stop=_time_limit_at(epoch), release_on=(FakeTimeLimit,)
+    )
+    assert set(statuses.values()) == {"queued"}
+    return ref, ids
+
+
+def _finish_as_the_reference(db_url, ref: list[int], ids: list[int]) -> None:
+    assert set(execute_runs(ids, url=db_url).values()) == {"succeeded"}
+    for a, b in zip(ref, ids, strict=True):
+        _same_results(_result(db_url, a), _result(db_url, b))
+
+
 def test_a_time_limit_hands_unfinished_runs_back_until_attempts_are_used(db_url, monkeypatch):
     monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "50")
     monkeypatch.setenv("BPLAB_MAX_ATTEMPTS", "2")
     runs = _configs(learning_rate=[0.5, 1.0], epochs=300, log_every=5)
-    ids = _sweep(db_url, runs)
-    ref = _sweep(db_url, runs)
-    execute_runs(ref, url=db_url)
-    calls = []
-
-    def limit_at_epoch_120() -> bool:
-        calls.append(1)
-        if len(calls) == 120:
-            raise FakeTimeLimit("soft time limit")
-        return False
-
-    statuses = execute_runs(
-        ids, url=db_url, should_stop=limit_at_epoch_120, release_on=(FakeTimeLimit,)
-    )
-    assert set(statuses.values()) == {"queued"}
+    ref, ids = _handed_back(db_url, runs, 120)
     with session_scope(db_url) as s:
         assert {repo.load_checkpoint(s, r)[0] for r in ids} == {100}  # the last checkpoint
         assert {repo.get_run(s, r).attempt for r in ids} == {1}
     # the next attempt resumes from the checkpoint and ends exactly where the reference did
-    assert set(execute_runs(ids, url=db_url).values()) == {"succeeded"}
-    for a, b in zip(ref, ids, strict=True):
-        _same_results(_result(db_url, a), _result(db_url, b))
+    _finish_as_the_reference(db_url, ref, ids)
     # and a run that keeps hitting the limit fails after BPLAB_MAX_ATTEMPTS attempts
     more = _sweep(db_url, runs[:2])
     for expected in ("queued", "failed"):
-        calls.clear()
         got = execute_runs(
-            more, url=db_url, should_stop=limit_at_epoch_120, release_on=(FakeTimeLimit,)
+            more, url=db_url, should_stop=_time_limit_at(120), release_on=(FakeTimeLimit,)
         )
         assert set(got.values()) == {expected}
     with session_scope(db_url) as s:
@@ -288,26 +303,10 @@ def test_short_runs_skip_periodic_checkpoints_and_still_resume_exactly(db_url, m
     monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "50")
     monkeypatch.setenv("BPLAB_CHECKPOINT_SECONDS", "3600")
     runs = _configs(learning_rate=[0.5, 1.0], epochs=300, log_every=5)
-    ids = _sweep(db_url, runs)
-    ref = _sweep(db_url, runs)
-    execute_runs(ref, url=db_url)
-    calls = []
-
-    def limit_at_epoch_120() -> bool:
-        calls.append(1)
-        if len(calls) == 120:
-            raise FakeTimeLimit("soft time limit")
-        return False
-
-    statuses = execute_runs(
-        ids, url=db_url, should_stop=limit_at_epoch_120, release_on=(FakeTimeLimit,)
-    )
-    assert set(statuses.values()) == {"queued"}
+    ref, ids = _handed_back(db_url, runs, 120)
     with session_scope(db_url) as s:
         assert [repo.load_checkpoint(s, r) for r in ids] == [None] * len(ids)
-    assert set(execute_runs(ids, url=db_url).values()) == {"succeeded"}
-    for a, b in zip(ref, ids, strict=True):
-        _same_results(_result(db_url, a), _result(db_url, b))
+    _finish_as_the_reference(db_url, ref, ids)
 
 
 def test_cancelling_the_sweep_stops_its_runs_with_their_curve_so_far(db_url):
