@@ -37,12 +37,7 @@ class Scorer:
     """
 
     def __init__(
-        self,
-        net: Network,
-        X: Array,
-        Y: Array,
-        kind: str | None,
-        ws: Workspace | None = None,
+        self, net: Network, X: Array, Y: Array, kind: str | None, ws: Workspace | None = None
     ) -> None:
         self.net = net
         self.X, self.Y = X, Y

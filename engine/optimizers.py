@@ -42,7 +42,7 @@ ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
 ADAM_EPS = 1e-8
 
-# Elements per slice of a wide net's update. The momentum update is four passes over
+# Elements per slice of a wide net's update. The momentum update is three passes over
 # vectors of ~1.6 MB on a 784-256-10 net, too large for the L2 cache; done a slice at a
 # time the slice stays cached between the passes (~20% faster there). The same ufuncs,
 # elementwise, so the same bits; nets with fewer parameters take one slice, as before.
