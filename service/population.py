@@ -203,6 +203,13 @@ class _Population:
                 m.net = network_from_config(m.config, X.shape[1], Y.shape[1], rng)
                 m.rng = rng
                 m.state = TrainState.from_bytes(m.checkpoint[1]) if m.checkpoint else None
+                if m.checkpoint is not None:  # the line service.runner logs for a single run
+                    log.info(
+                        "run %s: attempt %s resumes from its checkpoint at epoch %s",
+                        m.run_id,
+                        m.attempt,
+                        m.checkpoint[0],
+                    )
                 TrainConfig.from_dict(m.config)
             except Exception as exc:  # a bad run fails alone, as in execute_run
                 if is_transient(exc):

@@ -234,7 +234,7 @@ def checkpoints_of(stack: FaultStack, run_ids: list[int]) -> dict[int, tuple[int
 
 
 def resumed_runs(stack: FaultStack) -> set[int]:
-    """Runs that some worker resumed from a checkpoint (service.runner logs it)."""
+    """Runs that some worker resumed from a checkpoint (the runner and population tasks log it)."""
     logs = stack.worker_logs()
     return {
         int(line.split("run ", 1)[1].split(":", 1)[0])

@@ -275,7 +275,9 @@ def _finish_as_the_reference(db_url, ref: list[int], ids: list[int]) -> None:
         _same_results(_result(db_url, a), _result(db_url, b))
 
 
-def test_a_time_limit_hands_unfinished_runs_back_until_attempts_are_used(db_url, monkeypatch):
+def test_a_time_limit_hands_unfinished_runs_back_until_attempts_are_used(
+    db_url, monkeypatch, caplog
+):
     monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "50")
     monkeypatch.setenv("BPLAB_MAX_ATTEMPTS", "2")
     runs = _configs(learning_rate=[0.5, 1.0], epochs=300, log_every=5)
@@ -283,8 +285,12 @@ def test_a_time_limit_hands_unfinished_runs_back_until_attempts_are_used(db_url,
     with session_scope(db_url) as s:
         assert {repo.load_checkpoint(s, r)[0] for r in ids} == {100}  # the last checkpoint
         assert {repo.get_run(s, r).attempt for r in ids} == {1}
-    # the next attempt resumes from the checkpoint and ends exactly where the reference did
-    _finish_as_the_reference(db_url, ref, ids)
+    # the next attempt resumes from the checkpoint (and says so in the worker's log, as a
+    # single run does) and ends exactly where the reference did
+    with caplog.at_level("INFO", logger="bplab.population"):
+        _finish_as_the_reference(db_url, ref, ids)
+    for r in ids:
+        assert f"run {r}: attempt 2 resumes from its checkpoint at epoch 100" in caplog.text
     # and a run that keeps hitting the limit fails after BPLAB_MAX_ATTEMPTS attempts
     more = _sweep(db_url, runs[:2])
     for expected in ("queued", "failed"):
