@@ -103,8 +103,12 @@ def expire_leases(
         .returning(_runs.c.id)
     ).scalars()
     failed_ids = sorted(failed)
+    # Each statement evaluates SKIP LOCKED afresh: a row that was locked during the UPDATE
+    # above (so not failed) may be free by now. It must not be re-queued for that: an
+    # exhausted run is left running, for a later pass to fail (it let a poison run have a
+    # fourth attempt of three).
     requeued = conn.execute(
-        update(_runs).where(*expired).values(requeue_values()).returning(_runs.c.id)
+        update(_runs).where(*expired, ~exhausted).values(requeue_values()).returning(_runs.c.id)
     ).scalars()
     requeued_ids = sorted(requeued)
     session.expire_all()

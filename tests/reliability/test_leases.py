@@ -141,3 +141,48 @@ def test_retry_starts_afresh_and_resets_the_attempt_budget(db_url: str) -> None:
     age(db_url, failed, "heartbeat_at", 30)
     with session_scope(db_url) as session:
         assert leases.expire_leases(session, lease_s=10, max_attempts=2) == ([failed], [])
+
+
+def test_an_exhausted_run_whose_row_frees_up_mid_pass_is_not_requeued(db_url: str) -> None:
+    """expire_leases fails exhausted runs, then re-queues the other expired ones, skipping
+    rows locked by other transactions (SKIP LOCKED, PostgreSQL). Each statement looks at the
+    locks afresh: a row locked during the first and free by the second must still not be
+    re-queued, or a poison run gets one attempt too many. It stays running for the next pass."""
+    from sqlalchemy import create_engine, event, text
+
+    from service.db.session import get_engine
+
+    (run_id,) = make_sweep(db_url, 1)
+    claim(db_url, run_id)
+    with session_scope(db_url) as session:  # attempts 2 and 3 died too
+        session.execute(repo._runs.update().where(repo._runs.c.id == run_id).values(attempt=3))
+    age(db_url, run_id, "heartbeat_at", 30)
+    if db_url.startswith("sqlite"):  # one writer at a time: no row is locked mid-pass
+        with session_scope(db_url) as session:
+            assert leases.expire_leases(session, lease_s=10, max_attempts=3) == ([], [run_id])
+        return
+    locker = create_engine(db_url).connect()
+    held = locker.begin()
+    locker.execute(text("SELECT id FROM runs WHERE id = :id FOR UPDATE"), {"id": run_id})
+    updates: list[str] = []
+
+    def free_the_row_before_the_second_update(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+        if statement.lstrip().upper().startswith("UPDATE RUNS"):
+            updates.append(statement)
+            if len(updates) == 2:
+                held.commit()
+
+    engine = get_engine(db_url)
+    event.listen(engine, "before_cursor_execute", free_the_row_before_the_second_update)
+    try:
+        with session_scope(db_url) as session:
+            assert leases.expire_leases(session, lease_s=10, max_attempts=3) == ([], [])
+    finally:
+        event.remove(engine, "before_cursor_execute", free_the_row_before_the_second_update)
+        locker.close()
+    assert len(updates) == 2
+    s = state(db_url, run_id)
+    assert (s["status"], s["attempt"]) == ("running", 3)
+    with session_scope(db_url) as session:  # the next pass, the row free, fails it
+        assert leases.expire_leases(session, lease_s=10, max_attempts=3) == ([], [run_id])
+    assert state(db_url, run_id)["status"] == "failed"
