@@ -36,7 +36,7 @@ from .stacked import (
     stack_thetas,
 )
 from .state import TrainState
-from .training import History, Metrics, StopTraining, TrainConfig
+from .training import History, Metrics, StopTraining, TrainConfig, prepare_set
 
 Array = np.ndarray
 
@@ -96,31 +96,6 @@ class _Records:
         if len(parts) == 1:
             return parts[0]
         return np.concatenate(parts) if parts else np.empty(0)
-
-
-class _RunningSums:
-    """``engine.metrics.RunningSums`` for a stack: per-member sums over an epoch's batches,
-    added in the same order as train() adds them (so the same bits)."""
-
-    def __init__(self, scorer: StackedScorer) -> None:
-        self.scorer = scorer
-        self.total: Array | float = 0.0
-        self.correct: Array | int = 0
-        self.max_err: Array | float = 0.0
-
-    def add(self, ws: StackedWorkspace, rows: Array) -> None:
-        """``rows``: (K, m) set rows of each member's batch, whose forward pass is in ws."""
-        targets = self.scorer.targets
-        t, c, e = self.scorer._score_ws(ws, None if targets is None else targets[rows])
-        self.total = self.total + t
-        self.correct = self.correct + c
-        self.max_err = np.where(e <= self.max_err, self.max_err, e)  # nan propagates
-
-    def result(self) -> tuple[Array, Array | None, Array]:
-        s = self.scorer
-        loss = self.total / s.n if s.mean else self.total
-        accuracy = None if s.kind is None else self.correct / s.n
-        return loss, accuracy, self.max_err  # type: ignore[return-value]
 
 
 def _next_change(config: TrainConfig, epoch: int) -> float:
@@ -188,16 +163,9 @@ def train_population(
     """
     _check(nets, configs, rngs, states)
     template = nets[0]
-    X, Y = template._check_xy(X, Y)
-    X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
+    X, Y, kind, rows_sum_to_one = prepare_set(template, X, Y, checkpoint_every)
     n = X.shape[0]
-    if n == 0:
-        raise ValueError("cannot train on an empty set")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ValueError("checkpoint_every must be >= 1")
     K0 = len(nets)
-    kind = accuracy_kind(template.output_activation, Y)
-    rows_sum_to_one = bool(np.allclose(Y.sum(axis=1), 1.0, rtol=0.0, atol=1e-12))
     opt_name, batch = configs[0].optimizer, configs[0].batch_size
     running = configs[0].epoch_metrics == "running"
     full = batch is None or batch >= n
@@ -363,7 +331,7 @@ def train_population(
                 if not running:
                     loss, acc, max_err = scorer.score(stack, run=False)
             else:
-                sums = _RunningSums(scorer) if running else None
+                sums = scorer.running_sums() if running else None
                 for r, k in enumerate(members.tolist()):
                     perms[r] = rngs[k].permutation(n)
                 for start in range(0, n, step_size):

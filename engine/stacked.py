@@ -536,9 +536,18 @@ class StackedScorer:
                 total = total + t
                 correct = correct + c
                 max_err = np.where(e <= max_err, max_err, e)  # as Scorer: nan propagates
+        return self.result(total, correct, max_err)
+
+    def result(
+        self, total: Array, correct: Array, max_err: Array
+    ) -> tuple[Array, Array | None, Array]:
+        """``Scorer.result`` per member: (loss, accuracy, max_error) from the set's sums."""
         loss = total / self.n if self.mean else total
         accuracy = None if self.kind is None else correct / self.n
         return loss, accuracy, max_err
+
+    def running_sums(self) -> StackedRunningSums:
+        return StackedRunningSums(self)
 
     def _score_ws(self, ws: StackedWorkspace, targets: Array | None) -> tuple[Array, Array, Array]:
         out, diff = ws.out, ws.diff
@@ -574,3 +583,26 @@ def row_max(a: Array) -> Array:
 def stack_thetas(nets: Sequence[Network]) -> Array:
     """(K, P) copy of the members' flat parameter vectors."""
     return np.stack([net.theta for net in nets])
+
+
+class StackedRunningSums:
+    """``engine.metrics.RunningSums`` for a stack: per-member sums over an epoch's batches,
+    added in the same order as train() adds them (so the same bits)."""
+
+    def __init__(self, scorer: StackedScorer) -> None:
+        self.scorer = scorer
+        self.total: Array | float = 0.0
+        self.correct: Array | int = 0
+        self.max_err: Array | float = 0.0
+
+    def add(self, ws: StackedWorkspace, rows: Array) -> None:
+        """``rows``: (K, m) set rows of each member's batch, whose forward pass is in ws;
+        leaves ``ws.diff = out - y`` for the update."""
+        targets = self.scorer.targets
+        t, c, e = self.scorer._score_ws(ws, None if targets is None else targets[rows])
+        self.total = self.total + t
+        self.correct = self.correct + c
+        self.max_err = np.where(e <= self.max_err, self.max_err, e)  # nan propagates
+
+    def result(self) -> tuple[Array, Array | None, Array]:
+        return self.scorer.result(self.total, self.correct, self.max_err)  # type: ignore[arg-type]

@@ -199,6 +199,23 @@ def _restore(state: TrainState, net: Network, opt: Optimizer, rng: np.random.Gen
     rng.bit_generator.state = state.rng_state
 
 
+def prepare_set(
+    net: Network, X: Array, Y: Array, checkpoint_every: int | None
+) -> tuple[Array, Array, str | None, bool]:
+    """Checked, contiguous (X, Y) for ``net``, their accuracy kind, and whether every target
+    row sums to 1 (the softmax + cross-entropy shortcut); shared by train and
+    train_population, which must judge a set alike."""
+    X, Y = net._check_xy(X, Y)
+    X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
+    if X.shape[0] == 0:
+        raise ValueError("cannot train on an empty set")
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError("checkpoint_every must be >= 1")
+    kind = accuracy_kind(net.output_activation, Y)
+    rows_sum_to_one = bool(np.allclose(Y.sum(axis=1), 1.0, rtol=0.0, atol=1e-12))
+    return X, Y, kind, rows_sum_to_one
+
+
 def train(
     net: Network,
     X: Array,
@@ -220,15 +237,8 @@ def train(
     ``on_checkpoint(state)`` runs after every ``checkpoint_every``-th epoch while
     training goes on. Never raises for divergence: it ends with outcome "diverged".
     """
-    X, Y = net._check_xy(X, Y)
-    X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
+    X, Y, kind, rows_sum_to_one = prepare_set(net, X, Y, checkpoint_every)
     n = X.shape[0]
-    if n == 0:
-        raise ValueError("cannot train on an empty set")
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ValueError("checkpoint_every must be >= 1")
-    kind = accuracy_kind(net.output_activation, Y)
-    rows_sum_to_one = bool(np.allclose(Y.sum(axis=1), 1.0, rtol=0.0, atol=1e-12))
     opt = make_optimizer(config.optimizer, net.theta.size)
     first, best, solved = 1, math.inf, None
     if state is not None:
