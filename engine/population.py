@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import accuracy_kind
+from .minor import MinorScorer, MinorStack, fits
 from .network import Network
 from .schedule import values_at
 from .stacked import (
@@ -81,7 +82,11 @@ class _Records:
 
     def close(self) -> None:
         if self.rows and self.rows[self.names[0]]:
-            arrays = {name: np.stack(rows) for name, rows in self.rows.items()}
+            # one concatenation of the (K,) rows: np.stack's per-row views cost twice as much
+            arrays = {
+                name: np.concatenate(rows).reshape(len(rows), -1)
+                for name, rows in self.rows.items()
+            }
             self.closed.append((self.members, arrays))
         self.rows = {}
 
@@ -170,7 +175,6 @@ def train_population(
     running = configs[0].epoch_metrics == "running"
     full = batch is None or batch >= n
     step_size = n if batch is None else batch  # rows per update (mini-batch schedules)
-    skip = template.skip_connections
 
     theta = stack_thetas(nets)
     opt = StackedOptimizer.zeros(opt_name, K0, theta.shape[1])
@@ -255,7 +259,6 @@ def train_population(
     theta = theta[members]
     opt = opt.take(members)
     K = members.size
-    stack = Stack(template, theta)
     # per-running-member settings, aligned with ``members`` (compacted together)
     m_first = first[members]
     m_limit = limit[members]
@@ -275,10 +278,11 @@ def train_population(
     decay_tmp = np.empty_like(theta) if (wd > 0).any() else None
 
     if full:
-        ws = StackedWorkspace(template, K, n, shared_input=not skip)
-        scorer = StackedScorer(template, K, X, Y, kind, ws=ws)
+        stack, scorer = _full_batch(template, theta, X, Y, kind)
+        ws = scorer.chunks[0][0]
     else:
         assert batch is not None
+        stack = Stack(template, theta)
         ws_batch = StackedWorkspace(template, K, batch)
         ws_rest = StackedWorkspace(template, K, n % batch) if n % batch else ws_batch
         scorer = StackedScorer(template, K, X, Y, kind)
@@ -440,20 +444,35 @@ def train_population(
                 decay_tmp = decay_tmp[:K]
             lr_col, mom_col, factor, decay = columns()
             opt = opt.take(keep)
-            stack = Stack(template, theta[keep])
-            scorer = scorer.head(K)
             if val_scorer is not None:
                 val_scorer = val_scorer.head(K)
             if full:
+                stack, scorer = _full_batch(template, theta[keep], X, Y, kind)
                 ws = scorer.chunks[0][0]
                 # the next gradient starts from this forward pass: redo it for the kept rows
                 stack.run(ws)
                 np.subtract(ws.out, ws.y, out=ws.diff)
             else:
+                stack = Stack(template, theta[keep])
+                scorer = scorer.head(K)
                 ws_batch = head(ws_batch, K)
                 ws_rest = head(ws_rest, K) if n % step_size else ws_batch
                 xb, yb, xr, yr, perms = xb[:K], yb[:K], xr[:K], yr[:K], perms[:K]
     return histories  # type: ignore[return-value]
+
+
+def _full_batch(
+    template: Network, theta: Array, X: Array, Y: Array, kind: str | None
+) -> tuple[Stack, StackedScorer]:
+    """The stack and training-set scorer of a full-batch population: member-minor
+    (``engine.minor``) where that layout is verified for these sizes, else member-major
+    with the shared input loaded once."""
+    K = theta.shape[0]
+    lanes = fits(template, K, X.shape[0])
+    if lanes is not None:
+        return MinorStack(template, theta, lanes), MinorScorer(template, K, X, Y, kind)
+    ws = StackedWorkspace(template, K, X.shape[0], shared_input=not template.skip_connections)
+    return Stack(template, theta), StackedScorer(template, K, X, Y, kind, ws=ws)
 
 
 def _sums_finite(theta: Array) -> bool:

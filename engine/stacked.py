@@ -351,6 +351,11 @@ class StackedWorkspace:
         self.flags = np.empty((K, m))  # 0/1 as floats, counted with ``flags @ ones``
         self.ones = np.ones(m)
 
+    def load(self, X: Array, Y: Array) -> None:
+        """The whole set (X, Y) as every member's inputs and targets."""
+        self.load_x(X)
+        self.y[...] = Y.T
+
     def load_x(self, rows: Array) -> None:
         """``Workspace.load_x``: (m, d_in) rows shared by the members, or (K, m, d_in)."""
         if self.rows is not None:
@@ -361,10 +366,10 @@ class StackedWorkspace:
 
 def _dots(a: Array, b: Array) -> Array:
     """Per member: np.dot of the flattened a[k] and b[k] (or b shared), the single net's ddot."""
+    # vecdot calls BLAS ddot per row of contiguous (blasable) rows, as np.dot does, in a
+    # third less time than a stacked matmul
     K = a.shape[0]
-    fa = a.reshape(K, 1, -1)
-    fb = b.reshape(K, -1, 1) if b.ndim == a.ndim else b.reshape(-1, 1)
-    return np.matmul(fa, fb).reshape(K)
+    return np.vecdot(a.reshape(K, -1), b.reshape(K, -1) if b.ndim == a.ndim else b.reshape(-1))
 
 
 def cost_sums(cost: str, output_activation: str, o: Array, e: Array, diff: Array) -> Array:
@@ -379,12 +384,18 @@ def cost_sums(cost: str, output_activation: str, o: Array, e: Array, diff: Array
         return -(_dots(np.log(o), e) + _dots(np.log1p(-o), 1.0 - e))
 
 
+# Up to this many parameters per member the optimizer spreads (K, 1) columns to (K, P).
+WIDE_PARAMETERS = 64
+
+
 class StackedOptimizer:
     """The optimizers of ``engine.optimizers`` for K members; ``buffers`` hold (K, ...) rows."""
 
     def __init__(self, name: str, buffers: dict[str, Array]) -> None:
         self.name = name
         self.buffers = buffers
+        self._wide_of: Array | None = None
+        self._wide_col = np.empty(0)
         if name == "adam":
             self.tmp = np.empty_like(buffers["m"])
 
@@ -412,6 +423,16 @@ class StackedOptimizer:
                 )
             value[row] = buffers[key]
 
+    def _wide(self, col: Array, P: int) -> Array:
+        """A (K, 1) column as a (K, P) array for small P: a multiply broadcasting a column
+        runs an inner loop of P numbers per member, ~3x the time of a plain one at P = 9.
+        Made again only when the caller passes a new column (schedules, compaction)."""
+        if P > WIDE_PARAMETERS:
+            return col
+        if self._wide_of is not col:
+            self._wide_of, self._wide_col = col, np.repeat(col, P, axis=1)
+        return self._wide_col
+
     @property
     def folds_learning_rate(self) -> bool:
         """As ``engine.optimizers``: sgd and nesterov take -eps dE/dw as ``grad``."""
@@ -423,6 +444,7 @@ class StackedOptimizer:
             self._adam(theta, grad, lr)
             return
         v = self.buffers["velocity"]
+        mom = self._wide(mom, v.shape[1])
         v *= mom
         v += grad
         if self.name == "sgd":
@@ -489,8 +511,7 @@ class StackedScorer:
         if ws is not None or self.n <= EVAL_CHUNK:
             if ws is None:
                 ws = StackedWorkspace(template, K, self.n, shared_input=shared)
-            ws.load_x(X)
-            ws.y[...] = Y.T
+            ws.load(X, Y)
             self.chunks.append((ws, 0, self.n))
             self.preloaded = True
         else:
