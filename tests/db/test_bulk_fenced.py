@@ -130,3 +130,44 @@ def test_many_runs_at_once_only_current_attempts_write(db_url):
     assert _stored(db_url, r2) == {} and _stored(db_url, r3) == {}
     with session_scope(db_url) as s:
         assert insert_epoch_rows_fenced_many(s.connection(), []) == set()
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_every_value_comes_back_bit_for_bit(db_url, many):
+    """The columns go to PostgreSQL as binary arrays (NULL arrays for columns of None only,
+    psycopg's own lists where None and numbers mix): every double comes back as it went in,
+    including NaN, infinities, the smallest subnormal and values with 17 significant digits."""
+    import numpy as np
+
+    from service.db.bulk import insert_epoch_rows_fenced_many
+
+    specials = [math.nan, math.inf, -math.inf, 5e-324, 0.1, 1 / 3, 2.0**-1074 * 3]
+    values = specials + np.random.default_rng(7).standard_normal(40).tolist()
+    rows = [
+        {
+            "epoch": e + 1,
+            "loss": v,
+            "max_error": -v,
+            "accuracy": None if e % 3 else v,  # a column mixing None and numbers
+        }
+        for e, v in enumerate(values)
+    ]
+    run_id, attempt = _claimed(db_url)
+    with session_scope(db_url) as s:
+        if many:
+            assert insert_epoch_rows_fenced_many(s.connection(), [(run_id, attempt, rows)]) == set()
+        else:
+            assert insert_epoch_rows_fenced(s.connection(), run_id, attempt, rows)
+    stored = _stored(db_url, run_id)
+    assert sorted(stored) == [r["epoch"] for r in rows]
+    for row in rows:
+        loss, accuracy, max_error, val_loss = stored[row["epoch"]]
+        for got, sent in ((loss, row["loss"]), (max_error, row["max_error"])):
+            assert np.array([got]).tobytes() == np.array([sent]).tobytes() or (
+                math.isnan(got) and math.isnan(sent)
+            )
+        assert val_loss is None
+        if row["accuracy"] is None:
+            assert accuracy is None
+        else:
+            assert accuracy == row["accuracy"] or math.isnan(accuracy)
