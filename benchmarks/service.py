@@ -13,7 +13,7 @@ except ``--only local``):
   loaded, sweep written, tasks published) to the last run finished (``--log-every``: every
   how many epochs a row is recorded, default 10), vs the rate of bare
   no-op tasks (benchmarks/noop_app.py) through the same broker and 2 processes, measured in
-  the same run.
+  the same run: alternately ``--celery-repeat`` times each, best of each.
 * local: the same kind of sweep in the local process pool (SQLite) with 2 processes vs 1
   (``--local-runs`` x ``--local-epochs``: long enough that starting the processes, about
   half a second, does not dominate), timed around run_queued_locally, alternately
@@ -407,6 +407,7 @@ def main() -> None:
     parser.add_argument("--local-runs", type=int, default=200)
     parser.add_argument("--local-epochs", type=int, default=20000)
     parser.add_argument("--local-repeat", type=int, default=3, help="local sweeps of each kind")
+    parser.add_argument("--celery-repeat", type=int, default=3, help="Celery sweeps and no-op runs")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     global LOG_EVERY
@@ -423,16 +424,30 @@ def main() -> None:
             if args.only in (None, "recording"):
                 results["recording"] = recording(pg_url, args.rows, args.steps)
             if args.only in (None, "celery"):
-                rate = noop_rate(children, tmp, args.runs)
-                sweep = celery_sweep(children, tmp, pg_url, args.runs, args.epochs)
+                # alternately, best of each: the machine's speed moves by up to 3x within
+                # minutes, and the ratio divides two rates taken at different moments
+                rates, sweeps = [], []
+                for _ in range(args.celery_repeat):
+                    rates.append(noop_rate(children, tmp, args.runs))
+                    sweeps.append(celery_sweep(children, tmp, pg_url, args.runs, args.epochs))
+                sweep = max(sweeps, key=lambda s: s["runs_per_s"])
+                rate = max(rates)
                 sweep["noop_tasks_per_s"] = rate
                 sweep["ratio_to_noop"] = sweep["runs_per_s"] / rate
+                sweep["trials"] = [
+                    {"noop_tasks_per_s": r, "runs_per_s": s["runs_per_s"]}
+                    for r, s in zip(rates, sweeps, strict=True)
+                ]
                 results["celery"] = sweep
+                pairs = ", ".join(
+                    f"{s['runs_per_s']:.0f}/{r:.0f}" for r, s in zip(rates, sweeps, strict=True)
+                )
                 print(
-                    f"celery: {sweep['runs']} XOR runs x {args.epochs} epochs in "
-                    f"{sweep['elapsed_s']:.2f} s ({sweep['runs_per_s']:.0f} runs/s; submit "
-                    f"{sweep['submit_s']:.2f} s, {sweep['tasks_published']} tasks) vs bare "
-                    f"Celery no-op {rate:.0f} tasks/s: x{sweep['ratio_to_noop']:.2f}",
+                    f"celery: {sweep['runs']} XOR runs x {args.epochs} epochs, best of "
+                    f"{args.celery_repeat}: {sweep['elapsed_s']:.2f} s ({sweep['runs_per_s']:.0f} "
+                    f"runs/s; submit {sweep['submit_s']:.2f} s, {sweep['tasks_published']} tasks) "
+                    f"vs bare Celery no-op {rate:.0f} tasks/s: x{sweep['ratio_to_noop']:.2f} "
+                    f"(each trial, runs/s over no-op tasks/s: {pairs})",
                     flush=True,
                 )
             if args.only in (None, "local"):
