@@ -8,7 +8,8 @@ Workloads (issue 3):
   W3 digits 64-32-10, batch 32      W4 synthetic 20,000 x 784, 784-256-10, batch 128
 Every library gets one BLAS thread, float64, SGD with momentum 0.9, no early
 stopping, the same cost (cross-entropy: scikit-learn's MLPClassifier has no other).
-Reported: median epochs/s over the repeats and the ratio bplab / peer.
+Reported: the best epochs/s of the repeats, the libraries taking turns, and the ratio
+bplab / peer.
 
 Work per epoch: bplab's default per-epoch metrics (epoch_metrics=exact) describe
 the net *after* the epoch, so with mini-batches it runs one extra forward pass over
@@ -266,9 +267,15 @@ def population_row(p: dict, K: int, singles: int, repeats: int) -> dict:
     }
 
 
-def median_time(fn, repeats: int) -> float | None:
-    times = [fn(seed) for seed in range(repeats)]
-    return None if times[0] is None else statistics.median(times)
+def best_times(runners: dict, repeats: int) -> dict[str, float | None]:
+    """Seconds per library, best of ``repeats``, the libraries taking turns (seed by seed):
+    this VM's speed moves by up to 3x within minutes, and a library timed in one stretch
+    could get only its slow or only its fast moments (see ``population_row``)."""
+    times: dict[str, list] = {lib: [] for lib in runners}
+    for seed in range(repeats):
+        for lib, fn in runners.items():
+            times[lib].append(fn(seed))
+    return {lib: None if ts[0] is None else min(ts) for lib, ts in times.items()}
 
 
 def main() -> None:
@@ -295,8 +302,7 @@ def main() -> None:
             if w["batch"] is not None:
                 runners["bplab running"] = lambda s, w=w: run_bplab(w, s, "running")
                 runners["torch+eval"] = lambda s, w=w: run_torch(w, s, evaluate=True)
-            for lib, fn in runners.items():
-                t = median_time(fn, args.repeats)
+            for lib, t in best_times(runners, args.repeats).items():
                 eps[lib] = None if t is None else w["epochs"] / t
             row = {
                 "workload": w["name"],
