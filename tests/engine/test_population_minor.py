@@ -8,7 +8,6 @@ import pytest
 
 from engine import Network, TrainConfig, group_mask, load_dataset, minor, train_population
 from engine.minor import MinorStack, fits
-
 from tests.engine.test_population import build, check_population
 
 XOR = load_dataset("xor")
@@ -157,3 +156,25 @@ def test_a_large_population_uses_it_from_the_trainer():
         h = train(net, XOR.X, XOR.Y, configs[k], rng=rng)
         assert np.array_equal(h.loss, hists[k].loss)
         assert np.array_equal(net.theta, nets[k][0].theta)
+
+
+def test_resume_members_from_states_at_different_epochs():
+    """Members resumed from their own checkpoints (each taken alone at another epoch) go on
+    member-minor to exactly where they would have got uninterrupted."""
+    from engine import TrainState, train
+
+    K = 6
+    configs = _configs(K, epochs=90)
+    states = []
+    for k, take in enumerate((10, None, 40, 20, None, 80)):
+        net, rng = build([2, 2, 1], k)
+        got: list = []
+        train(net, XOR.X, XOR.Y, configs[k], rng=rng, checkpoint_every=10, on_checkpoint=got.append)
+        states.append(
+            None if take is None else TrainState.from_bytes(got[take // 10 - 1].to_bytes())
+        )
+    hists = check_population(
+        [2, 2, 1], XOR, configs, seeds=list(range(K)), states=states, checkpoint_every=10
+    )
+    assert [h.start_epoch for h in hists] == [11, 1, 41, 21, 1, 81]
+    assert all(h.epochs == 90 for h in hists)
