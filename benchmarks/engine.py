@@ -1,7 +1,7 @@
 """Single-network training speed: bplab vs scikit-learn's MLP vs PyTorch (CPU, float64).
 
 Run by hand (not in CI):
-    python benchmarks/engine.py [--repeats 3] [--pop-repeats 9] [--quick] [--only single|population]
+    python benchmarks/engine.py [--repeats 5] [--pop-repeats 9] [--quick] [--only single|population]
 
 Workloads (issue 3):
   W1 XOR 2-2-1, full batch          W2 symmetry 6-2-1 (64 patterns), full batch
@@ -280,7 +280,7 @@ def best_times(runners: dict, repeats: int) -> dict[str, float | None]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="a tenth of the epochs")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine.json"))
     parser.add_argument("--only", choices=("single", "population"), default=None)

@@ -11,7 +11,8 @@ each operation runs over all members in K-long contiguous loops, and the product
 * later layers: elementwise products summed in the order the single net's BLAS call
   sums them (a sequential sum over the bias row first; for a one-unit gradient over m
   samples, the lanes of the gemv kernel);
-* a hidden delta from one output unit: one product per entry, exact in any layout.
+* a hidden delta from one output unit: one product per entry, the same number as the single
+  net's (only the sign of a zero product can differ, which the sums it enters absorb).
 
 Every formulation is used only where a check on random data of the exact sizes finds
 that it gives each member's own ``np.dot`` bits (see ``engine.stacked``); ``fits`` makes
@@ -41,8 +42,8 @@ from .stacked import (
 
 Array = np.ndarray
 
-# Above this many patterns the per-layer sums take more ufunc calls than the member-major
-# products they replace (and the gemv kernels fuse multiply-adds anyway).
+# Above this many patterns a gradient's sum over the samples is as many ufunc calls, and
+# the gemv kernels that compute the single net's sums fuse multiply-adds anyway.
 MAX_PATTERNS = 16
 
 _FITS: dict[tuple[int, int, tuple[int, ...]], list[int] | None] = {}
@@ -75,10 +76,12 @@ class MinorWorkspace:
         self.deltas = [np.empty((m, d, K)) for d in sizes[1:]]
         self.tmps = [np.empty((m, d, K)) for d in sizes[1:]]
         fan = [1 + d for d in sizes[:-1]]
-        # products of a layer's sums, forward and gradient: (m, 1 + fan_in, d, K)
-        self.fprods = [np.empty((m, fan[l], sizes[l + 1], K)) for l in range(len(fan))]
-        self.gprods = [np.empty((m, fan[l], sizes[l + 1], K)) for l in range(len(fan))]
-        self.gsum = [np.empty((fan[l], sizes[l + 1], K)) for l in range(len(fan))]
+        # products of a layer's sums, forward and gradient: (m, 1 + fan_in, d, K), for the
+        # layers after the first (layer 0 is the GEMM; its entries are empty)
+        none = np.empty(0)
+        self.fprods = [none] + [np.empty((m, fan[l], sizes[l + 1], K)) for l in range(1, len(fan))]
+        self.gprods = [none] + [np.empty((m, fan[l], sizes[l + 1], K)) for l in range(1, len(fan))]
+        self.gsum = [none] + [np.empty((fan[l], sizes[l + 1], K)) for l in range(1, len(fan))]
         self.rowmax = np.empty((m, K))
         self.flags = np.empty((m, K))
         # member-major (K, d_out, m) copies for the loss's per-member ddot
@@ -234,16 +237,13 @@ def fits(template: Network, K: int, m: int) -> list[int] | None:
         if verdict is None:
             break
         rows, d = 1 + sizes[l], sizes[l + 1]
-        lanes = next((n for n in (1, 2) if _grad_ok(rows, d, m, n)), None)
-        if lanes is None or not _forward_ok(rows, d, m):
+        lanes = next((n for n in (1, 2) if _grad_ok(K, rows, d, m, n)), None)
+        if lanes is None or not _forward_ok(K, rows, d, m):
             verdict = None
         else:
             verdict[l] = lanes
     _FITS[key] = verdict
     return verdict
-
-
-_TRIAL_K = 8  # members in the elementwise checks: their sums do not depend on K
 
 
 def _with_ones(a: Array) -> Array:
@@ -279,9 +279,11 @@ def _first_ok(which: str, K: int, rows: int, d: int, m: int) -> bool:
     return True
 
 
-def _forward_ok(rows: int, d: int, m: int) -> bool:
+def _forward_ok(K: int, rows: int, d: int, m: int) -> bool:
+    """The later layers' forward sums against each member's np.dot. With the real K: NumPy
+    picks a reduction's inner loop by the shapes (for K = 1 it is the summed axis itself,
+    which it adds pairwise from 8 numbers up)."""
     rng = np.random.default_rng(12345)
-    K = _TRIAL_K
     for a, w in zip(
         _trial_inputs(rng, (K, rows, m)), _trial_inputs(rng, (K, rows, d)), strict=True
     ):
@@ -296,9 +298,10 @@ def _forward_ok(rows: int, d: int, m: int) -> bool:
     return True
 
 
-def _grad_ok(rows: int, d: int, m: int, lanes: int) -> bool:
+def _grad_ok(K: int, rows: int, d: int, m: int, lanes: int) -> bool:
+    """A later layer's one-unit gradient summed in ``lanes`` against np.dot (real K, as
+    ``_forward_ok``)."""
     rng = np.random.default_rng(12345)
-    K = _TRIAL_K
     for a, dl in zip(_trial_inputs(rng, (K, rows, m)), _trial_inputs(rng, (K, d, m)), strict=True):
         a = _with_ones(a)
         ref = np.stack([np.dot(a[k], dl[k].T) for k in range(K)])  # (K, rows, d)

@@ -305,7 +305,7 @@ def _units(a: Array) -> Array:
 def _product(a: Array, b: Array, out: Array) -> None:
     if a.shape[-1] != 1:
         np.matmul(a, b, out=out)
-    elif a.shape[-2] <= 4:
+    elif a.ndim == 3 and a.shape[-2] <= 4:
         # an outer product (K, r, 1) x (K, 1, c) with few rows: one multiply per row,
         # each (K, c) by a (K, 1) column, takes half the work of one broadcast over both
         for i in range(a.shape[-2]):

@@ -6,8 +6,10 @@ epoch row), so this bypasses SQLAlchemy's per-row parameter processing, which do
 - PostgreSQL: ONE statement for the whole batch, whatever its size:
   ``INSERT ... SELECT FROM unnest(epochs[], losses[], ...) ON CONFLICT DO NOTHING``,
   with one array parameter per column, laid out by NumPy in PostgreSQL's binary array
-  format (``_pg_array``). An executemany (psycopg's pipeline) or SQLAlchemy's multi-VALUES
-  rendering cost 30-100 us per row here; the arrays cost a few.
+  format (``_pg_array``; binary parameters need the server-side binding that SQLAlchemy's
+  psycopg dialect uses, not a client-side-binding cursor). An executemany (psycopg's
+  pipeline) or SQLAlchemy's multi-VALUES rendering cost 30-100 us per row here; the arrays
+  cost a few.
 - SQLite: the sqlite3 module's executemany of one prepared INSERT ... ON CONFLICT DO
   NOTHING, which loops in C; only the values are converted here (NaN as the text 'NaN',
   the same rule as service.db.types.SafeFloat, which reads them back).

@@ -170,4 +170,6 @@ def test_every_value_comes_back_bit_for_bit(db_url, many):
         if row["accuracy"] is None:
             assert accuracy is None
         else:
-            assert accuracy == row["accuracy"] or math.isnan(accuracy)
+            assert accuracy == row["accuracy"] or (
+                math.isnan(accuracy) and math.isnan(row["accuracy"])
+            )

@@ -178,3 +178,14 @@ def test_resume_members_from_states_at_different_epochs():
     )
     assert [h.start_epoch for h in hists] == [11, 1, 41, 21, 1, 81]
     assert all(h.epochs == 90 for h in hists)
+
+
+@pytest.mark.parametrize("sizes", [[2, 2, 1], [2, 1]])
+def test_one_pattern_full_batch_trains_member_major_and_matches(sizes):
+    """A set of one pattern is not member-minor (its sums have one term) and takes the
+    member-major products whose inner dimension is 1."""
+    from types import SimpleNamespace
+
+    one = SimpleNamespace(X=XOR.X[1:2], Y=XOR.Y[1:2])
+    assert fits(Network(sizes, rng=np.random.default_rng(0)), 4, 1) is None
+    check_population(sizes, one, _configs(4, epochs=50), seeds=list(range(4)))
