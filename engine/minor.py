@@ -42,8 +42,8 @@ from .stacked import (
 
 Array = np.ndarray
 
-# Above this many patterns a gradient's sum over the samples is as many ufunc calls, and
-# the gemv kernels that compute the single net's sums fuse multiply-adds anyway.
+# At most this many patterns: the product buffers grow as m x rows x d x K, and over more
+# samples the gemv kernels that compute the single net's sums fuse multiply-adds anyway.
 MAX_PATTERNS = 16
 
 _FITS: dict[tuple[int, int, tuple[int, ...]], list[int] | None] = {}
