@@ -376,11 +376,11 @@ class StackedWorkspace:
 
 
 def _dots(a: Array, b: Array) -> Array:
-    """Per member: np.dot of the flattened a[k] and b[k] (or b shared), the single net's ddot."""
+    """Per member: np.dot of the flattened a[k] and b[k], the single net's ddot."""
     # vecdot calls BLAS ddot per row of contiguous (blasable) rows, as np.dot does, in a
     # third less time than a stacked matmul
     K = a.shape[0]
-    return np.vecdot(a.reshape(K, -1), b.reshape(K, -1) if b.ndim == a.ndim else b.reshape(-1))
+    return np.vecdot(a.reshape(K, -1), b.reshape(K, -1))
 
 
 def cost_sums(cost: str, output_activation: str, o: Array, e: Array, diff: Array) -> Array:
