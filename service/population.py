@@ -32,7 +32,7 @@ from service import reliability
 from service.datasets import training_data
 from service.db import leases
 from service.db import repository as repo
-from service.db.blobs import pack_arrays, sha256_hex, verify_sha256
+from service.db.blobs import pack_arrays, sha256_hex
 from service.db.bulk import insert_epoch_rows_fenced_many
 from service.db.models import Checkpoint, Run, RunWeights
 from service.db.repository import StaleAttempt
@@ -101,11 +101,7 @@ def execute_runs(
                     select(Run.id, Run.config, Run.seed, Run.retry_base).where(Run.id.in_(ids))
                 )
             }
-            checkpoints = {}
-            q = select(Checkpoint.run_id, Checkpoint.epoch, Checkpoint.data, Checkpoint.sha256)
-            for rid, epoch, data, digest in session.execute(q.where(Checkpoint.run_id.in_(ids))):
-                verify_sha256(data, digest, f"run {rid} checkpoint")
-                checkpoints[int(rid)] = (int(epoch), bytes(data))
+            checkpoints = repo.claimed_checkpoints(session, attempts)
         return [(r, a, *runs[r], checkpoints.get(r)) for r, a in attempts.items()]
 
     claimed = with_retry(claim, seconds=retry_s, what=f"runs {list(run_ids)[:5]}...: claim")

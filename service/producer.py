@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -176,6 +177,7 @@ def _reason(exc: BaseException) -> str:
 _REDIS_PRIORITY_SEP = "\x06\x16"
 _REDIS_PRIORITIES = (3, 6, 9)
 _REDIS_UNACKED = "unacked"
+_REDIS_UNACKED_INDEX = "unacked_index"
 _SCAN_PAGE = 1000
 
 
@@ -183,8 +185,18 @@ class BrokerNotInspectable(RuntimeError):
     """The broker is not Redis: bplab cannot see which runs its queue still holds."""
 
 
-def run_ids_in_broker(broker_url: str, queue: str, timeout: float = 5.0) -> set[int]:
+def run_ids_in_broker(
+    broker_url: str, queue: str, timeout: float = 5.0, *, unacked_max_age_s: float | None = None
+) -> set[int]:
     """Run ids of every bplab message still waiting in ``queue`` or delivered and unacknowledged.
+
+    ``unacked_max_age_s``: a delivered, unacknowledged message counts only while it was
+    delivered at most that many seconds ago. A worker claims its runs a moment after delivery;
+    one killed in between leaves its message in Redis' unacked set until the visibility timeout
+    (hours) restores it, and counting it as present kept its runs queued, unpublished, for that
+    long (issue 24). Past the bound its consumer is taken for gone; if it was only slow (say,
+    retrying its claim through a database outage), the second message finds the runs claimed
+    and does nothing. None: every unacked message counts.
 
     Raises BrokerUnavailable when Redis cannot be reached, BrokerNotInspectable for another
     broker. A message taken off the list at the moment of the scan may be missed; that costs
@@ -197,31 +209,50 @@ def run_ids_in_broker(broker_url: str, queue: str, timeout: float = 5.0) -> set[
     client = redis.Redis.from_url(
         broker_url, socket_timeout=timeout, socket_connect_timeout=timeout
     )
-    ids: set[int] = set()
     try:
-        keys = [queue, *(f"{queue}{_REDIS_PRIORITY_SEP}{p}" for p in _REDIS_PRIORITIES)]
-        for key in keys:
-            start = 0
-            while True:
-                page = client.lrange(key, start, start + _SCAN_PAGE - 1)
-                for raw in page:
-                    ids.update(_message_run_ids(raw))
-                if len(page) < _SCAN_PAGE:
-                    break
-                start += _SCAN_PAGE
-        for raw in client.hvals(_REDIS_UNACKED):
-            try:
-                message, exchange, routing_key = json.loads(raw)
-            except (ValueError, TypeError):
-                continue
-            if queue in (exchange, routing_key):
-                ids.update(_message_run_ids(message))
+        ids = _waiting_run_ids(client, queue)
+        ids |= _unacked_run_ids(client, queue, unacked_max_age_s)
     except redis.RedisError as exc:
         raise BrokerUnavailable(
             f"cannot inspect the queue on {mask_url(broker_url)}: {_reason(exc)}"
         ) from None
     finally:
         client.close()
+    return ids
+
+
+def _waiting_run_ids(client: Any, queue: str) -> set[int]:
+    ids: set[int] = set()
+    keys = [queue, *(f"{queue}{_REDIS_PRIORITY_SEP}{p}" for p in _REDIS_PRIORITIES)]
+    for key in keys:
+        start = 0
+        while True:
+            page = client.lrange(key, start, start + _SCAN_PAGE - 1)
+            for raw in page:
+                ids.update(_message_run_ids(raw))
+            if len(page) < _SCAN_PAGE:
+                break
+            start += _SCAN_PAGE
+    return ids
+
+
+def _unacked_run_ids(client: Any, queue: str, max_age_s: float | None) -> set[int]:
+    # kombu files each delivered message under its delivery tag in the "unacked" hash and the
+    # time of delivery (the consumer's clock) as the tag's score in "unacked_index".
+    ids: set[int] = set()
+    delivered = {}
+    if max_age_s is not None:
+        delivered = dict(client.zrange(_REDIS_UNACKED_INDEX, 0, -1, withscores=True))
+    now = time.time()
+    for tag, raw in client.hgetall(_REDIS_UNACKED).items():
+        if max_age_s is not None and now - delivered.get(tag, 0.0) > max_age_s:
+            continue  # delivered long ago and never claimed: its consumer is gone
+        try:
+            message, exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        if queue in (exchange, routing_key):
+            ids.update(_message_run_ids(message))
     return ids
 
 

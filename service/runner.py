@@ -103,7 +103,7 @@ def execute_run(
                 return None
             run = repo.get_run(session, run_id)
             assert run is not None  # we just claimed it
-            checkpoint = repo.load_checkpoint(session, run_id)
+            checkpoint = repo.claimed_checkpoints(session, {run_id: attempt}).get(run_id)
             return attempt, dict(run.config), int(run.seed), int(run.retry_base), checkpoint
 
     claimed = with_retry(claim, seconds=retry_s, what=f"run {run_id}: claim")
@@ -181,7 +181,9 @@ class RunJob:
         Anything else (re-queued, claimed by a newer attempt): None, and we stop."""
         with session_scope(self.url, readonly=True) as session:
             state = leases.run_state(session, self.run_id)
-        if state is None or state[1] != self.attempt:
+        # Re-queued (its lease expired while this attempt stalled) keeps the attempt number
+        # until the next claim: taken over all the same.
+        if state is None or state[1] != self.attempt or state[0] in ("queued", "running"):
             log.warning(
                 "run %s: attempt %s was taken over (now %s, attempt %s); its writes were "
                 "rejected and it stops",

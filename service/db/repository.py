@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
@@ -40,6 +41,7 @@ from service.db.models import (
 from service.db.types import db_ago, db_now
 
 _runs: Table = Run.__table__  # type: ignore[assignment]
+log = logging.getLogger("bplab.runner")
 
 _SUMMARY_FIELDS = (
     "epochs_run",
@@ -414,6 +416,47 @@ def load_checkpoint(session: Session, run_id: int) -> tuple[int, bytes] | None:
     return row.epoch, row.data
 
 
+def claimed_checkpoints(
+    session: Session, attempts: Mapping[int, int]
+) -> dict[int, tuple[int, bytes]]:
+    """{run id: (epoch, state bytes)}: the checkpoints the just-claimed runs resume from
+    (``attempts``: {run id: the attempt that claimed it}).
+
+    A checkpoint whose bytes fail their sha256 check is deleted, in the claim's transaction,
+    and its run restarts from epoch 0, which ends in the same weights (a run's numbers follow
+    from its config and seed); the run's ``error`` and the log say so. Raising instead rolled
+    the claim back and left the run queued at the same attempt with no error, so that the
+    reconciler published it again and again, for ever (issue 24).
+    """
+    found: dict[int, tuple[int, bytes]] = {}
+    if not attempts:
+        return found
+    q = select(Checkpoint.run_id, Checkpoint.epoch, Checkpoint.data, Checkpoint.sha256)
+    for run_id, epoch, data, digest in session.execute(
+        q.where(Checkpoint.run_id.in_([int(r) for r in attempts]))
+    ):
+        try:
+            verify_sha256(data, digest, f"checkpoint at epoch {epoch}")
+        except BlobError as exc:
+            _discard_checkpoint(session, int(run_id), attempts[int(run_id)], str(exc))
+            continue
+        found[int(run_id)] = (int(epoch), bytes(data))
+    return found
+
+
+def _discard_checkpoint(session: Session, run_id: int, attempt: int, reason: str) -> None:
+    note = f"attempt {attempt}: {reason.split(';')[0]}; restarted from epoch 0"
+    log.warning(
+        "run %s: %s; the checkpoint is discarded and the run restarts from epoch 0",
+        run_id,
+        reason.split(";")[0],
+    )
+    conn = session.connection()
+    conn.execute(delete(Checkpoint.__table__).where(Checkpoint.run_id == run_id))
+    conn.execute(update(_runs).where(_runs.c.id == run_id).values(error=note))
+    _expire_run(session, run_id)
+
+
 # --- finishing -----------------------------------------------------------------------
 
 
@@ -466,10 +509,18 @@ def finish_runs(session: Session, items: Sequence[tuple[int, int, Mapping[str, A
             _runs.c.attempt == bindparam("b_attempt"),
             _runs.c.status == "running",
         )
-        .values(finished_at=db_now(), heartbeat_at=db_now(), **{k: bindparam(k) for k in keys})
+        .values(finished_at=db_now(), heartbeat_at=db_now(), **{k: _finish_value(k) for k in keys})
     )
     params = [{"b_id": r, "b_attempt": a, **{k: sm[k] for k in keys}} for r, a, sm in items]
     return session.connection().execute(stmt, params).rowcount == len(items)
+
+
+def _finish_value(key: str) -> Any:
+    # A note this attempt left in ``error`` (a discarded checkpoint) outlives a summary that
+    # has no error of its own.
+    if key == "error":
+        return func.coalesce(bindparam(key), _runs.c.error)
+    return bindparam(key)
 
 
 def fail_run(session: Session, run_id: int, attempt: int, error: str) -> None:
