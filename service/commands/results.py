@@ -344,13 +344,14 @@ def sql(settings: Settings, query: str, fmt: str) -> None:
     """Run one read-only SQL statement on the results database and print its rows.
 
     The database itself refuses writes (SQLite opened read-only; PostgreSQL in a READ ONLY
-    transaction). Tables: sweeps, runs, epoch_metrics, run_weights, checkpoints; views:
+    transaction, logged in as the SELECT-only role BPLAB_SQL_ROLE, default bplab_reader, or
+    as BPLAB_SQL_URL's user; never as a superuser). Tables: sweeps, runs, epoch_metrics, run_weights, checkpoints; views:
     run_summary, config_summary (see the README, "Querying results").
     """
     from service.sqlconsole import SQLRefused, run_readonly
 
     try:
-        result = run_readonly(settings.database_url, query)
+        result = run_readonly(settings.database_url, query, settings)
     except SQLRefused as exc:
         raise BadInput(f"sql: {exc}") from None
     if not result.columns:

@@ -168,7 +168,7 @@ def test_migration_creates_and_drops_the_views_and_check_ignores_them(empty_url)
         assert set(inspect(engine).get_view_names()) >= VIEWS
         migrate.check_engine(engine)  # autogenerate does not try to drop them
         with engine.begin() as conn:
-            command.downgrade(migrate.alembic_config(connection=conn), "-1")
+            command.downgrade(migrate.alembic_config(connection=conn), "0003")  # before the views
         insp = inspect(engine)
         assert not VIEWS & set(insp.get_view_names())
         assert "runs" in insp.get_table_names()
