@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
-
-from sqlalchemy.engine import make_url
+from urllib.parse import unquote_plus
 
 DEFAULT_DATABASE_URL = "sqlite:///bplab.db"
 DEFAULT_SQL_ROLE = "bplab_reader"
@@ -49,19 +49,37 @@ def get_settings() -> Settings:
 
 
 def mask_url(url: str | None) -> str:
-    """A URL safe to print or log: any password replaced by ***."""
+    """A URL safe to print or log: every credential it can carry replaced by ***.
+
+    That is the password of the userinfo (``user:secret@host``) and the value of every query
+    parameter that names a credential (``?password=``, ``sslpassword``, ``token``, ...):
+    PostgreSQL (libpq) and Redis both take a password from the query string, so masking only
+    the userinfo, as SQLAlchemy's ``hide_password`` does, printed such passwords in clear.
+    Works on any scheme (database and broker URLs alike) and leaves the rest as written.
+    """
     if not url:
         return ""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL (e.g. a broker URL with odd syntax)
-        return _mask_generic(url)
+    head, sep, fragment = url.partition("#")
+    head, qmark, query = head.partition("?")
+    scheme, colon_slashes, rest = head.partition("://")
+    if colon_slashes:
+        authority, slash, path = rest.partition("/")
+        creds, at, host = authority.rpartition("@")
+        if at:
+            user, colon, _password = creds.partition(":")
+            authority = f"{user}{':***' if colon else ''}@{host}"
+        head = f"{scheme}://{authority}{slash}{path}"
+    if qmark:
+        query = "&".join(_mask_parameter(item) for item in query.split("&"))
+    return f"{head}{qmark}{query}{sep}{fragment}"
 
 
-def _mask_generic(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user, colon, _password = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+# Query parameter names that carry a secret (matched anywhere in the lowercased name).
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|auth|credential")
+
+
+def _mask_parameter(item: str) -> str:
+    name, eq, value = item.partition("=")
+    if eq and value and _SECRET_PARAMETER.search(unquote_plus(name).lower()):
+        return f"{name}=***"
+    return item
