@@ -60,7 +60,8 @@ def xor_spec(path: Path, runs: int, epochs: int, name: str) -> Path:
 def submit_in_process(spec_path: Path, url: str, queue: str) -> dict:
     from service.db import repository as repo
     from service.db.session import session_scope
-    from service.grouping import SUBMIT_MIN_TASKS, group_run_ids, publish_groups
+    from service.dispatch import publish_groups
+    from service.grouping import SUBMIT_MIN_TASKS, group_run_ids
     from service.spec import load_spec
     from service.sweeps import create_sweep_from_spec
 

@@ -265,7 +265,8 @@ def submit(spec_path: Path, url: str, queue: str) -> tuple[int, int]:
     """What `bplab sweep submit` does, in this process: (sweep id, tasks published)."""
     from service.db import repository as repo
     from service.db.session import session_scope
-    from service.grouping import SUBMIT_MIN_TASKS, group_run_ids, publish_groups
+    from service.dispatch import publish_groups
+    from service.grouping import SUBMIT_MIN_TASKS, group_run_ids
     from service.spec import load_spec
     from service.sweeps import create_sweep_from_spec
 

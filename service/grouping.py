@@ -3,7 +3,7 @@
 ``shape_key`` is the one place that decides which runs may share a population: everything
 in a configuration except what ``engine.train_population`` lets members differ in.
 ``group_run_ids`` cuts a sweep's runs into groups of one shape (equal-sized, as many as
-keep every process busy), ``publish_groups`` sends them to Celery as tasks;
+keep every process busy), ``service.dispatch`` sends them to Celery as tasks;
 ``service.population.execute_runs`` trains a group.
 """
 
@@ -195,21 +195,6 @@ def group_run_ids(
     return group_runs(((r, *rows[r]) for r in ids if r in rows), size, min_groups, workers)
 
 
-def publish_groups(
-    groups: Sequence[Sequence[int]], broker_url: str, *, queue: str | None = None
-) -> int:
-    """Publish one task per group (``bplab.train_runs``; a group of one as ``bplab.train_run``,
-    the plain path); returns the number of runs published."""
-    from itertools import chain
-
-    from service.producer import publish, train_run_messages, train_runs_messages
-
-    singles = [g[0] for g in groups if len(g) == 1]
-    multi = [list(g) for g in groups if len(g) > 1]
-    publish(chain(train_run_messages(singles), train_runs_messages(multi)), broker_url, queue=queue)
-    return sum(len(g) for g in groups)
-
-
 __all__ = [
     "DEFAULT_POPULATION_SIZE",
     "MEMBER_KEYS",
@@ -218,6 +203,5 @@ __all__ = [
     "group_run_ids",
     "group_runs",
     "population_size",
-    "publish_groups",
     "shape_key",
 ]

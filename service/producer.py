@@ -131,18 +131,6 @@ def publish_runs(run_ids: Iterable[int], broker_url: str, *, queue: str | None =
     return publish(train_run_messages(run_ids), broker_url, queue=queue)
 
 
-def republish_queued(
-    session: Any, sweep_id: int, broker_url: str, *, queue: str | None = None
-) -> int:
-    """Publish again every run of the sweep that is still ``queued`` (after a failed publish).
-
-    A run that is published twice is trained once: the worker's claim only takes a queued run.
-    """
-    from service.db import repository as repo
-
-    return publish_runs(repo.run_ids(session, sweep_id, status="queued"), broker_url, queue=queue)
-
-
 def _batch(producer: Any, size: int) -> AbstractContextManager[Any]:
     """kombu's pipelined publish batch (kombu >= 5.6 on Redis), else plain one-by-one publishing."""
     batch = getattr(producer, "batch", None)

@@ -101,12 +101,12 @@ def reconcile(
             report.republished = sorted(to_publish)
             leases.mark_published(session, report.republished)
     if report.republished:
-        from service.producer import BrokerUnavailable, publish_runs
+        from service.dispatch import DispatchError, publish_stored
 
         assert broker_url is not None
         try:
-            publish_runs(report.republished, broker_url, queue=queue)
-        except BrokerUnavailable as exc:
+            publish_stored(url, report.republished, broker_url, queue=queue)
+        except DispatchError as exc:
             # Still queued in the database, with a fresh grace period: a later pass publishes
             # them once the broker is back (they will not be in its queue).
             report.broker_error = str(exc)

@@ -84,16 +84,13 @@ def retry(
     if not run_ids:
         return
     if backend == "celery":
-        from service.producer import BrokerUnavailable, publish_runs
+        from service.dispatch import DispatchError, publish_stored
 
         assert settings.broker_url is not None
         try:
-            publish_runs(run_ids, settings.broker_url)
-        except BrokerUnavailable as exc:
-            raise click.ClickException(
-                f"{exc}; the runs stay queued (the workers' reconciler or "
-                f"`bplab sweep republish {sweep_id}` publishes them)"
-            ) from None
+            publish_stored(settings.database_url, run_ids, settings.broker_url, sweep_id=sweep_id)
+        except DispatchError as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(f"published on {mask_url(settings.broker_url)}", err=True)
         return
     from service.commands.sweep import print_results

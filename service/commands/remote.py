@@ -20,7 +20,6 @@ from service.spec import DEFAULT_MAX_RUNS
 
 # Statuses a run does not leave by itself (retry and recover may re-queue it later).
 TERMINAL = ("succeeded", "diverged", "failed", "cancelled")
-BROKER_CHECK_TIMEOUT_S = 5.0
 
 
 @click.command("submit")
@@ -45,49 +44,25 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
 def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: bool) -> int:
     """What `sweep submit` does (and `sweep run` with a broker configured); the sweep id."""
     from service.commands.sweep import load_spec_or_exit
-    from service.grouping import SUBMIT_MIN_TASKS, group_run_ids, publish_groups
-    from service.producer import BrokerUnavailable, check_broker
-    from service.sweeps import create_sweep_from_spec
+    from service.dispatch import DispatchError
+    from service.dispatch import submit_spec as dispatch_spec
 
     broker_url = _require_broker(settings)
     spec = load_spec_or_exit(spec_path, max_runs)
     try:
-        check_broker(broker_url, timeout=BROKER_CHECK_TIMEOUT_S)
-    except BrokerUnavailable as exc:
-        raise click.ClickException(f"{exc}; nothing was written") from None
-
-    started = time.perf_counter()
-    try:
-        with session_scope(settings.database_url) as session:
-            sweep_id = create_sweep_from_spec(session, spec, backend="celery")
-            run_ids = repo.run_ids(session, sweep_id)
-            # same-shape runs travel together: one population task per group (issue 8)
-            groups = group_run_ids(session, run_ids, min_groups=SUBMIT_MIN_TASKS)
-    except Exception as exc:  # not migrated, unreachable, ...: rolled back, nothing published
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise click.ClickException(
-            f"cannot record the sweep in {mask_url(settings.database_url)}: {first}; "
-            "nothing was written or published"
-        ) from None
-    written = time.perf_counter()
-    if print_id:  # before publishing: whatever happens next, the sweep exists
-        click.echo(sweep_id)
-    try:
-        sent = publish_groups(groups, broker_url)
-    except BrokerUnavailable as exc:
-        raise click.ClickException(
-            f"sweep {sweep_id} is recorded with {len(run_ids)} queued run(s), but {exc}. "
-            f"The runs stay queued; publish them again with `bplab sweep republish {sweep_id}`."
-        ) from None
+        done = dispatch_spec(spec, settings.database_url, broker_url)
+    except DispatchError as exc:
+        raise click.ClickException(str(exc)) from None
+    if print_id:
+        click.echo(done.sweep_id)
     click.echo(
-        f"sweep {sweep_id}: {spec.name}: {sent} run(s) queued in {len(groups)} task(s) on "
-        f"{mask_url(broker_url)} "
-        f"(written in {written - started:.2f} s, "
-        f"published in {time.perf_counter() - written:.2f} s); "
-        f"follow it with `bplab sweep watch {sweep_id}`",
+        f"sweep {done.sweep_id}: {spec.name}: {done.runs} run(s) queued in {done.tasks} task(s) "
+        f"on {mask_url(broker_url)} "
+        f"(written in {done.write_s:.2f} s, published in {done.publish_s:.2f} s); "
+        f"follow it with `bplab sweep watch {done.sweep_id}`",
         err=True,
     )
-    return sweep_id
+    return done.sweep_id
 
 
 @click.command("republish")
@@ -98,15 +73,13 @@ def republish(settings: Settings, sweep_id: int) -> None:
 
     Safe to repeat: a run published twice is trained once.
     """
-    from service.producer import BrokerUnavailable, publish_runs
+    from service.dispatch import DispatchError, republish_sweep
 
     broker_url = _require_broker(settings)
     _require_sweep(settings, sweep_id)
-    with session_scope(settings.database_url, readonly=True) as session:
-        run_ids = repo.run_ids(session, sweep_id, status="queued")
     try:
-        sent = publish_runs(run_ids, broker_url)
-    except BrokerUnavailable as exc:
+        sent = republish_sweep(settings.database_url, sweep_id, broker_url)
+    except DispatchError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"sweep {sweep_id}: {sent} queued run(s) published again", err=True)
 

@@ -33,7 +33,8 @@ from service.datasets import training_data
 from service.db import migrate
 from service.db import repository as repo
 from service.db.session import make_engine, session_scope
-from service.grouping import group_run_ids, publish_groups
+from service.dispatch import publish_groups
+from service.grouping import group_run_ids
 from service.networks import network_from_config
 from service.producer import publish_runs
 from service.spec import load_spec

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner, Result
+from sqlalchemy import text
 
 from service.cli import cli
 from service.db import repository as repo
@@ -67,3 +68,31 @@ def test_unknown_sweeps_are_a_clear_error(db_url: str) -> None:
     for command in ("cancel", "retry", "recover"):
         out = bplab(db_url, "sweep", command, "999", expect=2)  # NotFound: a usage error
         assert "sweep 999 does not exist" in out.output
+
+
+def test_retried_runs_of_one_shape_travel_as_populations(db_url: str) -> None:
+    import uuid
+
+    import redis
+
+    from service.producer import run_ids_in_broker
+
+    run_ids = make_sweep(db_url, 24, backend="celery")
+    sweep = sweep_of(db_url, run_ids[0])
+    with session_scope(db_url) as session:
+        session.execute(text("UPDATE runs SET status = 'failed', error = 'boom'"))
+    queue = f"bplab_retry_{uuid.uuid4().hex[:10]}"
+    broker = "redis://127.0.0.1:6379/12"
+    env = {"BPLAB_DATABASE_URL": db_url, "BPLAB_BROKER_URL": broker, "BPLAB_QUEUE": queue}
+    result = CliRunner().invoke(cli, ["sweep", "retry", str(sweep)], env=env)
+    client = redis.Redis.from_url(broker)
+    try:
+        assert result.exit_code == 0, result.output
+        messages = [json.loads(m) for m in client.lrange(queue, 0, -1)]
+        assert run_ids_in_broker(broker, queue) == set(run_ids)
+    finally:
+        client.delete(queue)
+        client.close()
+    # 24 runs of one shape: 8 population tasks of 3 (at least 8 per shape, as at submission),
+    # where the retry used to publish 24 single-run tasks.
+    assert [m["headers"]["task"] for m in messages] == ["bplab.train_runs"] * 8
