@@ -114,8 +114,16 @@ def reader_url(database_url: URL, settings: Settings) -> URL:
             url = url.set(drivername="postgresql+psycopg")
         return url
     # libpq also reads user and password from the query string; they must not override.
-    return database_url.difference_update_query(["user", "password"]).set(
-        username=settings.sql_role, password=settings.sql_password
+    # (URL.set ignores None, which would keep the configured user's password: hence create.)
+    url = database_url.difference_update_query(["user", "password"])
+    return URL.create(
+        url.drivername,
+        username=settings.sql_role,
+        password=settings.sql_password,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        query=url.query,
     )
 
 

@@ -22,8 +22,9 @@ and holds no other role, so none of those functions or COPY to the server is ope
   migration made it. An existing role is used as it is (an administrator may have made it);
   `bplab sql` checks at every use that it is no superuser.
 - A migrating user that may not create roles (the normal case for an application role) gets
-  a warning and the migration goes on: then an administrator creates the role, and this
-  migration, or a grant by hand, gives it SELECT. Grants it may not make are warnings too.
+  a warning, naming the statements an administrator can run, and the migration goes on. A
+  role an administrator made beforehand is granted SELECT here (the migrating user owns the
+  tables). Grants it may not make are warnings too.
 - A later migration that adds a table or view must grant SELECT on it to the role as well.
 - Downgrade revokes this database's grants and keeps the role (other databases may use it):
   drop it with DROP ROLE once no database grants it anything.
@@ -86,9 +87,12 @@ def _create_role(conn: Connection, role: str, password: str | None) -> bool:
     if not may:
         log.warning(
             "bplab: the database user may not create roles, so `bplab sql`'s read-only role"
-            " %r was not created; create it as an administrator (CREATE ROLE %s LOGIN) and run"
-            " `bplab db upgrade` again, or set BPLAB_SQL_URL",
+            " %r was not created (bplab sql falls back to this user unless it is a"
+            " superuser). To create it, as an administrator: CREATE ROLE %s LOGIN NOINHERIT;"
+            " GRANT SELECT ON %s TO %s; or set BPLAB_SQL_URL",
             role,
+            role,
+            ", ".join(OBJECTS),
             role,
         )
         return False
