@@ -57,7 +57,12 @@ def test_passwords_come_from_the_environment() -> None:
     worker_env = resolved["services"]["worker"]["environment"]
     assert ":s3cret-pg@postgres:5432/" in worker_env["BPLAB_DATABASE_URL"]
     assert ":s3cret-redis@redis:6379/" in worker_env["BPLAB_BROKER_URL"]
-    assert resolved["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == "s3cret-pg"
+    postgres_env = resolved["services"]["postgres"]["environment"]
+    # POSTGRES_PASSWORD is the password of bplab's own role (docker/postgres-init); the image's
+    # superuser has another one, so that nothing bplab runs can log in as it (issue 24).
+    assert postgres_env["BPLAB_APP_PASSWORD"] == "s3cret-pg"
+    assert postgres_env["POSTGRES_USER"] != "bplab"
+    assert postgres_env["POSTGRES_PASSWORD"] != "s3cret-pg"
     assert "s3cret-redis" in resolved["services"]["redis"]["command"]
     # Without them, the documented development default.
     dev = interpolate(doc, NO_ENV)["services"]["worker"]["environment"]
