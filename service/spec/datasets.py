@@ -12,6 +12,7 @@ from pathlib import Path
 from engine import DATASETS
 
 from .errors import Invalid, show, unknown_name
+from .shapes import check_data_file, data_shape
 
 # name -> (smallest N, largest N) for the datasets written "name:N".
 SIZED = {
@@ -83,27 +84,11 @@ def check_dataset(value: object, base_dir: Path, field: str = "dataset") -> str:
         raise Invalid(
             field, f"file not found: {path} ({base}:PATH is relative to the spec's directory)"
         )
+    check_data_file(base, path, field)  # read it now: a bad cell is a spec error, not a run's
     return f"{base}:{path}"
 
 
-# Inputs per pattern of the generated datasets, without generating them (encoder:4096 is big).
-_WIDTH = {
-    "xor": lambda n: 2,
-    "negation": lambda n: 4,
-    "family_trees": lambda n: 36,
-    "digits": lambda n: 64,
-    "iris": lambda n: 4,
-    "parity": lambda n: n,
-    "symmetry": lambda n: n,
-    "encoder": lambda n: n,
-    "addition": lambda n: 2 * n,
-}
-
-
 def input_width(dataset: str) -> int | None:
-    """The number of inputs of a checked dataset name; None for files (known only when read)."""
-    base, _, arg = dataset.partition(":")
-    width = _WIDTH.get(base)
-    if width is None:
-        return None
-    return width(int(arg) if arg else 0)
+    """The number of inputs of a checked dataset name."""
+    shape = data_shape(dataset)
+    return shape.inputs if shape else None

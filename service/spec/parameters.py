@@ -77,14 +77,26 @@ def float_check(low: float, *, low_open: bool = False, high_open: float | None =
     return check
 
 
-def int_check(low: int) -> Checker:
+# Upper bounds, so that a typo (epochs: 1e12, hidden: 1e8, a seed of 1e23) is a spec error
+# and not a MemoryError or OverflowError minutes later. The run columns are 32-bit integers
+# on PostgreSQL, which bounds seeds and batch sizes; a million epochs of the smallest net
+# take minutes and store a million epoch rows per run; a layer of 100,000 units on the
+# 64-input digits set already needs 50 MB per weight matrix and copy.
+MAX_INT32 = 2**31 - 1
+MAX_EPOCHS = 1_000_000
+MAX_UNITS = 100_000
+
+
+def int_check(low: int, high: int | None = None) -> Checker:
+    requirement = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high:,}]"
+
     def check(value: Any, field: str) -> int:
         try:
             n = integer(value, field)
         except Invalid:
             n = None
-        if n is None or n < low:
-            raise Invalid(field, f"must be an integer >= {low}, got {show(value)}")
+        if n is None or n < low or (high is not None and n > high):
+            raise Invalid(field, f"must be {requirement}, got {show(value)}")
         return n
 
     return check
@@ -117,6 +129,9 @@ def boolean(value: Any, field: str) -> bool:
 
 
 positive_int = int_check(1)
+epoch_count = int_check(1, MAX_EPOCHS)
+layer_size = int_check(1, MAX_UNITS)
+seed_check = int_check(0, MAX_INT32)
 positive_float = float_check(0.0, low_open=True)
 unit_interval = float_check(0.0, high_open=1.0)  # [0, 1)
 
@@ -124,12 +139,12 @@ unit_interval = float_check(0.0, high_open=1.0)  # [0, 1)
 def hidden_check(value: Any, field: str) -> list[int]:
     """One architecture: an int (one hidden layer) or a list of layer sizes."""
     if isinstance(value, list):
-        return [positive_int(size, f"{field}[{i}]") for i, size in enumerate(value)]
+        return [layer_size(size, f"{field}[{i}]") for i, size in enumerate(value)]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Invalid(
             field, f"must be a layer size (int >= 1) or a list of sizes, got {show(value)}"
         )
-    return [positive_int(value, field)]
+    return [layer_size(value, field)]
 
 
 def batch_size_check(value: Any, field: str) -> str | int:
@@ -137,7 +152,7 @@ def batch_size_check(value: Any, field: str) -> str | int:
         return "full"
     if isinstance(value, str):
         raise Invalid(field, f"must be 'full' or an integer >= 1, got {show(value)}")
-    return positive_int(value, field)
+    return int_check(1, MAX_INT32)(value, field)
 
 
 def init_check(value: Any, field: str) -> float | str:
@@ -160,10 +175,10 @@ def group_sizes(value: Any, field: str) -> list[int]:
         raise Invalid(
             field, f"must be a non-empty list of group sizes (ints >= 1), got {show(value)}"
         )
-    return [positive_int(size, f"{field}[{i}]") for i, size in enumerate(value)]
+    return [layer_size(size, f"{field}[{i}]") for i, size in enumerate(value)]
 
 
-_PHASE_KEYS = {"until": positive_int, "learning_rate": positive_float, "momentum": unit_interval}
+_PHASE_KEYS = {"until": epoch_count, "learning_rate": positive_float, "momentum": unit_interval}
 
 
 def schedule_check(value: Any, field: str) -> list[dict[str, Any]]:
@@ -256,7 +271,7 @@ PARAMETERS: dict[str, Parameter] = {
             "[[4, 4]] fixes two layers of 4",
             hidden_check,
             "int",
-            positive_int,
+            layer_size,
         ),
         _param(
             "cost",
@@ -288,13 +303,13 @@ PARAMETERS: dict[str, Parameter] = {
             "patterns per weight update: full (the paper's sweep) or an int (1 = per pattern)",
             batch_size_check,
             "int",
-            positive_int,
+            int_check(1, MAX_INT32),
         ),
         _param(
             "epochs",
             1000,
-            "the most epochs (sweeps through the training set) to run; >= 1",
-            positive_int,
+            "the most epochs (sweeps through the training set) to run; 1 to 1,000,000",
+            epoch_count,
             "int",
         ),
         _param(
@@ -366,7 +381,7 @@ PARAMETERS: dict[str, Parameter] = {
             "log_every",
             1,
             "record every k-th epoch's metrics (the last epoch always); >= 1",
-            positive_int,
+            epoch_count,
             "int",
         ),
         _param(

@@ -10,9 +10,18 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from .combinations import check_combinations
 from .datasets import check_dataset, input_width
 from .errors import Invalid, SpecError, show, suggest, unknown_name
-from .parameters import ALIASES, PARAMETERS, Parameter, int_check, integer, positive_int
+from .parameters import (
+    ALIASES,
+    PARAMETERS,
+    Parameter,
+    int_check,
+    integer,
+    positive_int,
+    seed_check,
+)
 from .sweep import DISTRIBUTIONS, Axis, Distribution, SweepSpec, draw_configs, value_key
 
 DEFAULT_MAX_RUNS = 10_000
@@ -76,13 +85,13 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
                 "samples", "missing: a random sweep needs samples (how many configs to draw, >= 1)"
             )
         samples = positive_int(data["samples"], "samples")
-        sampler_seed = int_check(0)(data.get("sampler_seed", 0), "sampler_seed")
+        sampler_seed = seed_check(data.get("sampler_seed", 0), "sampler_seed")
     else:
         for key in ("samples", "sampler_seed"):
             if key in data:
                 raise Invalid(key, "only used with method: random (this sweep is a grid)")
 
-    seeds = _seeds(data.get("seeds", 1))
+    seeds = _seeds(data.get("seeds", 1), max_runs)
     raw = data.get("parameters")
     if raw is None:
         raw = {}
@@ -110,6 +119,7 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
         )
 
     _check_groups(axes, dataset)
+    check_combinations(axes, dataset)
 
     axes_t = tuple(axes.values())
     drawn = None
@@ -191,7 +201,7 @@ def _check_count(configs: int, seeds: int, max_runs: int, what: str) -> None:
         )
 
 
-def _seeds(value: Any) -> list[int]:
+def _seeds(value: Any, max_runs: int) -> list[int]:
     if isinstance(value, list):
         if not value:
             raise Invalid(
@@ -199,13 +209,14 @@ def _seeds(value: Any) -> list[int]:
             )
         seeds: list[int] = []
         for i, item in enumerate(value):
-            seed = int_check(0)(item, f"seeds[{i}]")
+            seed = seed_check(item, f"seeds[{i}]")
             if seed in seeds:
                 raise Invalid(f"seeds[{i}]", f"duplicate seed {seed}; seeds must be distinct")
             seeds.append(seed)
         return seeds
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return list(range(positive_int(value, "seeds")))
+        # bounded before the range is built: `seeds: 1e12` must not fill the memory first
+        return list(range(int_check(1, max_runs)(value, "seeds")))
     raise Invalid(
         "seeds",
         f"must be a count n >= 1 (seeds 0..n-1) or a list of distinct ints >= 0, got {show(value)}",

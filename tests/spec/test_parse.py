@@ -127,7 +127,8 @@ def test_json_spec_equals_yaml_spec(tmp_path: Path) -> None:
 def test_parse_spec_errors_use_the_source(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec({"dataset": "xor", "parameters": {"epochs": 0}}, source="api")
-    assert str(caught.value) == "api: parameters.epochs: must be an integer >= 1, got 0"
+    expected = "api: parameters.epochs: must be an integer in [1, 1,000,000], got 0"
+    assert str(caught.value) == expected
 
 
 def test_sized_datasets_are_canonical() -> None:
