@@ -4,7 +4,7 @@
 in a configuration except what ``engine.train_population`` lets members differ in.
 ``group_run_ids`` cuts a sweep's runs into groups of one shape (equal-sized, as many as
 keep every process busy), ``service.dispatch`` sends them to Celery as tasks;
-``service.population.execute_runs`` trains a group.
+``service.execution.execute_runs`` trains a group.
 """
 
 from __future__ import annotations

@@ -122,8 +122,7 @@ def _init_process(stop_event: object, url: str | None) -> None:
     # What every group needs, loaded while the parent is still preparing the work: the
     # modules, and the database engine (on SQLite its first use checks the schema).
     from service.db.session import get_engine
-    from service.population import execute_runs  # noqa: F401
-    from service.runner import execute_run  # noqa: F401
+    from service.execution import execute_runs  # noqa: F401
 
     # a database error here is met again by the first group, which reports it per run
     with contextlib.suppress(Exception):
@@ -149,14 +148,6 @@ def _ready() -> None:
 
 
 def _run_group(run_ids: list[int]) -> dict[int, str | None]:
-    if len(run_ids) == 1:
-        return {run_ids[0]: _run_one(run_ids[0])}
-    from service.population import execute_runs
+    from service.execution import execute_runs
 
     return execute_runs(run_ids, url=_url, should_stop=_stop_event.is_set)  # type: ignore[attr-defined]
-
-
-def _run_one(run_id: int) -> str | None:
-    from service.runner import execute_run
-
-    return execute_run(run_id, url=_url, should_stop=_stop_event.is_set)  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ BPLAB_DB_RETRY_SECONDS    how long a worker retries a database write that lost i
 BPLAB_REQUEUE_GRACE_SECONDS  a queued run with no message in the broker is re-published only
                           after waiting this long since it was last queued or published (60)
 BPLAB_RECONCILE_SECONDS   how often each worker runs the reconciler (default: lease / 4)
-BPLAB_CHECKPOINT_EVERY    epochs between checkpoints (500; service.runner)
+BPLAB_CHECKPOINT_EVERY    epochs between checkpoints (500; service.execution)
 BPLAB_CHECKPOINT_SECONDS  ... taken only once this much training time has passed since the
                           run's last checkpoint (10; 0 = every BPLAB_CHECKPOINT_EVERY epochs)
 """
@@ -71,7 +71,7 @@ def reconcile_seconds() -> float:
 def crash_run_ids() -> frozenset[int]:
     """FAULT INJECTION, for tests/faults only: run ids whose training process must die.
 
-    BPLAB_TEST_CRASH_RUN_IDS="3,7" makes service.runner end its process with os._exit(1)
+    BPLAB_TEST_CRASH_RUN_IDS="3,7" makes service.execution end its process with os._exit(1)
     right after claiming run 3 or 7, on every attempt: the "poison run" of the fault suite.
     Unset (the only sane production value), it does nothing.
     """

@@ -1,5 +1,5 @@
-"""The tasks a bplab worker runs. Thin on purpose: the logic is in service.runner, shared with the
-local pool, so a run behaves the same wherever it is trained.
+"""The tasks a bplab worker runs. Thin on purpose: the logic is in service.execution, shared
+with the local pool, so a run behaves the same wherever it is trained.
 
 Tasks take run ids, never run data, and re-read everything from the database: the claim there
 (only a ``queued`` run becomes ``running``) is what makes a duplicated delivery harmless.
@@ -12,9 +12,8 @@ from celery.utils.log import get_task_logger
 
 from service.celery_config import queue_name
 from service.config import get_settings
-from service.population import execute_runs
+from service.execution import default_worker_name, execute_run, execute_runs
 from service.producer import TRAIN_RUN, TRAIN_RUNS, BrokerUnavailable, publish_runs
-from service.runner import default_worker_name, execute_run
 from worker.app import app
 
 log = get_task_logger(__name__)
@@ -50,7 +49,7 @@ def train_run(*, run_id: int) -> str | None:
 @app.task(name=TRAIN_RUNS)
 def train_runs(*, run_ids: list[int]) -> dict[str, str | None]:
     """Train a group of runs as populations (same-shape runs at once), each claimed and
-    recorded on its own (service.population.execute_runs); runs handed back at the time
+    recorded on its own (service.execution.execute_runs); runs handed back at the time
     limit are published again, as in ``bplab.train_run``."""
     statuses = execute_runs(
         [int(r) for r in run_ids],

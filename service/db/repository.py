@@ -457,6 +457,32 @@ def _discard_checkpoint(session: Session, run_id: int, attempt: int, reason: str
     _expire_run(session, run_id)
 
 
+def claimed_runs(
+    session: Session, run_ids: Sequence[int]
+) -> dict[int, tuple[dict[str, Any], int, int]]:
+    """{run id: (config, seed, retry_base)}: what training needs of the runs just claimed."""
+    q = select(Run.id, Run.config, Run.seed, Run.retry_base).where(
+        Run.id.in_([int(r) for r in run_ids])
+    )
+    return {int(r.id): (dict(r.config), int(r.seed), int(r.retry_base)) for r in session.execute(q)}
+
+
+def upsert_by_run(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
+    """Insert or replace rows of a table keyed by run_id (checkpoints, weights), in one
+    statement (as ``_upsert`` does for one); ``created_at`` set by the database. Not fenced:
+    the caller holds the fence of every run in its transaction."""
+    rows = [r for r in rows if r]
+    if not rows:
+        return
+    table = model.__table__
+    stmt = dialect_insert(session)(table).values(rows)
+    replace = {k: stmt.excluded[k] for k in rows[0] if k != "run_id"}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id"], set_={**replace, "created_at": db_now()}
+    )
+    session.connection().execute(stmt)
+
+
 # --- finishing -----------------------------------------------------------------------
 
 

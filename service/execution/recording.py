@@ -1,18 +1,14 @@
-"""Buffer a run's per-epoch metrics and write them in fenced batches, never one commit per epoch."""
+"""A run's per-epoch rows, buffered and written in fenced batches (never one commit per epoch),
+and its summary. The group executor (service.execution.group) decides when a batch goes."""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from typing import Any
 
-from engine import StopTraining
 from service import reliability
 from service.db import leases
 from service.db import repository as repo
-from service.db.retry import with_retry
-from service.db.session import session_scope
 
 # A batch is written when it holds this many rows or when the heartbeat is due (see
 # reliability.heartbeat_seconds: at most 1 s, at least four per lease). Every write renews the
@@ -25,12 +21,11 @@ METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "max_error")
 
 
 class EpochRecorder:
-    """Collects the epochs a run records (every ``log_every``-th and the last) and writes them.
+    """The epochs a run records (every ``log_every``-th and the last), until they are written.
 
-    Every write goes through the repository's fencing, so a worker whose attempt is no longer the
-    current one has its writes refused (``StaleAttempt``, raised out of the engine's callback and
-    so out of training) instead of mixing into a newer attempt. Writes that lose the database
-    connection are retried for ``BPLAB_DB_RETRY_SECONDS``, the rows kept until they land.
+    Every write goes through the repository's fencing, so a worker whose attempt is no longer
+    the current one has its writes refused (``StaleAttempt``) instead of mixing into a newer
+    attempt; rows stay buffered until the transaction that wrote them committed.
     """
 
     def __init__(
@@ -38,45 +33,19 @@ class EpochRecorder:
         run_id: int,
         attempt: int,
         *,
-        log_every: int = 1,
-        url: str | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        heartbeat_s: float | None = None,
         best_loss: float = math.inf,
     ) -> None:
         self.run_id = run_id
         self.attempt = attempt
-        self.log_every = max(1, int(log_every))
-        self.url = url
-        self.should_stop = should_stop
-        self._clock = clock
-        self.heartbeat_s = reliability.heartbeat_seconds() if heartbeat_s is None else heartbeat_s
-        self.retry_s = reliability.db_retry_seconds()
         # A write transaction stuck open (its process stopped) is ended after half a lease.
         self.idle_s = reliability.lease_seconds() / 2
         self._rows: list[dict[str, Any]] = []
-        self._last_flush = clock()
         self.last_epoch: int | None = None
         self.last_metrics: dict[str, Any] | None = None
         self._last_recorded: int | None = None
         # The lowest finite loss so far (from the checkpoint's, when resumed): a cancelled run's
         # summary needs it, and the engine's History never comes back when training is cut off.
         self.best_loss = best_loss
-
-    def on_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
-        """The engine's callback: keep the row if it is due, flush when the batch is full or old."""
-        self.last_epoch = epoch
-        self.last_metrics = metrics
-        loss = metrics.get("loss")
-        if loss is not None and math.isfinite(loss) and loss < self.best_loss:
-            self.best_loss = float(loss)
-        if epoch % self.log_every == 0:
-            self.append(epoch, metrics)
-        if len(self._rows) >= FLUSH_ROWS or self._clock() - self._last_flush >= self.heartbeat_s:
-            self.flush()
-        if self.should_stop is not None and self.should_stop():
-            raise StopTraining()
 
     def add_last_epoch(self) -> None:
         """The last epoch is always recorded, whatever log_every says."""
@@ -100,28 +69,9 @@ class EpochRecorder:
 
     def written(self) -> None:
         self._rows = []
-        self._last_flush = self._clock()
-
-    def flush(self, session: Any = None) -> None:
-        """Write the buffered rows and renew the lease: in ``session`` if given (the caller
-        commits, retries, and calls ``written()``), else in a transaction of its own, retried."""
-        if session is not None:
-            self.write(session)
-            return
-
-        def transaction() -> None:
-            with session_scope(self.url) as s:
-                if self._rows:
-                    self.write(s)
-                else:
-                    leases.bound_idle_transaction(s, self.idle_s)
-                    repo.heartbeat(s, self.run_id, self.attempt)
-
-        with_retry(transaction, seconds=self.retry_s, what=f"run {self.run_id}: recording")
-        self.written()
 
     def append(self, epoch: int, metrics: dict[str, Any]) -> None:
-        """Buffer one epoch's row (the engine's callback does this for the epochs that are due)."""
+        """Buffer one epoch's row (the executor does this for the epochs that are due)."""
         row: dict[str, Any] = {"epoch": int(epoch)}
         for key in METRIC_KEYS:
             value = metrics.get(key)

@@ -7,9 +7,8 @@ import pytest
 
 from service.db import repository as repo
 from service.db.session import session_scope
+from service.execution import execute_run, execute_runs
 from service.grouping import group_run_ids, group_runs, shape_key
-from service.population import execute_runs
-from service.runner import execute_run
 from service.spec import parse_spec
 
 
@@ -157,7 +156,7 @@ def test_a_run_taken_over_stops_alone_the_others_finish(db_url):
                 assert repo.claim_run(s, victim, "newer") == attempt + 1
         return False
 
-    import service.population as population
+    import service.execution.group as population
 
     monkey_hb = population.reliability.heartbeat_seconds
     population.reliability.heartbeat_seconds = lambda: 0.0  # flush every epoch
@@ -331,7 +330,7 @@ def test_cancelling_the_sweep_stops_its_runs_with_their_curve_so_far(db_url):
                 assert leases.cancel_runs(s, sweep_id)["running"] == len(ids)
         return False
 
-    import service.population as population
+    import service.execution.group as population
 
     hb = population.reliability.heartbeat_seconds
     population.reliability.heartbeat_seconds = lambda: 0.0  # a write, so a fence, every epoch

@@ -1,5 +1,6 @@
-"""service.runner under faults, in-process: resume bit-identical, cancel, time-limit release,
-database outages retried (through a real TCP proxy that cuts PostgreSQL off)."""
+"""The executor (service.execution) on single runs under faults, in-process: resume
+bit-identical, cancel, time-limit release, database outages retried (through a real TCP proxy
+that cuts PostgreSQL off)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from sqlalchemy.exc import OperationalError
 from service.db import leases
 from service.db import repository as repo
 from service.db.session import dispose_engines, session_scope
-from service.recording import EpochRecorder
-from service.runner import execute_run
+from service.execution import execute_run
+from service.execution.group import Population
 from tests.faults.harness import TcpProxy, due_epochs, reference
 from tests.reliability.helpers import make_sweep, state, sweep_of
 
@@ -79,7 +80,14 @@ def test_periodic_checkpoints_wait_for_enough_training_time(
         saved.append(epoch)
         return save(session, rid, attempt, epoch, data)
 
+    def spy_many(session, model, rows):  # noqa: ANN001, ANN202 - the executor's batch write
+        if model is repo.Checkpoint:
+            saved.extend(r["epoch"] for r in rows if r)
+        return upsert(session, model, rows)
+
+    upsert = repo.upsert_by_run
     monkeypatch.setattr(repo, "save_checkpoint", spy)
+    monkeypatch.setattr(repo, "upsert_by_run", spy_many)
     assert execute_run(run_id, url=db_url, should_stop=stop_after(450)) == "queued"
     assert saved == [*periodic, 450]  # the periodic ones, then the handed-back state
 
@@ -132,14 +140,15 @@ def test_a_time_limit_releases_the_run_until_its_attempts_are_used(
     (run_id,) = make_sweep(db_url, 1, epochs=10_000)
     # Raised from the epoch callback at a fixed epoch, not from a timer signal: a signal can land
     # inside a finaliser, where Python ignores the exception, and the test would train on.
-    on_epoch = EpochRecorder.on_epoch
+    on_epochs = Population._on_epochs
 
-    def time_limit_at_2500(self: EpochRecorder, epoch: int, metrics: dict) -> None:
-        on_epoch(self, epoch, metrics)
-        if epoch == 2500:
+    def time_limit_at_2500(self: Population, members, epochs, metrics):  # noqa: ANN001, ANN202
+        stop = on_epochs(self, members, epochs, metrics)
+        if epochs[0] == 2500:
             raise FakeTimeLimit("soft time limit")
+        return stop
 
-    monkeypatch.setattr(EpochRecorder, "on_epoch", time_limit_at_2500)
+    monkeypatch.setattr(Population, "_on_epochs", time_limit_at_2500)
     assert execute_run(run_id, url=db_url, release_on=(FakeTimeLimit,)) == "queued"
     s = state(db_url, run_id)
     assert (s["status"], s["attempt"], s["checkpoints"]) == ("queued", 1, 1)
@@ -161,22 +170,35 @@ def proxied_pg(db_url: str):  # noqa: ANN201
         proxy.close()
 
 
+def cut_at_epoch(proxy: TcpProxy, epoch: int, restore_after: float | None):  # noqa: ANN201
+    """A should_stop callback that cuts PostgreSQL off at the given epoch (and restores it
+    ``restore_after`` seconds later, if given); it never asks the run to stop."""
+    calls = iter(range(1, 10**9))
+
+    def should_stop() -> bool:
+        if next(calls) == epoch:
+            proxy.cut()
+            if restore_after is not None:
+                threading.Timer(restore_after, proxy.restore).start()
+        return False
+
+    return should_stop
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_recording_rides_out_a_short_database_outage(proxied_pg, db_url: str, monkeypatch) -> None:
     proxy, proxied = proxied_pg
     monkeypatch.setenv("BPLAB_DB_RETRY_SECONDS", "20")
-    (run_id,) = make_sweep(db_url, 1)
-    with session_scope(proxied) as session:
-        attempt = repo.claim_run(session, run_id, "w:1")
-    recorder = EpochRecorder(run_id, attempt, url=proxied, heartbeat_s=3600)
-    recorder.on_epoch(1, {"loss": 0.5, "accuracy": 0.5, "max_error": 0.9})
-    proxy.cut()
-    threading.Timer(2.0, proxy.restore).start()
+    (run_id,) = make_sweep(db_url, 1, epochs=3003, log_every=1)
     started = time.monotonic()
-    recorder.flush()  # retried until the line is back
+    # cut mid-training for 2 s: the next write (a heartbeat flush or the final one) is
+    # retried until the line is back, and nothing is lost or doubled
+    status = execute_run(run_id, url=proxied, should_stop=cut_at_epoch(proxy, 500, 2.0))
+    assert status == "succeeded"
     assert time.monotonic() - started >= 1.5
-    assert state(db_url, run_id)["rows"] == 1
+    assert state(db_url, run_id)["rows"] == 3003
+    assert_clean(db_url, run_id)
 
 
 @pytest.mark.postgres
@@ -184,15 +206,9 @@ def test_recording_rides_out_a_short_database_outage(proxied_pg, db_url: str, mo
 def test_a_long_outage_gives_up_after_the_retry_window(proxied_pg, db_url, monkeypatch) -> None:
     proxy, proxied = proxied_pg
     monkeypatch.setenv("BPLAB_DB_RETRY_SECONDS", "1.5")
-    (run_id,) = make_sweep(db_url, 1)
-    with session_scope(proxied) as session:
-        attempt = repo.claim_run(session, run_id, "w:1")
-    recorder = EpochRecorder(run_id, attempt, url=proxied, heartbeat_s=3600)
-    recorder.on_epoch(1, {"loss": 0.5, "accuracy": 0.5, "max_error": 0.9})
-    proxy.cut()
+    (run_id,) = make_sweep(db_url, 1, epochs=3003, log_every=1)
     started = time.monotonic()
     with pytest.raises(OperationalError):
-        recorder.flush()
+        execute_run(run_id, url=proxied, should_stop=cut_at_epoch(proxy, 500, None))
     assert 1.0 <= time.monotonic() - started < 10
-    assert recorder.pending_rows(), "the rows are kept for a later write"
     assert state(db_url, run_id)["status"] == "running"  # left to the reconciler

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from service.db.session import session_scope
-from service.runner import execute_run
+from service.execution import execute_run
 from service.spec import parse_spec
 from service.sweeps import create_sweep_from_spec
 from tests.cli.conftest import Bplab
