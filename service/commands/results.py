@@ -345,8 +345,9 @@ def sql(settings: Settings, query: str, fmt: str) -> None:
 
     The database itself refuses writes (SQLite opened read-only; PostgreSQL in a READ ONLY
     transaction, logged in as the SELECT-only role BPLAB_SQL_ROLE, default bplab_reader, or
-    as BPLAB_SQL_URL's user; never as a superuser). Tables: sweeps, runs, epoch_metrics, run_weights, checkpoints; views:
-    run_summary, config_summary (see the README, "Querying results").
+    as BPLAB_SQL_URL's user; never as a superuser). Tables: sweeps, runs, epoch_metrics,
+    run_weights, checkpoints; views: run_summary, config_summary (see the README, "Querying
+    results").
     """
     from service.sqlconsole import SQLRefused, run_readonly
 
