@@ -1,14 +1,9 @@
 """Every read and write of the results database, as plain functions taking a Session.
 
-The caller owns the transaction (``with session_scope() as s``); nothing here commits.
-
-Fencing: a run being trained is owned by one attempt (runs.attempt, incremented by every
-claim). Each write on behalf of a running run takes (run_id, attempt) and first performs
-``UPDATE runs SET heartbeat_at = <database time> WHERE id = :id AND attempt = :attempt AND
-status = 'running'``; no matching row means a newer attempt (or a cancel, or a requeue)
-took the run over, and StaleAttempt is raised before anything is written. On PostgreSQL
-that UPDATE also locks the row until commit, so a concurrent re-claim waits for the
-batch to land or roll back rather than interleaving with it.
+The caller owns the transaction (``with session_scope() as s``); nothing here commits. This
+module holds sweeps, runs and configurations; a run's attempts (claim, fence, finish, requeue)
+are in service.db.attempts and what an attempt stores (epoch rows, checkpoints, weights) in
+service.db.artifacts, both re-exported here so that callers use one name, ``repo``.
 """
 
 from __future__ import annotations
@@ -19,56 +14,47 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
+# Re-exported: the rest of bplab reaches the database through one name, ``repo``.
+from service.db.artifacts import (
+    NotFound,
+    claimed_checkpoints,
+    claimed_runs,
+    dialect_insert,
+    epoch_rows,
+    load_checkpoint,
+    load_weights,
+    record_epochs,
+    save_checkpoint,
+    save_weights,
+    upsert_by_run,
+)
+from service.db.attempts import (
+    _SUMMARY_FIELDS,
+    StaleAttempt,
+    claim_run,
+    claim_runs,
+    fail_run,
+    finish_run,
+    finish_runs,
+    heartbeat,
+    release_run,
+    requeue_runs,
+    requeue_stale_runs,
+    requeue_values,
+)
 from service.db.blobs import BlobError as BlobError  # re-exported: callers catch repo.BlobError
-from service.db.blobs import pack_arrays, sha256_hex, unpack_arrays, verify_sha256
 from service.db.bulk import EPOCH_FIELDS as EPOCH_FIELDS  # re-exported
-from service.db.bulk import insert_epoch_rows_fenced
 from service.db.models import (
     RUN_STATUSES,
-    TERMINAL_STATUSES,
-    Checkpoint,
-    EpochMetric,
     Run,
-    RunWeights,
     Sweep,
 )
-from service.db.types import db_ago, db_now
 
 _runs: Table = Run.__table__  # type: ignore[assignment]
 log = logging.getLogger("bplab.runner")
-
-_SUMMARY_FIELDS = (
-    "epochs_run",
-    "final_loss",
-    "best_loss",
-    "accuracy",
-    "val_loss",
-    "solved_epoch",
-    "wall_time_s",
-)
-
-
-class StaleAttempt(RuntimeError):
-    """A write for an attempt that no longer owns its run; nothing was written."""
-
-    def __init__(self, run_id: int, attempt: int) -> None:
-        super().__init__(
-            f"run {run_id}: attempt {attempt} is no longer the running attempt"
-            " (re-claimed, cancelled or requeued); its write was rejected"
-        )
-        self.run_id = run_id
-        self.attempt = attempt
-
-
-class NotFound(LookupError):
-    """The requested row does not exist."""
-
 
 # --- configurations -----------------------------------------------------------------
 
@@ -269,359 +255,39 @@ def run_ids(session: Session, sweep_id: int, status: str | None = None) -> list[
     return list(session.scalars(q))
 
 
-# --- claiming and fencing ------------------------------------------------------------
-
-
-def _expire_run(session: Session, run_id: int) -> None:
-    # Writes go through Core for speed; a Run this session already loaded must not keep
-    # showing the old status/attempt.
-    obj = session.identity_map.get(identity_key(Run, run_id))
-    if obj is not None:
-        session.expire(obj)
-
-
-def claim_run(session: Session, run_id: int, worker: str) -> int | None:
-    """Take a queued run (queued -> running, attempt + 1); the new attempt, or None.
-
-    None means the run is not queued (another worker has it, or it is finished or
-    cancelled): a second delivery of the same task must then do nothing.
-    """
-    attempt = claim_runs(session, [run_id], worker).get(run_id)
-    _expire_run(session, run_id)
-    return attempt
-
-
-def claim_runs(session: Session, run_ids: Sequence[int], worker: str) -> dict[int, int]:
-    """``claim_run`` for many runs in one statement (a population task): each queued run
-    among them goes to running with its own attempt + 1, the others are left alone;
-    returns {run_id: new attempt} for the runs claimed."""
-    if not run_ids:
-        return {}
-    stmt = (
-        update(_runs)
-        .where(_runs.c.id.in_([int(r) for r in run_ids]), _runs.c.status == "queued")
-        .values(
-            status="running",
-            attempt=_runs.c.attempt + 1,
-            worker=worker,
-            started_at=db_now(),
-            heartbeat_at=db_now(),
-            finished_at=None,
-        )
-        .returning(_runs.c.id, _runs.c.attempt)
-    )
-    return {int(r): int(a) for r, a in session.connection().execute(stmt)}
-
-
-def _fenced_update(session: Session, run_id: int, attempt: int, **values: Any) -> None:
-    stmt = (
-        update(_runs)
-        .where(_runs.c.id == run_id, _runs.c.attempt == attempt, _runs.c.status == "running")
-        .values({"heartbeat_at": db_now(), **values})
-    )
-    if session.connection().execute(stmt).rowcount != 1:
-        raise StaleAttempt(run_id, attempt)
-
-
-def heartbeat(session: Session, run_id: int, attempt: int) -> None:
-    """Renew the lease of a running attempt (database time); StaleAttempt if it lost it."""
-    _fenced_update(session, run_id, attempt)
-
-
-# --- recording -----------------------------------------------------------------------
-
-
-def dialect_insert(session: Session) -> Any:
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
-        return sqlite.insert
-    if name == "postgresql":
-        return postgresql.insert
-    raise NotImplementedError(f"bplab supports SQLite and PostgreSQL, not {name}")
-
-
-def record_epochs(
-    session: Session, run_id: int, attempt: int, rows: Sequence[Mapping[str, Any]]
-) -> None:
-    """Write a batch of epoch rows for a running attempt; existing (run, epoch) kept.
-
-    Each row: {"epoch": int, "loss", "accuracy", "val_loss", "val_accuracy", "max_error"}
-    (missing metrics are NULL). The fence doubles as the heartbeat. The rows go in as one
-    INSERT ... ON CONFLICT DO NOTHING for the whole batch (service.db.bulk), so replaying a
-    batch after a crash or a resume from checkpoint never duplicates an epoch.
-    """
-    # One statement on PostgreSQL (fence and rows together; COPY for large batches): the
-    # recording cost per epoch row is what sweeps of thousands of runs pay.
-    if not insert_epoch_rows_fenced(session.connection(), run_id, attempt, rows):
-        raise StaleAttempt(run_id, attempt)
-
-
-def epoch_rows(session: Session, run_id: int) -> list[EpochMetric]:
-    """A run's recorded epochs in order."""
-    q = select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch)
-    return list(session.scalars(q))
-
-
-def _upsert(session: Session, model: type[Any], values: dict[str, Any]) -> None:
-    table: Table = model.__table__
-    stmt = dialect_insert(session)(table).values(**values)
-    replace = {k: stmt.excluded[k] for k in values if k != "run_id"}
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id"], set_={**replace, "created_at": db_now()}
-    )
-    session.connection().execute(stmt)
-
-
-def save_weights(session: Session, run_id: int, attempt: int, arrays: Sequence[np.ndarray]) -> None:
-    """Store a running attempt's final weights (replacing any earlier attempt's)."""
-    data, shapes, dtype, digest = pack_arrays(arrays)
-    _fenced_update(session, run_id, attempt)
-    _upsert(
-        session,
-        RunWeights,
-        {"run_id": run_id, "data": data, "shapes": shapes, "dtype": dtype, "sha256": digest},
-    )
-
-
-def load_weights(session: Session, run_id: int) -> list[np.ndarray]:
-    """A run's final weights, sha256-checked and loaded without pickle (else BlobError)."""
-    row = session.get(RunWeights, run_id)
-    if row is None:
-        raise NotFound(f"run {run_id} has no stored weights")
-    return unpack_arrays(row.data, row.shapes, row.sha256, what=f"run {run_id} weights")
-
-
-def save_checkpoint(session: Session, run_id: int, attempt: int, epoch: int, data: bytes) -> None:
-    """Replace the run's checkpoint with the training state after epoch (opaque bytes)."""
-    _fenced_update(session, run_id, attempt)
-    _upsert(
-        session,
-        Checkpoint,
-        {
-            "run_id": run_id,
-            "attempt": attempt,
-            "epoch": int(epoch),
-            "data": bytes(data),
-            "sha256": sha256_hex(data),
-        },
-    )
-
-
-def load_checkpoint(session: Session, run_id: int) -> tuple[int, bytes] | None:
-    """(epoch, state bytes) of the run's latest checkpoint, sha256-checked; None if none."""
-    row = session.get(Checkpoint, run_id)
-    if row is None:
-        return None
-    verify_sha256(row.data, row.sha256, f"run {run_id} checkpoint")
-    return row.epoch, row.data
-
-
-def claimed_checkpoints(
-    session: Session, attempts: Mapping[int, int]
-) -> dict[int, tuple[int, bytes]]:
-    """{run id: (epoch, state bytes)}: the checkpoints the just-claimed runs resume from
-    (``attempts``: {run id: the attempt that claimed it}).
-
-    A checkpoint whose bytes fail their sha256 check is deleted, in the claim's transaction,
-    and its run restarts from epoch 0, which ends in the same weights (a run's numbers follow
-    from its config and seed); the run's ``error`` and the log say so. Raising instead rolled
-    the claim back and left the run queued at the same attempt with no error, so that the
-    reconciler published it again and again, for ever (issue 24).
-    """
-    found: dict[int, tuple[int, bytes]] = {}
-    if not attempts:
-        return found
-    q = select(Checkpoint.run_id, Checkpoint.epoch, Checkpoint.data, Checkpoint.sha256)
-    for run_id, epoch, data, digest in session.execute(
-        q.where(Checkpoint.run_id.in_([int(r) for r in attempts]))
-    ):
-        try:
-            verify_sha256(data, digest, f"checkpoint at epoch {epoch}")
-        except BlobError as exc:
-            _discard_checkpoint(session, int(run_id), attempts[int(run_id)], str(exc))
-            continue
-        found[int(run_id)] = (int(epoch), bytes(data))
-    return found
-
-
-def _discard_checkpoint(session: Session, run_id: int, attempt: int, reason: str) -> None:
-    note = f"attempt {attempt}: {reason.split(';')[0]}; restarted from epoch 0"
-    log.warning(
-        "run %s: %s; the checkpoint is discarded and the run restarts from epoch 0",
-        run_id,
-        reason.split(";")[0],
-    )
-    conn = session.connection()
-    conn.execute(delete(Checkpoint.__table__).where(Checkpoint.run_id == run_id))
-    conn.execute(update(_runs).where(_runs.c.id == run_id).values(error=note))
-    _expire_run(session, run_id)
-
-
-def claimed_runs(
-    session: Session, run_ids: Sequence[int]
-) -> dict[int, tuple[dict[str, Any], int, int]]:
-    """{run id: (config, seed, retry_base)}: what training needs of the runs just claimed."""
-    q = select(Run.id, Run.config, Run.seed, Run.retry_base).where(
-        Run.id.in_([int(r) for r in run_ids])
-    )
-    return {int(r.id): (dict(r.config), int(r.seed), int(r.retry_base)) for r in session.execute(q)}
-
-
-def upsert_by_run(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
-    """Insert or replace rows of a table keyed by run_id (checkpoints, weights), in one
-    statement (as ``_upsert`` does for one); ``created_at`` set by the database. Not fenced:
-    the caller holds the fence of every run in its transaction."""
-    rows = [r for r in rows if r]
-    if not rows:
-        return
-    table = model.__table__
-    stmt = dialect_insert(session)(table).values(rows)
-    replace = {k: stmt.excluded[k] for k in rows[0] if k != "run_id"}
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["run_id"], set_={**replace, "created_at": db_now()}
-    )
-    session.connection().execute(stmt)
-
-
-# --- finishing -----------------------------------------------------------------------
-
-
-def finish_run(
-    session: Session,
-    run_id: int,
-    attempt: int,
-    *,
-    status: str,
-    epochs_run: int | None = None,
-    final_loss: float | None = None,
-    best_loss: float | None = None,
-    accuracy: float | None = None,
-    val_loss: float | None = None,
-    solved_epoch: int | None = None,
-    wall_time_s: float | None = None,
-    error: str | None = None,
-) -> None:
-    """End a running attempt with a terminal status and its summary (fenced)."""
-    summary = {
-        "status": status,
-        "epochs_run": epochs_run,
-        "final_loss": final_loss,
-        "best_loss": best_loss,
-        "accuracy": accuracy,
-        "val_loss": val_loss,
-        "solved_epoch": solved_epoch,
-        "wall_time_s": wall_time_s,
-        "error": error,
-    }
-    if not finish_runs(session, [(run_id, attempt, summary)]):
-        raise StaleAttempt(run_id, attempt)
-    _expire_run(session, run_id)
-
-
-def finish_runs(session: Session, items: Sequence[tuple[int, int, Mapping[str, Any]]]) -> bool:
-    """``finish_run`` for many runs in one executemany (a population task): items are
-    (run_id, attempt, summary) with the same summary keys (status and summary columns).
-    True when every run was still its attempt's running run; False (trust none) otherwise."""
-    if not items:
-        return True
-    keys = list(items[0][2])
-    for _run_id, _attempt, summary in items:
-        if summary.get("status") not in TERMINAL_STATUSES:
-            raise ValueError(f"finish status must be one of {', '.join(TERMINAL_STATUSES)}")
-    stmt = (
-        update(_runs)
-        .where(
-            _runs.c.id == bindparam("b_id"),
-            _runs.c.attempt == bindparam("b_attempt"),
-            _runs.c.status == "running",
-        )
-        .values(finished_at=db_now(), heartbeat_at=db_now(), **{k: _finish_value(k) for k in keys})
-    )
-    params = [{"b_id": r, "b_attempt": a, **{k: sm[k] for k in keys}} for r, a, sm in items]
-    return session.connection().execute(stmt, params).rowcount == len(items)
-
-
-def _finish_value(key: str) -> Any:
-    # A note this attempt left in ``error`` (a discarded checkpoint) outlives a summary that
-    # has no error of its own.
-    if key == "error":
-        return func.coalesce(bindparam(key), _runs.c.error)
-    return bindparam(key)
-
-
-def fail_run(session: Session, run_id: int, attempt: int, error: str) -> None:
-    """End a running attempt as failed with the error text (fenced)."""
-    _fenced_update(session, run_id, attempt, status="failed", finished_at=db_now(), error=error)
-    _expire_run(session, run_id)
-
-
-def requeue_values(*, fresh: bool = False) -> dict[str, Any]:
-    """The column values that put a run back in the queue (the attempt counter is kept, so a
-    late write of an earlier attempt stays fenced off). ``fresh``: also forget the summary and
-    the error, for a run that will train again from epoch 0."""
-    values: dict[str, Any] = {
-        "status": "queued",
-        "worker": None,
-        "started_at": None,
-        "heartbeat_at": None,
-        "queued_at": db_now(),
-    }
-    if fresh:
-        values.update(finished_at=None, error=None, **dict.fromkeys(_SUMMARY_FIELDS))
-    return values
-
-
-def requeue_runs(session: Session, sweep_id: int, statuses: Iterable[str] = ("running",)) -> int:
-    """Put a sweep's runs in the given statuses back to queued; how many were.
-
-    The default serves `sweep resume` of a local sweep whose process died (Ctrl-C, crash):
-    its runs left 'running' belong to nobody. The attempt counter is kept, so the next
-    claim gets a new attempt and any write of the old one is fenced off. Summaries and
-    errors are cleared; epoch rows, weights and checkpoints stay (a resumed run continues
-    from its checkpoint, and re-recorded epochs are ignored as duplicates).
-    """
-    statuses = list(statuses)
-    bad = sorted(set(statuses) - set(RUN_STATUSES))
-    if bad:
-        raise ValueError(f"unknown status {bad[0]!r}; valid: {', '.join(RUN_STATUSES)}")
-    stmt = (
-        update(_runs)
-        .where(_runs.c.sweep_id == sweep_id, _runs.c.status.in_(statuses))
-        .values(requeue_values(fresh=True))
-    )
-    n = session.connection().execute(stmt).rowcount
-    session.expire_all()
-    return n
-
-
-def release_run(session: Session, run_id: int, attempt: int) -> None:
-    """Hand a running attempt's run back to the queue (it was stopped, e.g. by Ctrl-C).
-
-    Fenced. The attempt counter stays; the checkpoint and epoch rows stay, so the next
-    claim resumes where this attempt's last checkpoint left off.
-    """
-    _fenced_update(session, run_id, attempt, **requeue_values())
-    _expire_run(session, run_id)
-
-
-def requeue_stale_runs(
-    session: Session, sweep_id: int | None = None, *, older_than_s: float
-) -> int:
-    """Re-queue running runs whose lease expired; how many were.
-
-    A run's lease is its heartbeat: a 'running' run whose heartbeat_at is more than
-    older_than_s seconds old in database time (or missing) belongs to a dead worker. With
-    older_than_s=0 every running run of the sweep is taken back (a local sweep whose
-    process is known to be gone). sweep_id None: every sweep. Like requeue_runs, the
-    attempt counter is kept, so a late write of the dead attempt is fenced off.
-    """
-    cond = [
-        _runs.c.status == "running",
-        (_runs.c.heartbeat_at.is_(None)) | (_runs.c.heartbeat_at <= db_ago(older_than_s)),
-    ]
-    if sweep_id is not None:
-        cond.append(_runs.c.sweep_id == sweep_id)
-    stmt = update(_runs).where(*cond).values(requeue_values())
-    n = session.connection().execute(stmt).rowcount
-    session.expire_all()
-    return n
+__all__ = [
+    "NotFound",
+    "StaleAttempt",
+    "_SUMMARY_FIELDS",
+    "canonical_json",
+    "claim_run",
+    "claim_runs",
+    "claimed_checkpoints",
+    "claimed_runs",
+    "config_key",
+    "create_sweep",
+    "derived_columns",
+    "dialect_insert",
+    "epoch_rows",
+    "fail_run",
+    "finish_run",
+    "finish_runs",
+    "get_run",
+    "get_sweep",
+    "heartbeat",
+    "list_runs",
+    "list_sweeps",
+    "load_checkpoint",
+    "load_weights",
+    "record_epochs",
+    "release_run",
+    "requeue_runs",
+    "requeue_stale_runs",
+    "requeue_values",
+    "run_ids",
+    "save_checkpoint",
+    "save_weights",
+    "status_counts",
+    "sweep_timing",
+    "upsert_by_run",
+]

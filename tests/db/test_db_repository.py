@@ -14,6 +14,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from service.db import repository as repo
+from service.db.blobs import sha256_hex
 from service.db.models import EpochMetric, Run, Sweep
 from service.db.session import get_engine, session_scope
 
@@ -521,7 +522,7 @@ def test_object_dtype_weights_blob_is_refused(db_url, session, make_sweep):
             "INSERT INTO run_weights (run_id, data, shapes, dtype, sha256)"
             " VALUES (:r, :d, :s, 'object', :h)"
         ),
-        {"r": run_id, "d": blob, "s": "[[1]]", "h": repo.sha256_hex(blob)},
+        {"r": run_id, "d": blob, "s": "[[1]]", "h": sha256_hex(blob)},
     )
     session.commit()
     with pytest.raises(repo.BlobError, match="cannot be loaded safely"):

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from service.db import leases
 from service.db import repository as repo
+from service.db.models import Checkpoint
 from service.db.session import dispose_engines, session_scope
 from service.execution import execute_run
 from service.execution.group import Population
@@ -81,7 +82,7 @@ def test_periodic_checkpoints_wait_for_enough_training_time(
         return save(session, rid, attempt, epoch, data)
 
     def spy_many(session, model, rows):  # noqa: ANN001, ANN202 - the executor's batch write
-        if model is repo.Checkpoint:
+        if model is Checkpoint:
             saved.extend(r["epoch"] for r in rows if r)
         return upsert(session, model, rows)
 
@@ -99,7 +100,7 @@ def test_a_crashed_attempt_is_resumed_from_its_last_checkpoint(db_url: str, monk
     (run_id,) = make_sweep(db_url, 1, epochs=403)
     assert execute_run(run_id, url=db_url, should_stop=stop_after(260)) == "queued"
     with session_scope(db_url) as session:  # forget the exact-state checkpoint of the stop
-        session.execute(repo.Checkpoint.__table__.delete())
+        session.execute(Checkpoint.__table__.delete())
     monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "200")
     assert execute_run(run_id, url=db_url, should_stop=stop_after(200)) == "queued"
     with session_scope(db_url) as session:
