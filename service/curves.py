@@ -16,16 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import EpochMetric, Run
+from service.db.queries import epoch_metric_rows
 from service.results import param_value
 
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "max_error")
-
-_epochs = EpochMetric.__table__
-_runs = Run.__table__
 
 
 @dataclass(frozen=True)
@@ -43,20 +39,12 @@ def load_curves(
     run_ids: Iterable[int] | None = None,
     metrics: Sequence[str] = ("loss",),
 ) -> dict[int, dict[str, np.ndarray]]:
-    """{run id: {"epoch": ints, metric: floats, ...}} for a whole sweep or some runs, one query.
-
-    Through the ORM's table, so SafeFloat turns SQLite's stored 'NaN' back into a float.
-    """
+    """{run id: {"epoch": ints, metric: floats, ...}} for a whole sweep or some runs, one query
+    (NaN where a metric was not recorded)."""
     bad = [m for m in metrics if m not in METRICS]
     if bad:
         raise ValueError(f"unknown metric {bad[0]!r}; valid: {', '.join(METRICS)}")
-    cols = [_epochs.c.run_id, _epochs.c.epoch, *(_epochs.c[m] for m in metrics)]
-    q = select(*cols)
-    if sweep_id is not None:
-        q = q.join(_runs, _runs.c.id == _epochs.c.run_id).where(_runs.c.sweep_id == sweep_id)
-    if run_ids is not None:
-        q = q.where(_epochs.c.run_id.in_(list(run_ids)))
-    rows = session.execute(q.order_by(_epochs.c.run_id, _epochs.c.epoch)).all()
+    rows = epoch_metric_rows(session, metrics, sweep_id=sweep_id, run_ids=run_ids)
     if not rows:
         return {}
     run_col = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.curves import METRICS
-from service.db.models import EpochMetric, Run
+from service.db.queries import sweep_curve_rows
 from service.records import RUN_FIELDS
 
 STAMPS = ("created_at", "started_at", "finished_at")
@@ -77,15 +76,7 @@ def curve_rows(session: Session, sweep_id: int) -> list[dict[str, Any]]:
 
     Unlike service.curves.load_curves this keeps NULL (not recorded) apart from NaN.
     """
-    t = EpochMetric.__table__
-    runs = Run.__table__
-    q = (
-        select(*(t.c[c] for c in CURVE_COLUMNS))
-        .join(runs, runs.c.id == t.c.run_id)
-        .where(runs.c.sweep_id == sweep_id)
-        .order_by(t.c.run_id, t.c.epoch)
-    )
-    return [dict(row._mapping) for row in session.execute(q)]
+    return sweep_curve_rows(session, sweep_id, CURVE_COLUMNS)
 
 
 def curve_columns(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

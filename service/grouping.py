@@ -15,10 +15,9 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import Run
+from service.db.queries import run_configs
 
 DEFAULT_POPULATION_SIZE = 64
 # A sweep submitted to Celery is cut into at least this many tasks per shape (when it has
@@ -186,12 +185,8 @@ def group_run_ids(
     size = population_size() if size is None else size
     if size == 1:
         return [[int(r)] for r in run_ids]
-    rows: dict[int, tuple[dict[str, Any], int]] = {}
+    rows = run_configs(session, run_ids)
     ids = [int(r) for r in run_ids]
-    for start in range(0, len(ids), 5000):
-        q = select(Run.id, Run.config, Run.seed).where(Run.id.in_(ids[start : start + 5000]))
-        for rid, config, seed in session.execute(q):
-            rows[int(rid)] = (dict(config), int(seed))
     return group_runs(((r, *rows[r]) for r in ids if r in rows), size, min_groups, workers)
 
 

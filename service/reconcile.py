@@ -24,17 +24,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from service import reliability
 from service.celery_config import queue_name
 from service.db import leases
-from service.db.models import Run, Sweep
 from service.db.session import session_scope
-
-# Any constant below 2**63, distinct from the migration lock (service.db.migrate): "bplabr".
-_PG_LOCK_KEY = 0x62706C616272
 
 
 @dataclass
@@ -85,7 +80,7 @@ def reconcile(
     queue = queue or queue_name()
     report = ReconcileReport()
     with session_scope(url) as session:
-        if not _try_lock(session):
+        if not leases.try_reconciler_lock(session):
             report.skipped = True
             return report
         report.requeued, report.failed = leases.expire_leases(
@@ -96,7 +91,7 @@ def reconcile(
             backend=backend,
         )
         if broker_url:
-            to_publish = set(_celery_runs(session, report.requeued))
+            to_publish = set(leases.celery_runs(session, report.requeued))
             to_publish |= _lost_messages(session, report, broker_url, queue, grace_s, sweep_id)
             report.republished = sorted(to_publish)
             leases.mark_published(session, report.republished)
@@ -112,27 +107,6 @@ def reconcile(
             report.broker_error = str(exc)
             report.republished = []
     return report
-
-
-def _try_lock(session: Session) -> bool:
-    if session.get_bind().dialect.name != "postgresql":
-        return True  # SQLite: this transaction began IMMEDIATE and holds the write lock
-    return bool(
-        session.execute(
-            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY}
-        ).scalar_one()
-    )
-
-
-def _celery_runs(session: Session, run_ids: list[int]) -> list[int]:
-    if not run_ids:
-        return []
-    q = (
-        select(Run.id)
-        .join(Sweep, Sweep.id == Run.sweep_id)
-        .where(Run.id.in_(run_ids), Sweep.backend == "celery")
-    )
-    return list(session.execute(q).scalars())
 
 
 def _lost_messages(

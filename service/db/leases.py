@@ -220,3 +220,32 @@ def retry_runs(session: Session, sweep_id: int, statuses: Iterable[str] = RETRYA
             conn.execute(delete(model).where(model.run_id.in_(chunk)))
     session.expire_all()
     return ids
+
+
+# Any constant below 2**63, distinct from the migration lock (service.db.migrate): "bplabr".
+_RECONCILER_LOCK_KEY = 0x62706C616272
+
+
+def try_reconciler_lock(session: Session) -> bool:
+    """Whether this transaction may reconcile: on PostgreSQL a transaction-level advisory lock
+    lets one reconciler act at a time (the others skip their turn); on SQLite the write lock
+    the transaction began with (BEGIN IMMEDIATE) already does."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(
+        session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _RECONCILER_LOCK_KEY}
+        ).scalar_one()
+    )
+
+
+def celery_runs(session: Session, run_ids: Sequence[int]) -> list[int]:
+    """Those of ``run_ids`` whose sweep runs on Celery workers."""
+    if not run_ids:
+        return []
+    q = (
+        select(_runs.c.id)
+        .join(Sweep.__table__, Sweep.__table__.c.id == _runs.c.sweep_id)
+        .where(_runs.c.id.in_([int(r) for r in run_ids]), Sweep.__table__.c.backend == "celery")
+    )
+    return list(session.execute(q).scalars())

@@ -82,7 +82,7 @@ def test_an_unreachable_broker_still_requeues_and_says_why(db_url: str, queue: s
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_only_one_reconciler_acts_at_a_time(db_url: str) -> None:
-    from service.reconcile import _PG_LOCK_KEY
+    from service.db.leases import _RECONCILER_LOCK_KEY as _PG_LOCK_KEY
 
     (run_id,) = make_sweep(db_url, 1)
     expire(db_url, run_id)
