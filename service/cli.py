@@ -5,10 +5,35 @@ from __future__ import annotations
 import click
 
 from service.commands import register_commands
-from service.config import get_settings
+from service.config import Settings, get_settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class BplabGroup(click.Group):
+    """The top-level group: a failure the user can cause is one line and an exit code.
+
+    Database failures (service.commands.failures) exit 2 (1 for a busy SQLite file); Ctrl-C
+    exits 130, the shell's code for SIGINT, after the command has kept what it finished.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            from service.commands.failures import database_failure
+
+            settings = ctx.obj if isinstance(ctx.obj, Settings) else get_settings()
+            failure = database_failure(exc, settings.database_url)
+            if failure is None:
+                raise
+            raise failure from None
+
+
+@click.group(cls=BplabGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bplab")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

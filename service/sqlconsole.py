@@ -46,7 +46,7 @@ class QueryResult:
 
 def run_readonly(url: str, query: str, settings: Settings | None = None) -> QueryResult:
     """Run one statement read-only; SQLRefused carries the database's own message."""
-    engine = get_engine(url)  # creates/upgrades an embedded SQLite database like every command
+    engine = get_engine(url, readonly=True)  # never creates the file (DatabaseMissing)
     if engine.dialect.name == "sqlite":
         return _sqlite(make_url(url).database or "", query)
     if engine.dialect.name == "postgresql":

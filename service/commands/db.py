@@ -1,4 +1,8 @@
-"""``bplab db``: bring the results database's schema up to date, or show its revision."""
+"""``bplab db``: bring the results database's schema up to date, or show its revision.
+
+Failures to reach or open the database are left to the CLI's group, which reports them as
+one line (service.commands.failures).
+"""
 
 from __future__ import annotations
 
@@ -16,32 +20,18 @@ def db() -> None:
     """
 
 
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    from service.db.session import make_engine
-
-    try:
-        return make_engine(settings.database_url)
-    except Exception as exc:  # a malformed URL or a missing driver
-        raise click.ClickException(
-            f"cannot open database {mask_url(settings.database_url)}: {exc}"
-        ) from exc
-
-
 @db.command()
 @click.argument("revision", default="head")
 @click.pass_obj
 def upgrade(settings: Settings, revision: str) -> None:
     """Upgrade the schema to REVISION (default: the latest). A no-op when already there."""
-    from sqlalchemy.exc import OperationalError
-
     from service.db import migrate
+    from service.db.session import make_engine
 
-    engine = _engine(settings)
+    engine = make_engine(settings.database_url)
     url = mask_url(settings.database_url)
     try:
         before, after = migrate.upgrade_engine(engine, revision)
-    except OperationalError as exc:
-        raise click.ClickException(f"cannot reach database {url}: {exc.orig}") from exc
     finally:
         engine.dispose()
     if before == after:
@@ -53,21 +43,24 @@ def upgrade(settings: Settings, revision: str) -> None:
 @db.command()
 @click.pass_obj
 def current(settings: Settings) -> None:
-    """Print the schema revision of the database, and whether it is the latest."""
-    from sqlalchemy.exc import OperationalError
+    """Print the schema revision of the database, and whether it is the latest.
 
+    Reads only: a SQLite file that does not exist is reported, not created.
+    """
     from service.db import migrate
+    from service.db.session import make_engine, make_reader_engine, sqlite_file
 
-    engine = _engine(settings)
+    path = sqlite_file(settings.database_url)
+    head = migrate.head_revision()
+    if path is not None and not path.exists():
+        click.echo(f"none (no database at {path} yet; the first `bplab sweep run` creates it)")
+        return
+    url = settings.database_url
+    engine = make_reader_engine(url) if path is not None else make_engine(url)
     try:
         rev = migrate.current_revision_of(engine)
-    except OperationalError as exc:
-        raise click.ClickException(
-            f"cannot reach database {mask_url(settings.database_url)}: {exc.orig}"
-        ) from exc
     finally:
         engine.dispose()
-    head = migrate.head_revision()
     if rev is None:
         click.echo(f"none (empty database; `bplab db upgrade` creates revision {head})")
     elif rev == head:

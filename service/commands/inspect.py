@@ -44,7 +44,7 @@ def inspect(settings: Settings, run_id: int, show_hidden: bool, fmt: str) -> Non
     The bias row is the weight from the always-on unit; '.' marks a connection a mask
     removes (the family-trees net's block-connected first layer).
     """
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, readonly=True) as session:
         row = repo.get_run(session, run_id)
         if row is None:
             raise NotFound(f"run {run_id} does not exist")

@@ -43,7 +43,7 @@ def runs(
     """One row per run of SWEEP_ID."""
     if sort.lstrip("-") not in RUN_FIELDS:
         raise BadInput(f"--sort: unknown field {sort!r}; allowed: {', '.join(RUN_FIELDS)}")
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, readonly=True) as session:
         sweep_row = repo.get_sweep(session, sweep_id)
         if sweep_row is None:
             raise NotFound(f"sweep {sweep_id} does not exist (see `bplab sweep list`)")
@@ -89,7 +89,7 @@ def curve(settings: Settings, run_id: int, fmt: str) -> None:
     """A run's recorded epochs: epoch, loss and the other metrics."""
     _run_or_exit(settings, run_id)
     columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "max_error"]
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, readonly=True) as session:
         rows = [{c: getattr(row, c) for c in columns} for row in repo.epoch_rows(session, run_id)]
     render(rows, fmt, columns=columns)
 
@@ -109,7 +109,7 @@ def weights(settings: Settings, run_id: int, output: str) -> None:
     """Write a run's final weights to an .npz file that engine.Network can load."""
     _run_or_exit(settings, run_id)
     try:
-        with session_scope(settings.database_url) as session:
+        with session_scope(settings.database_url, readonly=True) as session:
             arrays = repo.load_weights(session, run_id)
     except repo.NotFound:
         raise NotFound(f"run {run_id} has no stored weights (only finished runs have)") from None
@@ -119,7 +119,7 @@ def weights(settings: Settings, run_id: int, output: str) -> None:
 
 
 def _run_or_exit(settings: Settings, run_id: int) -> dict:
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, readonly=True) as session:
         row = repo.get_run(session, run_id)
         if row is None:
             raise NotFound(f"run {run_id} does not exist")

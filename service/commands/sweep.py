@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import yaml
 
-from service.config import Settings
+from service.config import Settings, mask_url
 from service.db import repository as repo
 from service.db.session import session_scope
 from service.errors import BadInput, NotFound
@@ -113,8 +113,17 @@ def resume(settings: Settings, sweep_id: int, workers: int | None, force: bool, 
 @click.pass_obj
 def list_sweeps(settings: Settings, fmt: str) -> None:
     """One line per sweep with its counts by status."""
-    with session_scope(settings.database_url) as session:
-        rows = repo.list_sweeps(session)
+    from service.db.session import sqlite_file
+
+    path = sqlite_file(settings.database_url)
+    rows = []
+    if path is None or path.exists():  # a reader never creates the file: no file, no sweeps
+        with session_scope(settings.database_url, readonly=True) as session:
+            rows = repo.list_sweeps(session)
+    if not rows and fmt == "table":
+        where = path or mask_url(settings.database_url)
+        click.echo(f"no sweeps in {where} yet; `bplab sweep run SPEC` records one")
+        return
     render(rows, fmt)
 
 
@@ -125,7 +134,7 @@ def list_sweeps(settings: Settings, fmt: str) -> None:
 def show(settings: Settings, sweep_id: int, fmt: str) -> None:
     """A sweep's spec, counts by status and timing."""
     sweep_row = _get_sweep_or_exit(settings, sweep_id)
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, readonly=True) as session:
         counts = repo.status_counts(session, sweep_id)
         timing = repo.sweep_timing(session, sweep_id)
     info = {
@@ -148,7 +157,7 @@ def show(settings: Settings, sweep_id: int, fmt: str) -> None:
 
 
 def _run_locally(settings: Settings, sweep_id: int, workers: int | None, fmt: str) -> None:
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, readonly=True) as session:
         queued = len(repo.run_ids(session, sweep_id, status="queued"))
     with sweep_progress(queued) as bar:
         report = run_queued_locally(
@@ -167,7 +176,7 @@ def _run_locally(settings: Settings, sweep_id: int, workers: int | None, fmt: st
 
 
 def print_results(settings: Settings, sweep_id: int, fmt: str, by: list[str] | None = None) -> None:
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, readonly=True) as session:
         sweep_row = repo.get_sweep(session, sweep_id)
         if sweep_row is None:
             raise NotFound(f"sweep {sweep_id} does not exist (see `bplab sweep list`)")
@@ -183,7 +192,7 @@ def print_results(settings: Settings, sweep_id: int, fmt: str, by: list[str] | N
 
 
 def _get_sweep_or_exit(settings: Settings, sweep_id: int):  # noqa: ANN202 - an ORM row
-    with session_scope(settings.database_url) as session:
+    with session_scope(settings.database_url, readonly=True) as session:
         row = repo.get_sweep(session, sweep_id)
         if row is None:
             raise NotFound(f"sweep {sweep_id} does not exist (see `bplab sweep list`)")

@@ -10,6 +10,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -19,12 +20,45 @@ from sqlalchemy.pool import StaticPool
 
 from service.config import get_settings, mask_url
 
-_engines: dict[tuple[str, int], Engine] = {}
+_engines: dict[tuple[str, int, bool], Engine] = {}
 _lock = threading.Lock()
 
 
 class SchemaNotReady(RuntimeError):
     """The database exists but is not at the schema revision this bplab needs."""
+
+
+class DatabaseMissing(RuntimeError):
+    """A report was asked of an embedded SQLite database that does not exist (yet).
+
+    Readers never create the file: an empty bplab.db left behind by a typo in a path, or by
+    `bplab db current`, would only hide the mistake.
+    """
+
+
+def busy_timeout_ms() -> int:
+    """How long a SQLite writer waits for another process's write lock (ms).
+
+    BPLAB_SQLITE_BUSY_TIMEOUT, in seconds (default 30): long enough for a sweep's batched
+    writes, and short enough to configure when a script would rather fail fast.
+    """
+    raw = os.environ.get("BPLAB_SQLITE_BUSY_TIMEOUT") or "30"
+    try:
+        return max(0, int(float(raw) * 1000))
+    except ValueError:
+        return 30_000
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (as SQLite would resolve it); None for other databases and
+    for in-memory or URI-style SQLite databases."""
+    sa_url = make_url(url)
+    database = sa_url.database or ""
+    if sa_url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database).expanduser().absolute()
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -35,7 +69,8 @@ def resolve_url(url: str | None = None) -> str:
 def make_engine(url: str) -> Engine:
     """A new engine for url, with no schema check (migrations use this directly).
 
-    SQLite connections get WAL (readers never block the writer), a 30 s busy timeout,
+    SQLite connections get WAL (readers never block the writer), a 30 s busy timeout
+    (busy_timeout_ms),
     foreign keys (off by default in SQLite, and the cascades rely on them) and
     synchronous=NORMAL (durable at every checkpoint of the WAL; a power cut can lose
     the last transactions but never corrupts the file).
@@ -61,7 +96,8 @@ def make_engine(url: str) -> Engine:
         # DEFERRED); _on_begin below issues the BEGIN itself.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout = 30000")  # first: the WAL switch may have to wait
+        # first: the WAL switch may have to wait
+        cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA synchronous = NORMAL")
@@ -83,19 +119,39 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def get_engine(url: str | None = None) -> Engine:
+def get_engine(url: str | None = None, *, readonly: bool = False) -> Engine:
     """The engine for url (default: the settings' database_url), created once per process.
 
     Keyed by process id as well, so a forked worker never shares a connection pool with its
     parent. On first use a SQLite database is created or upgraded to the latest schema; a
     PostgreSQL database must already be at the latest revision (``bplab db upgrade``),
     else SchemaNotReady.
+
+    readonly=True, for reports: on SQLite a connection that cannot write (``mode=ro``), so
+    that a report neither creates the file (DatabaseMissing instead) nor waits for a sweep's
+    write lock; only a file at an older schema revision is upgraded first, once, through
+    the writers' engine. On PostgreSQL the writers' engine serves (session_scope makes the
+    transaction READ ONLY).
     """
     url = resolve_url(url)
-    key = (url, os.getpid())
+    readonly = readonly and sqlite_file(url) is not None
+    key = (url, os.getpid(), readonly)
     engine = _engines.get(key)
     if engine is not None:
         return engine
+    if readonly:
+        engine = make_reader_engine(url)
+        try:
+            from service.db import migrate
+
+            if migrate.current_revision_of(engine) != migrate.head_revision():
+                get_engine(url)  # an old (or empty) file: upgrade it once, as a writer would
+        except BaseException:
+            engine.dispose()
+            raise
+        with _lock:
+            _engines.setdefault(key, engine)
+        return _engines[key]
     with _lock:
         engine = _engines.get(key)
         if engine is None:
@@ -106,6 +162,39 @@ def get_engine(url: str | None = None) -> Engine:
                 engine.dispose()
                 raise
             _engines[key] = engine
+    return engine
+
+
+def make_reader_engine(url: str) -> Engine:
+    """A SQLite engine whose connections open the file read-only and never create it."""
+    path = sqlite_file(url)
+    assert path is not None
+    if not path.exists():
+        where = "its directory does not exist" if not path.parent.is_dir() else "no such file"
+        raise DatabaseMissing(
+            f"no database at {path} ({where}): nothing has been recorded there yet; "
+            "`bplab sweep run SPEC` creates it, BPLAB_DATABASE_URL names another"
+        )
+    sa_url = make_url(url)
+    reader = sa_url.set(
+        database=f"file:{path}", query={**sa_url.query, "mode": "ro", "uri": "true"}
+    )
+    engine = create_engine(reader)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        # WAL is a property of the file (the writers set it): a reader reads the last commit
+        # while a sweep writes, and waits only through a checkpoint's brief exclusive moment.
+        cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
+        cur.execute("PRAGMA query_only = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")  # DEFERRED: a reader never asks for the write lock
+
     return engine
 
 
@@ -129,7 +218,7 @@ def dispose_engines(url: str | None = None) -> None:
     """Close the pooled connections of this process's engines (of one URL, or all)."""
     with _lock:
         for key in list(_engines):
-            if key[1] == os.getpid() and (url is None or key[0] == url):
+            if key[1] == os.getpid() and (url is None or key[0] == url):  # readers too
                 _engines.pop(key).dispose()
 
 
@@ -147,10 +236,11 @@ os.register_at_fork(after_in_child=_forget_parent_engines)
 def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
     """A session in one transaction: commit on success, rollback on error, always close.
 
-    readonly=True is for reports: on SQLite the transaction is DEFERRED (never waits for or
-    blocks writers); on PostgreSQL it is declared READ ONLY, which the server enforces.
+    readonly=True is for reports: on SQLite a read-only connection in a DEFERRED transaction
+    (never creates the file, never waits for or blocks writers; see get_engine); on
+    PostgreSQL the transaction is declared READ ONLY, which the server enforces.
     """
-    engine = get_engine(url)
+    engine = get_engine(url, readonly=readonly)
     bind = engine.execution_options(bplab_sqlite_begin="DEFERRED") if readonly else engine
     session = Session(bind=bind, expire_on_commit=False)
     try:

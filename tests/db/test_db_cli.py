@@ -76,6 +76,7 @@ def test_db_upgrade_unreachable_server_is_a_clean_error():
     runner = CliRunner()
     url = "postgresql://bplab:hunter2@127.0.0.1:1/nowhere"
     result = runner.invoke(cli, ["db", "upgrade"], env={"BPLAB_DATABASE_URL": url})
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # issue 18: a database the user names wrongly is bad input
+    assert len(result.output.strip().splitlines()) == 1
     assert "cannot reach database" in result.output
     assert "hunter2" not in result.output and "***" in result.output

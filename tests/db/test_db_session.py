@@ -51,6 +51,7 @@ def test_session_scope_commits_or_rolls_back(db_url):
 def test_readonly_session_does_not_block_writers(db_url):
     import time
 
+    get_engine(db_url)  # readers never create the database (issue 18): a writer does
     with session_scope(db_url, readonly=True) as reader:
         reader.scalar(select(func.count()).select_from(Sweep))  # a read transaction is open
         t0 = time.perf_counter()
