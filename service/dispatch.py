@@ -106,11 +106,15 @@ def publish_stored(
     *,
     queue: str | None = None,
     sweep_id: int | None = None,
+    min_groups: int = SUBMIT_MIN_TASKS,
 ) -> int:
     """Publish runs already recorded as queued (a retry, a reconciler's pass), grouped by
-    shape; the runs sent. ``database_url`` None: the configured database."""
+    shape; the runs sent. ``database_url`` None: the configured database. ``min_groups``: at
+    least that many tasks per shape when it has that many runs, to spread a retry over the
+    workers as a new sweep is; 1 keeps the runs of one shape together, as the runs of one
+    task that were handed back or lost together came."""
     with session_scope(database_url, readonly=True) as session:
-        groups = group_run_ids(session, run_ids, min_groups=SUBMIT_MIN_TASKS)
+        groups = group_run_ids(session, run_ids, min_groups=min_groups)
     try:
         return publish_groups(groups, broker_url, queue=queue)
     except BrokerUnavailable as exc:

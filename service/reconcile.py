@@ -100,7 +100,7 @@ def reconcile(
 
         assert broker_url is not None
         try:
-            publish_stored(url, report.republished, broker_url, queue=queue)
+            publish_stored(url, report.republished, broker_url, queue=queue, min_groups=1)
         except DispatchError as exc:
             # Still queued in the database, with a fresh grace period: a later pass publishes
             # them once the broker is back (they will not be in its queue).

@@ -12,35 +12,41 @@ from celery.utils.log import get_task_logger
 
 from service.celery_config import queue_name
 from service.config import get_settings
-from service.execution import default_worker_name, execute_run, execute_runs
-from service.producer import TRAIN_RUN, TRAIN_RUNS, BrokerUnavailable, publish_runs
+from service.dispatch import DispatchError, publish_stored
+from service.execution import default_worker_name, execute_runs
+from service.producer import TRAIN_RUN, TRAIN_RUNS
 from worker.app import app
 
 log = get_task_logger(__name__)
 
 
-def _execute(run_id: int, worker: str) -> str | None:
-    # Past the soft time limit the run goes back to the queue with its last checkpoint (the
+def _execute(run_ids: list[int]) -> dict[int, str | None]:
+    # Past the soft time limit the runs go back to the queue with their last checkpoints (the
     # next attempt continues from there) instead of failing; BPLAB_MAX_ATTEMPTS bounds it.
-    status = execute_run(run_id, worker=worker, release_on=(SoftTimeLimitExceeded,))
-    if status == "queued":
-        _publish_again(run_id)
-    return status
+    statuses = execute_runs(
+        run_ids, worker=default_worker_name(), release_on=(SoftTimeLimitExceeded,)
+    )
+    handed_back = [r for r, status in statuses.items() if status == "queued"]
+    if handed_back:
+        _publish_again(handed_back)
+    return statuses
 
 
-def _publish_again(run_id: int) -> None:
-    broker_url = get_settings().broker_url
+def _publish_again(run_ids: list[int]) -> None:
+    """The runs handed back go out again together, as they came (service.dispatch)."""
     try:
-        publish_runs([run_id], broker_url or "", queue=queue_name())
-        log.warning("run %s: time limit reached; re-queued from its last checkpoint", run_id)
-    except BrokerUnavailable as exc:
-        log.warning("run %s: re-queued, not published (%s); the reconciler will", run_id, exc)
+        publish_stored(
+            None, run_ids, get_settings().broker_url or "", queue=queue_name(), min_groups=1
+        )
+        log.warning("runs %s: time limit reached; re-queued from their last checkpoints", run_ids)
+    except DispatchError as exc:
+        log.warning("runs %s: re-queued, not published (%s); the reconciler will", run_ids, exc)
 
 
 @app.task(name=TRAIN_RUN)
 def train_run(*, run_id: int) -> str | None:
     """Train run ``run_id`` to a final status; returns it, or None if the run was not ours."""
-    status = _execute(int(run_id), default_worker_name())
+    status = _execute([int(run_id)])[int(run_id)]
     if status is None:
         log.info("run %s: already claimed or finished, nothing to do", run_id)
     return status
@@ -51,12 +57,5 @@ def train_runs(*, run_ids: list[int]) -> dict[str, str | None]:
     """Train a group of runs as populations (same-shape runs at once), each claimed and
     recorded on its own (service.execution.execute_runs); runs handed back at the time
     limit are published again, as in ``bplab.train_run``."""
-    statuses = execute_runs(
-        [int(r) for r in run_ids],
-        worker=default_worker_name(),
-        release_on=(SoftTimeLimitExceeded,),
-    )
-    for run_id, status in statuses.items():
-        if status == "queued":
-            _publish_again(run_id)
+    statuses = _execute([int(r) for r in run_ids])
     return {str(run_id): status for run_id, status in statuses.items()}

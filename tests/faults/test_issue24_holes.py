@@ -151,3 +151,29 @@ def test_a_population_member_fenced_out_by_a_requeue_says_so(stack: FaultStack) 
     wait_all_terminal(stack, sweep_id, timeout=120)
     counts = check_sweep(stack, sweep_id)
     assert counts["succeeded"] == len(run_ids), counts
+
+
+def test_runs_handed_back_at_the_time_limit_travel_on_as_one_population(
+    stack: FaultStack,
+) -> None:
+    # A soft time limit of 1 s: each task trains its population for a second, hands every
+    # member back with its last checkpoint, and publishes them again together.
+    stack.extra_env.update(
+        {
+            "BPLAB_TASK_SOFT_TIME_LIMIT": "1",
+            "BPLAB_TASK_TIME_LIMIT": "30",
+            "BPLAB_MAX_ATTEMPTS": "40",
+            "BPLAB_CHECKPOINT_EVERY": "2000",
+        }
+    )
+    worker = stack.start_bplab_worker()
+    sweep_id, run_ids = make_sweep(stack, seeds=3, epochs=30_003, population=3)
+    wait_all_terminal(stack, sweep_id, timeout=150)
+    counts = check_sweep(stack, sweep_id)
+    assert counts["succeeded"] == len(run_ids), counts
+    attempts = [r["attempt"] for r in runs_of(stack, sweep_id)]
+    assert min(attempts) >= 2, attempts
+    text_ = worker.text()
+    assert f"runs {run_ids}: time limit reached" in text_
+    assert "bplab.train_run[" not in text_  # never split into single-run tasks
+    say(f"runs {run_ids} finished over attempts {attempts}, always as one population task")
