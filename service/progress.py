@@ -31,6 +31,10 @@ class SweepProgress:
             self.failed += 1
         self._progress.update(self._task, advance=1, failed=self.failed)
 
+    def note(self, text: str) -> None:
+        """A line printed above the live bar (on stderr), which stays in place."""
+        self._progress.console.print(text, markup=False, highlight=False)
+
     def set(self, *, done: int, failed: int, **fields: Any) -> None:
         self.failed = failed
         self._progress.update(self._task, completed=done, failed=failed, **fields)

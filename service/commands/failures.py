@@ -49,7 +49,13 @@ def database_failure(exc: BaseException, url: str) -> click.ClickException | Non
     shown = mask_url(url)
     bad_url = _url_problem(url)
     if bad_url is not None:
-        return BadInput(f"BPLAB_DATABASE_URL {shown}: {bad_url}; bplab stores results in {SCHEMES}")
+        # a value that does not parse cannot be masked (and may be a pasted password): not shown
+        named = (
+            "BPLAB_DATABASE_URL"
+            if "not a database URL" in bad_url
+            else f"BPLAB_DATABASE_URL {shown}"
+        )
+        return BadInput(f"{named}: {bad_url}; bplab stores results in {SCHEMES}")
     if isinstance(exc, ArgumentError | NoSuchModuleError):
         return BadInput(f"BPLAB_DATABASE_URL {shown}: {_first_line(exc)}")
     if not isinstance(exc, DBAPIError):

@@ -8,18 +8,22 @@ import each other in either order.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import click
 
 from service.config import Settings, mask_url
 from service.db import repository as repo
 from service.db.session import session_scope
-from service.errors import NotFound
+from service.errors import BadInput, NotFound
 from service.output import format_option, render
 from service.spec import DEFAULT_MAX_RUNS
 
 # Statuses a run does not leave by itself (retry and recover may re-queue it later).
 TERMINAL = ("succeeded", "diverged", "failed", "cancelled")
+BROKER_CHECK_TIMEOUT_S = 5.0
+# `sweep watch` asks the workers which queues they consume this often while runs wait.
+CONSUMER_CHECK_S = 15.0
 
 
 @click.command("submit")
@@ -44,11 +48,23 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
 def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: bool) -> int:
     """What `sweep submit` does (and `sweep run` with a broker configured); the sweep id."""
     from service.commands.sweep import load_spec_or_exit
+    from service.db.session import get_engine
     from service.dispatch import DispatchError
     from service.dispatch import submit_spec as dispatch_spec
+    from service.producer import BrokerUnavailable, check_broker
 
     broker_url = _require_broker(settings)
     spec = load_spec_or_exit(spec_path, max_runs)
+    _refuse_sqlite(settings)
+    _check_broker_url(broker_url)
+    # Both ends checked before anything is written, so that a wrong URL, a server that does
+    # not answer or an un-migrated database is bad input (one line, exit 2; the CLI's group
+    # reports the database's), not a half-done submit.
+    get_engine(settings.database_url)
+    try:
+        check_broker(broker_url, timeout=BROKER_CHECK_TIMEOUT_S)
+    except BrokerUnavailable as exc:
+        raise BadInput(f"{exc}; nothing was written") from None
     try:
         done = dispatch_spec(spec, settings.database_url, broker_url)
     except DispatchError as exc:
@@ -126,9 +142,11 @@ def watch(
     total = sum(counts.values())
     start = time.monotonic()
     done_at_start = sum(counts[s] for s in TERMINAL)
+    idle = _IdleQueueNote(settings.broker_url)
     try:
         with sweep_progress(total) as bar:
             while True:
+                idle.check(counts, bar.note)
                 done = sum(counts[s] for s in TERMINAL)
                 elapsed = time.monotonic() - start
                 rate = (done - done_at_start) / elapsed if elapsed > 0 else 0.0
@@ -152,6 +170,36 @@ def watch(
     print_results(settings, sweep_id, fmt)
 
 
+class _IdleQueueNote:
+    """Says once, under the bar, when runs wait and no worker consumes bplab's queue.
+
+    Asked only while runs are queued and none runs (a working sweep needs no question), at
+    most every CONSUMER_CHECK_S; the answer comes from the workers themselves (Celery's
+    control broadcast), so a worker on another queue or another broker counts as none.
+    """
+
+    def __init__(self, broker_url: str | None) -> None:
+        self.broker_url = broker_url
+        self.last: float | None = None
+        self.said = False
+
+    def check(self, counts: dict[str, int], say: Callable[[str], None]) -> None:
+        if self.broker_url is None or self.said or counts["running"] or not counts["queued"]:
+            return
+        now = time.monotonic()
+        if self.last is not None and now - self.last < CONSUMER_CHECK_S:
+            return
+        self.last = now
+        if consumers(self.broker_url) == 0:
+            from service.celery_config import queue_name
+
+            self.said = True
+            say(
+                f"no worker consumes queue {queue_name()!r} on {mask_url(self.broker_url)}: "
+                "the runs wait until one starts (`bplab worker`)"
+            )
+
+
 def _counts(settings: Settings, sweep_id: int) -> dict[str, int]:
     with session_scope(settings.database_url, readonly=True) as session:
         return repo.status_counts(session, sweep_id)
@@ -164,6 +212,60 @@ def _require_broker(settings: Settings) -> str:
             "(e.g. redis://localhost:6379/0); `bplab sweep run` trains locally instead"
         )
     return settings.broker_url
+
+
+def _refuse_sqlite(settings: Settings) -> None:
+    """Workers on other machines cannot open this machine's SQLite file: refuse up front."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        backend = make_url(settings.database_url).get_backend_name()
+    except Exception:  # noqa: BLE001 - a bad URL is reported by the first database use
+        return
+    if backend == "sqlite":
+        raise BadInput(
+            f"BPLAB_DATABASE_URL is SQLite ({mask_url(settings.database_url)}): Celery workers "
+            "on other machines cannot reach that file; set it to a PostgreSQL URL the workers "
+            "share, or unset BPLAB_BROKER_URL and train here with `bplab sweep run`"
+        )
+
+
+def _check_broker_url(broker_url: str) -> None:
+    """A broker URL that cannot be a broker (no scheme, an unknown one, a bad port): one line."""
+    from kombu import Connection
+
+    shown = mask_url(broker_url)
+    if "://" not in broker_url:
+        # not echoed: a value with no scheme cannot be masked, and may be a pasted password
+        raise BadInput(
+            "BPLAB_BROKER_URL is not a URL (no scheme://); e.g. redis://localhost:6379/0"
+        )
+    try:
+        conn = Connection(broker_url)
+        conn.transport  # noqa: B018 - resolving the transport is the check
+        conn.release()
+    except KeyError:
+        scheme = broker_url.partition("://")[0]
+        raise BadInput(
+            f"BPLAB_BROKER_URL {shown}: unknown broker scheme {scheme!r}; bplab's workers use "
+            "Redis (redis://HOST:PORT/DB)"
+        ) from None
+    except (ValueError, ImportError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BadInput(f"BPLAB_BROKER_URL {shown}: {first}") from None
+
+
+def consumers(broker_url: str, timeout: float = 1.0) -> int | None:
+    """How many workers consume bplab's queue on broker_url; None when that cannot be told."""
+    from service.celery_config import queue_name
+    from service.producer import producer_app
+
+    try:
+        replies = producer_app(broker_url).control.inspect(timeout=timeout).active_queues() or {}
+    except Exception:  # noqa: BLE001 - an unanswerable question, not a failure of the watch
+        return None
+    queue = queue_name()
+    return sum(1 for queues in replies.values() if any(q.get("name") == queue for q in queues))
 
 
 def _require_sweep(settings: Settings, sweep_id: int) -> None:
