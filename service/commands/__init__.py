@@ -26,3 +26,4 @@ def register_commands(group: click.Group) -> None:
 
     for command in results.RESULTS_COMMANDS:
         group.add_command(command)
+    group.add_command(__import__("service.commands.dashboard").commands.dashboard.dashboard)

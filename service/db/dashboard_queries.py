@@ -1,0 +1,209 @@
+"""The read queries of the web dashboard (service.web): narrow, aggregated in SQL.
+
+The dashboard must paint a sweep of 10,000 runs x 1,000 epochs in under a second, so these
+queries never load ORM objects per run nor every epoch row: status counts and timings are
+GROUP BYs, a sweep's runs come back as plain tuples with each distinct configuration parsed
+once, and curves are decimated in SQL to one row per run and epoch bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, func, literal_column, select
+from sqlalchemy.orm import Session
+
+from service.db.models import RUN_STATUSES, EpochMetric, Run, Sweep
+
+_epochs: Table = EpochMetric.__table__  # type: ignore[assignment]
+_runs: Table = Run.__table__  # type: ignore[assignment]
+_sweeps: Table = Sweep.__table__  # type: ignore[assignment]
+
+# The summary fields of a run the dashboard shows (the same ones `bplab results` reads).
+RUN_COLUMNS = (
+    "id",
+    "seed",
+    "status",
+    "epochs_run",
+    "final_loss",
+    "best_loss",
+    "accuracy",
+    "val_loss",
+    "solved_epoch",
+    "wall_time_s",
+)
+# SQLite allows at most 32,766 bound parameters a statement.
+_ID_CHUNK = 5000
+
+
+def status_order(statuses: Sequence[str]) -> list[str]:
+    """Known statuses in their life-cycle order, then any newer one (e.g. "pruned") by name.
+
+    Counts are read from the data, not from RUN_STATUSES, so a status added later by a
+    migration is shown without a dashboard change.
+    """
+    known = [s for s in RUN_STATUSES if s in statuses]
+    return known + sorted(set(statuses) - set(RUN_STATUSES))
+
+
+def sweep_overview(session: Session) -> list[dict[str, Any]]:
+    """Every sweep (newest first) with its runs counted by status and its timing.
+
+    Three queries whatever the number of sweeps: the sweeps, counts GROUP BY (sweep, status),
+    and first start / last finish GROUP BY sweep.
+    """
+    sweeps = session.execute(
+        select(
+            _sweeps.c.id,
+            _sweeps.c.name,
+            _sweeps.c.dataset,
+            _sweeps.c.method,
+            _sweeps.c.backend,
+            _sweeps.c.n_runs,
+            _sweeps.c.created_at,
+        ).order_by(_sweeps.c.id.desc())
+    ).all()
+    counts: dict[int, dict[str, int]] = {int(s.id): {} for s in sweeps}
+    q = select(_runs.c.sweep_id, _runs.c.status, func.count()).group_by(
+        _runs.c.sweep_id, _runs.c.status
+    )
+    for sweep_id, status, n in session.execute(q):
+        counts.setdefault(int(sweep_id), {})[status] = int(n)
+    timing = {
+        int(sid): (first, last)
+        for sid, first, last in session.execute(
+            select(
+                _runs.c.sweep_id, func.min(_runs.c.started_at), func.max(_runs.c.finished_at)
+            ).group_by(_runs.c.sweep_id)
+        )
+    }
+    out = []
+    for s in sweeps:
+        first, last = timing.get(int(s.id), (None, None))
+        out.append(
+            {
+                "id": int(s.id),
+                "name": s.name,
+                "dataset": s.dataset,
+                "method": s.method,
+                "backend": s.backend,
+                "runs": int(s.n_runs),
+                "created_at": s.created_at,
+                "first_started_at": first,
+                "last_finished_at": last,
+                "counts": counts.get(int(s.id), {}),
+            }
+        )
+    return out
+
+
+def sweep_status_counts(session: Session, sweep_id: int) -> dict[str, int]:
+    """{status: runs} of one sweep, only the statuses present (any status, even new ones)."""
+    q = (
+        select(_runs.c.status, func.count())
+        .where(_runs.c.sweep_id == sweep_id)
+        .group_by(_runs.c.status)
+    )
+    return {status: int(n) for status, n in session.execute(q)}
+
+
+def sweep_runs(
+    session: Session, sweep_id: int, statuses: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """A sweep's runs as records with ``config`` (shared by the runs of one configuration).
+
+    Two queries: the runs' summary columns and config_key, then each distinct configuration
+    once (a sweep of 10,000 runs often has a few hundred), which spares parsing 10,000 JSON
+    documents. The records have what service.results.summarize and service.compare read.
+    """
+    cols = [_runs.c[c] for c in RUN_COLUMNS]
+    q = select(*cols, _runs.c.config_key).where(_runs.c.sweep_id == sweep_id)
+    if statuses:
+        q = q.where(_runs.c.status.in_(list(statuses)))
+    rows = session.execute(q.order_by(_runs.c.id)).all()
+    first_of = (
+        select(func.min(_runs.c.id).label("rid"))
+        .where(_runs.c.sweep_id == sweep_id)
+        .group_by(_runs.c.config_key)
+        .subquery()
+    )
+    configs = {
+        key: dict(config)
+        for key, config in session.execute(
+            select(_runs.c.config_key, _runs.c.config).join(first_of, first_of.c.rid == _runs.c.id)
+        )
+    }
+    out = []
+    for row in rows:
+        record = {c: getattr(row, c) for c in RUN_COLUMNS}
+        record["config"] = configs[row.config_key]
+        out.append(record)
+    return out
+
+
+def max_epochs(session: Session, run_ids: Sequence[int]) -> int:
+    """The largest configured epoch budget of the runs (0 for none): fixes a curve's x range
+    and its buckets before the runs have recorded anything, so live updates keep the grid."""
+    best = 0
+    ids = [int(r) for r in run_ids]
+    for start in range(0, len(ids), _ID_CHUNK):
+        q = select(func.max(_runs.c.epochs)).where(_runs.c.id.in_(ids[start : start + _ID_CHUNK]))
+        best = max(best, int(session.execute(q).scalar() or 0))
+    return best
+
+
+def decimated_epochs(
+    session: Session, run_ids: Sequence[int], metric: str, width: int, after: int = 0
+) -> list[tuple[int, int, float | None]]:
+    """(run_id, epoch, value) of each run's last recorded epoch in every bucket of ``width``
+    epochs (buckets 1..width, width+1..2*width, ...), epochs after ``after`` only; ordered
+    by run and epoch.
+
+    The last value of a bucket is what a run "holds" at the bucket's end, which is exactly
+    what service.curves.aggregate's carry-forward averaging reads there, so a decimated band
+    agrees with `bplab plot` at the points it keeps. SQLite returns the bare column from the
+    MAX() row; PostgreSQL needs DISTINCT ON for the same thing.
+    """
+    width = max(1, int(width))
+    value = _epochs.c[metric]
+    # A literal, not a bound parameter: PostgreSQL's DISTINCT ON must repeat the ORDER BY
+    # expression exactly, and two placeholders ($1, $2) would make them differ.
+    bucket = (_epochs.c.epoch - 1) / literal_column(str(width))  # integer division
+    ids = [int(r) for r in run_ids]
+    out: list[tuple[int, int, float | None]] = []
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for start in range(0, len(ids), _ID_CHUNK):
+        where = (_epochs.c.run_id.in_(ids[start : start + _ID_CHUNK]), _epochs.c.epoch > after)
+        if postgres:
+            q = (
+                select(_epochs.c.run_id, _epochs.c.epoch, value)
+                .where(*where)
+                .distinct(_epochs.c.run_id, bucket)
+                .order_by(_epochs.c.run_id, bucket, _epochs.c.epoch.desc())
+            )
+        else:
+            q = (
+                select(_epochs.c.run_id, func.max(_epochs.c.epoch), value)
+                .where(*where)
+                .group_by(_epochs.c.run_id, bucket)
+            )
+        rows = [(int(r), int(e), v) for r, e, v in session.execute(q)]
+        rows.sort(key=lambda t: (t[0], t[1]))
+        out.extend(rows)
+    return out
+
+
+def last_epochs(session: Session, run_ids: Sequence[int]) -> dict[int, int]:
+    """{run_id: its last recorded epoch} (runs with none are left out): where a pruned or
+    stopped run ended, read from the primary key's index alone."""
+    out: dict[int, int] = {}
+    ids = [int(r) for r in run_ids]
+    for start in range(0, len(ids), _ID_CHUNK):
+        q = (
+            select(_epochs.c.run_id, func.max(_epochs.c.epoch))
+            .where(_epochs.c.run_id.in_(ids[start : start + _ID_CHUNK]))
+            .group_by(_epochs.c.run_id)
+        )
+        out.update({int(r): int(e) for r, e in session.execute(q)})
+    return out

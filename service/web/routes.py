@@ -1,0 +1,163 @@
+"""The dashboard's URLs: four pages and the JSON they poll. Every route is GET only.
+
+Pages:  /  /sweeps/{id}  /sweeps/{id}/compare  /runs/{id}
+API:    /api/sweeps  /api/sweeps/{id}  /api/sweeps/{id}/curves  /api/sweeps/{id}/compare
+        /api/runs/{id}  /api/runs/{id}/curve
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.compare import DEFAULT_METRICS, METRICS
+from service.db import dashboard_queries as dq
+from service.web import run_data, sweep_data
+from service.web.errors import BadRequest
+
+Read = Callable[..., Any]
+Page = Callable[..., Response]  # (request, template, context[, status])
+
+
+def _json(content: Any) -> Response:
+    from service.web.app import DashboardJSON
+
+    return DashboardJSON(content)
+
+
+def _sweep_list(session: Any) -> list[dict[str, Any]]:
+    sweeps = dq.sweep_overview(session)
+    for s in sweeps:
+        s["counts"] = {k: s["counts"][k] for k in dq.status_order(list(s["counts"]))}
+        s["done"] = sum(n for k, n in s["counts"].items() if k not in ("queued", "running"))
+        first, last = s["first_started_at"], s["last_finished_at"]
+        s["duration_s"] = (last - first).total_seconds() if first and last else None
+    return sweeps
+
+
+def _sweep_state(session: Any, sweep_id: int, status: str | None) -> dict[str, Any]:
+    sweep = sweep_data.sweep_header(session, sweep_id)
+    rows = sweep_data.results_table(session, sweep, sweep_data.parse_statuses(status))
+    return {
+        "sweep": sweep,
+        "columns": sweep_data.table_columns(sweep),
+        "rows": rows,
+        "default_groups": sweep_data.default_groups(rows),
+    }
+
+
+def _groups(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [g for g in text.split(",") if g]
+
+
+def _compare_args(request: Request) -> dict[str, Any]:
+    q = request.query_params
+    sweep_b = q.get("sweep_b") or None
+    metrics = q.getlist("metric") or list(DEFAULT_METRICS)
+    return {
+        "a_text": q.get("a", ""),
+        "b_text": q.get("b", ""),
+        "sweep_b": None
+        if sweep_b is None
+        else sweep_data.parse_int(sweep_b, "sweep_b", 0, 0, 2**31),
+        "metrics": metrics,
+    }
+
+
+def build(read: Read, page: Page) -> list[Route]:
+    """The routes, reading through ``read(fn, *args)`` (a read-only session per request)."""
+
+    def sweeps_page(request: Request) -> Response:
+        return page(request, "sweeps.html", {"sweeps": read(_sweep_list)})
+
+    def sweeps_api(request: Request) -> Response:
+        return _json({"sweeps": read(_sweep_list)})
+
+    def sweep_page(request: Request) -> Response:
+        status = request.query_params.get("status")
+        state = read(_sweep_state, request.path_params["sweep_id"], status)
+        return page(request, "sweep.html", {**state, "status_filter": status or ""})
+
+    def sweep_api(request: Request) -> Response:
+        status = request.query_params.get("status")
+        return _json(read(_sweep_state, request.path_params["sweep_id"], status))
+
+    def curves_api(request: Request) -> Response:
+        q = request.query_params
+        metric = sweep_data.parse_metric(q.get("metric"))
+        after = sweep_data.parse_int(q.get("after"), "after", 0, 0, 10**9)
+        points = sweep_data.parse_int(q.get("points"), "points", 600, 10, sweep_data.MAX_POINTS)
+
+        def load(session: Any) -> dict[str, Any]:
+            sweep = sweep_data.sweep_header(session, request.path_params["sweep_id"])
+            bands = sweep_data.curve_bands(
+                session, sweep, metric, _groups(q.get("groups")), after=after, points=points
+            )
+            bands["counts"] = sweep["counts"]
+            bands["pending"] = sweep["pending"]
+            return bands
+
+        return _json(read(load))
+
+    def compare_page(request: Request) -> Response:
+        sweep_id = request.path_params["sweep_id"]
+        args = _compare_args(request)
+        state = read(_sweep_state, sweep_id, None)
+        context = {**state, **args, "all_metrics": list(METRICS), "result": None, "error": None}
+        if args["a_text"] or args["b_text"]:
+            try:
+                context["result"] = read(sweep_data.compare_view, sweep_id, **args)
+            except BadRequest as exc:
+                # Shown on the page, next to the form, so the user can change the choice.
+                context["error"] = exc.message
+                return page(request, "compare.html", context, 400)
+        return page(request, "compare.html", context)
+
+    def compare_api(request: Request) -> Response:
+        args = _compare_args(request)
+        return _json(read(sweep_data.compare_view, request.path_params["sweep_id"], **args))
+
+    def run_page(request: Request) -> Response:
+        def load(session: Any) -> dict[str, Any]:
+            run = run_data.run_header(session, request.path_params["run_id"])
+            return {"run": run, "network": run_data.network_view(session, run)}
+
+        return page(request, "run.html", read(load))
+
+    def run_api(request: Request) -> Response:
+        def load(session: Any) -> dict[str, Any]:
+            run = run_data.run_header(session, request.path_params["run_id"])
+            return {"run": run, "network": run_data.network_view(session, run)}
+
+        return _json(read(load))
+
+    def run_curve_api(request: Request) -> Response:
+        q = request.query_params
+        metric = sweep_data.parse_metric(q.get("metric"))
+        after = sweep_data.parse_int(q.get("after"), "after", 0, 0, 10**9)
+        points = sweep_data.parse_int(q.get("points"), "points", 600, 10, sweep_data.MAX_POINTS)
+
+        def load(session: Any) -> dict[str, Any]:
+            run = run_data.run_header(session, request.path_params["run_id"])
+            return run_data.run_curve(session, run, metric, after=after, points=points)
+
+        return _json(read(load))
+
+    return [
+        Route("/", sweeps_page),
+        Route("/sweeps/{sweep_id:int}", sweep_page),
+        Route("/sweeps/{sweep_id:int}/compare", compare_page),
+        Route("/runs/{run_id:int}", run_page),
+        Route("/api/sweeps", sweeps_api),
+        Route("/api/sweeps/{sweep_id:int}", sweep_api),
+        Route("/api/sweeps/{sweep_id:int}/curves", curves_api),
+        Route("/api/sweeps/{sweep_id:int}/compare", compare_api),
+        Route("/api/runs/{run_id:int}", run_api),
+        Route("/api/runs/{run_id:int}/curve", run_curve_api),
+    ]

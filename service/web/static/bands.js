@@ -1,0 +1,130 @@
+// Curves with a band per configuration, drawn by uPlot (vendored, see vendor/uplot/LICENSE).
+// Groups carry their own epochs; uPlot wants one shared x array, so the groups' epochs are
+// merged and each series has null where its group recorded nothing (spanGaps joins them).
+"use strict";
+
+class BandChart {
+  constructor(container, legend, options) {
+    this.container = container;
+    this.legend = legend;
+    this.groups = [];          // {id, label, epochs, mean, low, high, shown, color}
+    this.log = options.log;
+    this.plot = null;
+  }
+
+  // Replaces every group's points (a new metric, or the first load).
+  setGroups(groups) {
+    const shown = new Map(this.groups.map((g) => [g.id, g.shown]));
+    this.groups = groups.map((g, i) => ({ ...g, shown: shown.get(g.id) ?? true, color: i }));
+    this.render();
+  }
+
+  addGroup(g) {
+    if (this.groups.some((h) => h.id === g.id)) return;
+    this.groups.push({ ...g, shown: true, color: this.groups.length });
+    this.render();
+  }
+
+  removeGroup(id) {
+    this.groups = this.groups.filter((g) => g.id !== id);
+    this.render();
+  }
+
+  // Live update: the server sent only epochs after `after`; keep ours up to it, append.
+  append(groups, after) {
+    let changed = false;
+    for (const fresh of groups) {
+      const g = this.groups.find((h) => h.id === fresh.id);
+      if (!g || !fresh.epochs.length) continue;
+      const keep = g.epochs.filter((e) => e <= after).length;
+      for (const key of ["epochs", "mean", "low", "high"]) {
+        g[key] = g[key].slice(0, keep).concat(fresh[key]);
+      }
+      g.last_epoch = fresh.last_epoch;
+      changed = true;
+    }
+    if (changed) this.render();
+  }
+
+  lastEpoch() {
+    return Math.max(0, ...this.groups.map((g) => g.epochs.length ? g.epochs[g.epochs.length - 1] : 0));
+  }
+
+  // Epoch from which every group may still get points: the smallest last epoch.
+  liveAfter() {
+    if (!this.groups.length) return 0;
+    return Math.min(...this.groups.map((g) => g.epochs.length ? g.epochs[g.epochs.length - 1] : 0));
+  }
+
+  data() {
+    const shown = this.groups.filter((g) => g.shown);
+    const xs = [...new Set(shown.flatMap((g) => g.epochs))].sort((a, b) => a - b);
+    const at = new Map(xs.map((x, i) => [x, i]));
+    const clean = (v) => (v === null || (this.log && v <= 0) ? null : v);
+    const columns = [xs];
+    for (const g of shown) {
+      for (const key of ["mean", "low", "high"]) {
+        const col = new Array(xs.length).fill(null);
+        g.epochs.forEach((e, i) => { col[at.get(e)] = clean(g[key][i]); });
+        columns.push(col);
+      }
+    }
+    return { shown, columns };
+  }
+
+  render() {
+    const { shown, columns } = this.data();
+    const series = [{ label: "epoch" }];
+    const bands = [];
+    shown.forEach((g, i) => {
+      const base = 1 + 3 * i;
+      series.push({ label: g.label, stroke: bplab.color(g.color), width: 2, spanGaps: true,
+                    points: { show: false } });
+      series.push({ label: "low", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
+      series.push({ label: "high", stroke: "transparent", width: 0, spanGaps: true, points: { show: false } });
+      bands.push({ series: [base + 2, base + 1], fill: bplab.color(g.color, 0.15) });
+    });
+    const width = Math.max(320, this.container.clientWidth || 900);
+    const opts = {
+      width, height: 360, series, bands,
+      legend: { show: false },
+      scales: { x: { time: false }, y: this.log ? { distr: 3 } : {} },
+      axes: [{ label: "epoch" }, {}],
+      cursor: { drag: { x: true, y: false } },
+      hooks: { setCursor: [(u) => this.showValues(u, shown)] },
+    };
+    if (this.plot) this.plot.destroy();
+    this.container.replaceChildren();
+    this.plot = new uPlot(opts, columns, this.container);
+    this.container.dataset.drawn = String(columns[0].length);
+    this.container.dataset.series = String(shown.length);
+    this.renderLegend(shown);
+  }
+
+  renderLegend() {
+    this.legend.replaceChildren();
+    this.values = new Map();
+    for (const g of this.groups) {
+      const label = bplab.el("label", null, { "data-group": g.id });
+      const box = bplab.el("input", null, { type: "checkbox" });
+      box.checked = g.shown;
+      box.addEventListener("change", () => { g.shown = box.checked; this.render(); });
+      const swatch = bplab.el("span", null, { class: "swatch" });
+      swatch.style.background = bplab.color(g.color);
+      const value = bplab.el("span", "", { class: "value" });
+      this.values.set(g.id, value);
+      label.append(box, swatch, `${g.label} (${g.n_runs})`, value);
+      this.legend.append(label);
+    }
+  }
+
+  showValues(u, shown) {
+    const idx = u.cursor.idx;
+    shown.forEach((g, i) => {
+      const span = this.values.get(g.id);
+      if (!span) return;
+      const v = idx === null || idx === undefined ? null : u.data[1 + 3 * i][idx];
+      span.textContent = v === null || v === undefined ? "" : `epoch ${u.data[0][idx]}: ${bplab.fmt(v)}`;
+    });
+  }
+}
