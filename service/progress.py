@@ -27,7 +27,11 @@ class SweepProgress:
         self.failed = 0
 
     def advance(self, status: str | None) -> None:
-        if status not in ("succeeded", "diverged", "queued", None):
+        """A run came back from the pool. Only a finished run moves the bar: a run handed
+        back ``queued`` (or None) by Ctrl-C is not done, and the bar must not say it is."""
+        if status in ("queued", None):
+            return
+        if status not in ("succeeded", "diverged"):
             self.failed += 1
         self._progress.update(self._task, advance=1, failed=self.failed)
 

@@ -134,6 +134,7 @@ def watch(
     settings: Settings, sweep_id: int, interval: float, timeout: float | None, fmt: str
 ) -> None:
     """Follow a sweep until every run has finished, then print its results."""
+    from service.commands.outcome import finish
     from service.commands.sweep import print_results
     from service.progress import sweep_progress
 
@@ -168,6 +169,7 @@ def watch(
         click.echo(f"stopped watching; sweep {sweep_id} goes on on the workers", err=True)
         raise SystemExit(130) from None
     print_results(settings, sweep_id, fmt)
+    finish(settings, sweep_id)  # failed runs: one line per configuration, exit 1
 
 
 class _IdleQueueNote:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import yaml
 
+from service.commands.outcome import finish, refuse_live_resume, warn_oversubscribed
 from service.config import Settings, mask_url
 from service.db import repository as repo
 from service.db.session import session_scope
@@ -87,6 +88,7 @@ def run_sweep(
         ctx.invoke(watch, sweep_id=sweep_id, interval=1.0, timeout=None, fmt=fmt)
         return
     spec = load_spec_or_exit(spec_path, max_runs)
+    warn_oversubscribed(workers)
     with session_scope(settings.database_url) as session:
         sweep_id = create_sweep_from_spec(session, spec, backend="local")
     click.echo(f"sweep {sweep_id}: {spec.name}", err=True)
@@ -102,6 +104,8 @@ def run_sweep(
 def resume(settings: Settings, sweep_id: int, workers: int | None, force: bool, fmt: str) -> None:
     """Finish the queued (and abandoned) runs of an interrupted sweep."""
     _get_sweep_or_exit(settings, sweep_id)
+    refuse_live_resume(settings, sweep_id, force)
+    warn_oversubscribed(workers)
     taken_back = requeue_abandoned(sweep_id, url=settings.database_url, force=force)
     if taken_back:
         click.echo(f"re-queued {taken_back} abandoned run(s)", err=True)
@@ -167,12 +171,8 @@ def _run_locally(settings: Settings, sweep_id: int, workers: int | None, fmt: st
             on_done=lambda _rid, status: bar.advance(status),
         )
     print_results(settings, sweep_id, fmt)
-    if report.interrupted:
-        left = report.count("queued") + sum(1 for s in report.statuses.values() if s is None)
-        raise click.ClickException(
-            f"interrupted: finished runs are kept; continue with `bplab sweep resume {sweep_id}` "
-            f"({left} run(s) left queued)"
-        )
+    left = report.count("queued") + sum(1 for s in report.statuses.values() if s is None)
+    finish(settings, sweep_id, interrupted=report.interrupted, left=left)
 
 
 def print_results(settings: Settings, sweep_id: int, fmt: str, by: list[str] | None = None) -> None:

@@ -205,8 +205,9 @@ def test_ctrl_c_keeps_finished_runs_and_resume_finishes_the_rest(bplab: Bplab) -
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 1, stderr
+    assert proc.returncode == 130, stderr  # the shell's code for Ctrl-C (issue 18)
     assert "bplab sweep resume 1" in stderr
+    assert "6/6" not in stderr, stderr  # the bar counts finished runs, not handed-back ones
     statuses = [r["status"] for r in bplab.json("runs", "1")]
     assert "running" not in statuses
     assert 1 <= statuses.count("succeeded") < 6
