@@ -30,7 +30,7 @@ CONSUMER_CHECK_S = 15.0
 @click.argument("spec_path", metavar="SPEC")
 @click.option(
     "--max-runs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=100_000),  # service.commands.sweep.MAX_RUNS_LIMIT
     default=DEFAULT_MAX_RUNS,
     show_default=True,
     help="Refuse specs that expand to more runs than this.",

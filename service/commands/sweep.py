@@ -16,11 +16,16 @@ from service.progress import sweep_progress
 from service.records import run_record
 from service.results import SUMMARY_COLUMNS, display_rows, summarize
 from service.spec import DEFAULT_MAX_RUNS, SpecError, SweepSpec, load_spec
+from service.spec.estimate import Estimate, crowded, describe, estimate, too_big
 from service.sweeps import create_sweep_from_spec, requeue_abandoned, run_queued_locally
+
+# Expanding a sweep holds every run's configuration in memory (~4 kB each): 2,000,000 runs
+# took 8 GB before the first was written. 100,000 runs stay under half a gigabyte.
+MAX_RUNS_LIMIT = 100_000
 
 max_runs_option = click.option(
     "--max-runs",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_RUNS_LIMIT),
     default=DEFAULT_MAX_RUNS,
     show_default=True,
     help="Refuse specs that expand to more runs than this.",
@@ -39,6 +44,20 @@ def sweep() -> None:
     """Plan, run and inspect sweeps."""
 
 
+def check_cost(spec: SweepSpec, workers: int, *, warn: bool = False) -> Estimate | None:
+    """Refuse a sweep whose largest run cannot fit in this machine's memory; the estimate."""
+    cost = estimate(spec)
+    if cost is None:
+        return None
+    problem = too_big(cost, workers)
+    if problem is not None:
+        raise BadInput(f"{spec.name}: {problem}")
+    warning = crowded(cost, workers) if warn else None
+    if warning is not None:
+        click.echo(warning, err=True)
+    return cost
+
+
 def load_spec_or_exit(path: str, max_runs: int) -> SweepSpec:
     try:
         return load_spec(path, max_runs=max_runs)
@@ -53,6 +72,7 @@ def load_spec_or_exit(path: str, max_runs: int) -> SweepSpec:
 def plan(spec_path: str, max_runs: int, fmt: str) -> None:
     """Validate SPEC and print its expansion; writes nothing."""
     spec = load_spec_or_exit(spec_path, max_runs)
+    cost = check_cost(spec, default_workers())
     configs = spec.configs()
     rows = [{"config": i + 1, **{p: c[p] for p in spec.swept}} for i, c in enumerate(configs)]
     if fmt == "table":
@@ -61,6 +81,8 @@ def plan(spec_path: str, max_runs: int, fmt: str) -> None:
             f"{spec.count_runs()} runs "
             f"on {spec.dataset}; at most {spec.estimate_epochs():,} epochs in all"
         )
+        if cost is not None:
+            click.echo(describe(cost, default_workers()))
     render(rows, fmt, columns=["config", *spec.swept])
 
 
@@ -88,6 +110,7 @@ def run_sweep(
         ctx.invoke(watch, sweep_id=sweep_id, interval=1.0, timeout=None, fmt=fmt)
         return
     spec = load_spec_or_exit(spec_path, max_runs)
+    check_cost(spec, workers or default_workers(), warn=True)
     warn_oversubscribed(workers)
     with session_scope(settings.database_url) as session:
         sweep_id = create_sweep_from_spec(session, spec, backend="local")

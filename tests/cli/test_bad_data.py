@@ -144,3 +144,31 @@ def test_shape_table_matches_the_engine(name: str) -> None:
     assert shape.target_min <= data.Y.min() and data.Y.max() <= shape.target_max
     one_hot = bool(np.allclose(data.Y.sum(axis=1), 1.0))
     assert shape.rows_are_distributions == one_hot
+
+
+def test_plan_estimates_memory_and_time(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("dataset: xor\nseeds: 2\nparameters: {hidden: [2, 4], epochs: 1000}\n")
+    code, lines = _invoke(tmp_path, "sweep", "plan", str(spec))
+    assert code == 0, lines
+    assert lines[1].startswith("estimate (rough, no early stop): up to "), lines
+    assert " per run; " in lines[1] and " of CPU, about " in lines[1], lines
+
+
+def test_a_run_larger_than_the_memory_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    # two layers of 100,000 units: 10^10 weights, 80 GB a copy
+    spec.write_text("dataset: digits\nparameters: {hidden: [[100000, 100000]]}\n")
+    for args in (["sweep", "plan"], ["sweep", "run", "--workers", "1"]):
+        code, lines = _invoke(tmp_path, *args, str(spec))
+        assert code == 2 and len(lines) == 1, lines
+        assert "more than this machine's" in lines[0] and "of memory" in lines[0], lines
+    assert not (tmp_path / "bplab.db").exists()
+
+
+def test_max_runs_has_a_ceiling(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("dataset: xor\n")
+    for args in (["sweep", "plan"], ["sweep", "run"], ["sweep", "submit"]):
+        code, lines = _invoke(tmp_path, *args, str(spec), "--max-runs", "2000000")
+        assert code == 2 and "1<=x<=100000" in lines[-1], lines
