@@ -6,7 +6,10 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -23,6 +26,36 @@ format_option = click.option(
     show_default=True,
     help="Output format.",
 )
+
+
+def output_path(path: str) -> Path:
+    """An -o file checked before any work: one line, exit 2, when it cannot be written.
+
+    Checked here rather than by click.Path, whose refusal is three lines of usage; a failure
+    the checks cannot foresee (a full disk, /proc) is caught by writing_to.
+    """
+    from service.errors import BadInput
+
+    file = Path(path).expanduser()
+    parent = file.absolute().parent
+    if file.is_dir():
+        raise BadInput(f"-o {path}: is a directory; name a file in it")
+    if not parent.is_dir():
+        raise BadInput(f"-o {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (file.exists() and not os.access(file, os.W_OK)):
+        raise BadInput(f"-o {path}: permission denied")
+    return file
+
+
+@contextmanager
+def writing_to(path: str | Path) -> Iterator[None]:
+    """Turn an OSError while writing path into one line, exit 2."""
+    from service.errors import BadInput
+
+    try:
+        yield
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def render(

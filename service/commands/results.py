@@ -12,7 +12,7 @@ from service.config import Settings
 from service.db import repository as repo
 from service.db.session import session_scope
 from service.errors import BadInput, NotFound
-from service.output import format_option, render
+from service.output import format_option, output_path, render, writing_to
 from service.records import public_run, run_record
 from service.results import SUMMARY_COLUMNS, display_rows, param_value, summarize
 
@@ -191,9 +191,7 @@ def compare(
 
 @click.command("plot")
 @click.argument("target_id", metavar="ID", type=int)
-@click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="PNG/SVG/PDF file."
-)
+@click.option("-o", "--output", required=True, help="PNG/SVG/PDF file.")
 @click.option("--run", "is_run", is_flag=True, help="ID is a run: plot that run's curves.")
 @click.option(
     "--by", default=None, help="Parameters that make a line, comma-separated [default: swept]."
@@ -229,6 +227,7 @@ def plot(
 
     if Path(output).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise BadInput(f"-o {output!r}: the file must end in .png, .svg or .pdf")
+    output_path(output)
     use_log = log if log is not None else metric != "accuracy"
     if is_run:
         _plot_run(settings, target_id, output, metric, use_log)
@@ -243,7 +242,8 @@ def plot(
     fig = plots.sweep_figure(
         lines, metric=metric, log=use_log, band=band, title=f"sweep {target_id}: {sweep['name']}"
     )
-    plots.save(fig, output)
+    with writing_to(output):
+        plots.save(fig, output)
     click.echo(f"wrote {output}: {len(lines)} configuration(s)", err=True)
 
 
@@ -271,7 +271,8 @@ def _plot_run(settings: Settings, run_id: int, output: str, metric: str, log: bo
     fig = plots.run_figure(
         curve, metrics=metrics, log=log, title=title, solved_epoch=record["solved_epoch"]
     )
-    plots.save(fig, output)
+    with writing_to(output):
+        plots.save(fig, output)
     click.echo(f"wrote {output}", err=True)
 
 
@@ -286,9 +287,7 @@ def _finite(values: Any) -> bool:
 
 @click.command("export")
 @click.argument("sweep_id", type=int)
-@click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="out.csv or out.json"
-)
+@click.option("-o", "--output", required=True, help="out.csv or out.json")
 @click.option("--curves", "with_curves", is_flag=True, help="Add the per-epoch table.")
 @click.pass_obj
 def export(settings: Settings, sweep_id: int, output: str, with_curves: bool) -> None:
@@ -303,12 +302,23 @@ def export(settings: Settings, sweep_id: int, output: str, with_curves: bool) ->
     kind = path.suffix.lower()
     if kind not in (".csv", ".json"):
         raise BadInput(f"-o {output!r}: the file must end in .csv or .json")
+    output_path(output)
     sweep, runs = load_sweep(settings, sweep_id)
     curves = None
     if with_curves:
         with session_scope(settings.database_url, readonly=True) as session:
             curves = ex.curve_rows(session, sweep_id)
     records = [public_run(r) for r in runs]
+    with writing_to(path):
+        _write_export(path, kind, sweep, records, curves)
+
+
+def _write_export(
+    path: Path, kind: str, sweep: dict, records: list[dict], curves: list[dict] | None
+) -> None:
+    from service import export as ex
+
+    runs = records
     if kind == ".json":
         ex.write_json(path, sweep, records, curves)
         extra = f" and {len(curves)} epoch rows" if curves is not None else ""

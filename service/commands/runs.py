@@ -9,7 +9,7 @@ from service.config import Settings
 from service.db import repository as repo
 from service.db.session import session_scope
 from service.errors import BadInput, NotFound
-from service.output import format_option, render
+from service.output import format_option, output_path, render, writing_to
 from service.records import RUN_FIELDS, public_run, run_record
 from service.results import param_value
 
@@ -101,12 +101,12 @@ def curve(settings: Settings, run_id: int, fmt: str) -> None:
     "--output",
     "output",
     required=True,
-    type=click.Path(dir_okay=False, writable=True),
-    help="The .npz file to write (arrays W1, b1, W2, b2, ...).",
+    help="The file to write, in .npz format (arrays W1, b1, W2, b2, ...).",
 )
 @click.pass_obj
 def weights(settings: Settings, run_id: int, output: str) -> None:
     """Write a run's final weights to an .npz file that engine.Network can load."""
+    path = output_path(output)
     _run_or_exit(settings, run_id)
     try:
         with session_scope(settings.database_url, readonly=True) as session:
@@ -114,8 +114,11 @@ def weights(settings: Settings, run_id: int, output: str) -> None:
     except repo.NotFound:
         raise NotFound(f"run {run_id} has no stored weights (only finished runs have)") from None
     named = {f"{'W' if i % 2 == 0 else 'b'}{i // 2 + 1}": a for i, a in enumerate(arrays)}
-    np.savez(output, **named)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
-    click.echo(f"wrote {len(arrays)} arrays to {output}", err=True)
+    # Through a file object: given a name, np.savez appends .npz to one that lacks it, and
+    # `-o w.txt` wrote w.txt.npz while saying it wrote w.txt.
+    with writing_to(path), path.open("wb") as fh:
+        np.savez(fh, **named)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+    click.echo(f"wrote {len(arrays)} arrays to {path}", err=True)
 
 
 def _run_or_exit(settings: Settings, run_id: int) -> dict:
