@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 FORMATS = ("table", "json", "csv")
 
@@ -93,7 +94,9 @@ def print_table(
     for col in columns:
         table.add_column(col, justify="right" if _numeric_column(rows, col) else "left")
     for row in rows:
-        table.add_row(*(format_cell(row.get(c)) for c in columns))
+        # Text, not str: cells hold data (a run's error, a dataset's install hint such as
+        # 'bplab[bench]'), never rich markup, which would eat anything in brackets.
+        table.add_row(*(Text(format_cell(row.get(c))) for c in columns))
     # soft_wrap off and a generous width: tables are read in terminals and in piped logs alike.
     Console(width=max(100, _terminal_width())).print(table)
 

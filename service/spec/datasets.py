@@ -61,7 +61,11 @@ def check_dataset(value: object, base_dir: Path, field: str = "dataset") -> str:
         if sep:
             raise Invalid(field, f"{base!r} takes no argument, got {value!r}")
         if base in NEEDS_SKLEARN and importlib.util.find_spec("sklearn") is None:
-            raise Invalid(field, f"{base!r} needs scikit-learn: pip install scikit-learn")
+            raise Invalid(
+                field,
+                f"{base!r} needs scikit-learn, which is not installed; "
+                "install the bench extra: pip install 'bplab[bench]'",
+            )
         return base
     if kind == "sized":
         low, high = SIZED.get(base, (1, None))
