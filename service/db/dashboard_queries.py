@@ -15,6 +15,7 @@ from sqlalchemy import Table, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from service.db.models import RUN_STATUSES, EpochMetric, Run, Sweep
+from service.db.types import SafeFloat
 
 _epochs: Table = EpochMetric.__table__  # type: ignore[assignment]
 _runs: Table = Run.__table__  # type: ignore[assignment]
@@ -35,6 +36,31 @@ RUN_COLUMNS = (
 )
 # SQLite allows at most 32,766 bound parameters a statement.
 _ID_CHUNK = 5000
+
+
+def fetch_plain(session: Session, stmt: Any) -> list[tuple[Any, ...]]:
+    """All rows of a Core SELECT as plain tuples, straight from the driver's fetchall.
+
+    SQLAlchemy's per-row processing costs about a microsecond a value, which is most of the
+    time of reading 10,000 runs or 100,000 decimated epochs. The values come back as the
+    driver gives them: a SafeFloat NaN is the text 'NaN' on SQLite (see as_float).
+    """
+    conn = session.connection()
+    compiled = stmt.compile(bind=conn, compile_kwargs={"render_postcompile": True})
+    params = compiled.params
+    if compiled.positiontup is not None:  # SQLite's qmark style
+        params = tuple(params[name] for name in compiled.positiontup)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def as_float(value: Any) -> float | None:
+    """A SafeFloat value as fetch_plain returns it (None, a float or SQLite's 'NaN')."""
+    return None if value is None else float(value)
 
 
 def status_order(statuses: Sequence[str]) -> list[str]:
@@ -121,7 +147,7 @@ def sweep_runs(
     q = select(*cols, _runs.c.config_key).where(_runs.c.sweep_id == sweep_id)
     if statuses:
         q = q.where(_runs.c.status.in_(list(statuses)))
-    rows = session.execute(q.order_by(_runs.c.id)).all()
+    rows = fetch_plain(session, q.order_by(_runs.c.id))
     first_of = (
         select(func.min(_runs.c.id).label("rid"))
         .where(_runs.c.sweep_id == sweep_id)
@@ -134,11 +160,37 @@ def sweep_runs(
             select(_runs.c.config_key, _runs.c.config).join(first_of, first_of.c.rid == _runs.c.id)
         )
     }
+    floats = [i for i, c in enumerate(RUN_COLUMNS) if isinstance(_runs.c[c].type, SafeFloat)]
     out = []
     for row in rows:
-        record = {c: getattr(row, c) for c in RUN_COLUMNS}
-        record["config"] = configs[row.config_key]
+        values = list(row[:-1])
+        for i in floats:
+            values[i] = as_float(values[i])
+        record = dict(zip(RUN_COLUMNS, values, strict=True))
+        record["config_key"] = row[-1]
+        record["config"] = configs[row[-1]]
         out.append(record)
+    return out
+
+
+def membership_stamp(session: Session, sweep_id: int) -> tuple[int, int]:
+    """(number of runs, largest run id) of a sweep: changes whenever runs are added, which is
+    the only way the configuration -> runs mapping can change (configs never do)."""
+    n, top = session.execute(
+        select(func.count(), func.max(_runs.c.id)).where(_runs.c.sweep_id == sweep_id)
+    ).one()
+    return int(n), int(top or 0)
+
+
+def run_briefs(session: Session, run_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+    """{run id: (seed, status)} of some runs."""
+    out: dict[int, tuple[int, str]] = {}
+    ids = [int(r) for r in run_ids]
+    for start in range(0, len(ids), _ID_CHUNK):
+        q = select(_runs.c.id, _runs.c.seed, _runs.c.status).where(
+            _runs.c.id.in_(ids[start : start + _ID_CHUNK])
+        )
+        out.update({int(r): (int(seed), s) for r, seed, s in fetch_plain(session, q)})
     return out
 
 
@@ -154,7 +206,13 @@ def max_epochs(session: Session, run_ids: Sequence[int]) -> int:
 
 
 def decimated_epochs(
-    session: Session, run_ids: Sequence[int], metric: str, width: int, after: int = 0
+    session: Session,
+    run_ids: Sequence[int],
+    metric: str,
+    width: int,
+    after: int = 0,
+    *,
+    on_grid: bool = False,
 ) -> list[tuple[int, int, float | None]]:
     """(run_id, epoch, value) of each run's last recorded epoch in every bucket of ``width``
     epochs (buckets 1..width, width+1..2*width, ...), epochs after ``after`` only; ordered
@@ -162,36 +220,69 @@ def decimated_epochs(
 
     The last value of a bucket is what a run "holds" at the bucket's end, which is exactly
     what service.curves.aggregate's carry-forward averaging reads there, so a decimated band
-    agrees with `bplab plot` at the points it keeps. SQLite returns the bare column from the
-    MAX() row; PostgreSQL needs DISTINCT ON for the same thing.
+    agrees with `bplab plot` at the points it keeps.
+
+    ``on_grid``: the caller knows every run records each epoch that is a multiple of
+    ``width`` it reached (width is a multiple of their log_every), so the bucket ends are
+    those epochs plus each run's last one: read straight off the primary key, 3-4x faster
+    than grouping (which sorts every row of the runs in a temporary b-tree).
     """
     width = max(1, int(width))
+    ids = [int(r) for r in run_ids]
+    out: list[tuple[int, int, float | None]] = []
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start : start + _ID_CHUNK]
+        q = (
+            _on_grid(chunk, metric, width, after)
+            if on_grid
+            else _grouped(session, chunk, metric, width, after)
+        )
+        rows = [(int(r), int(e), as_float(v)) for r, e, v in fetch_plain(session, q)]
+        rows.sort()  # mostly in order already: a near-linear pass; a UNION has no order
+        out.extend(rows)
+    return out
+
+
+def _grouped(session: Session, ids: list[int], metric: str, width: int, after: int) -> Any:
     value = _epochs.c[metric]
     # A literal, not a bound parameter: PostgreSQL's DISTINCT ON must repeat the ORDER BY
     # expression exactly, and two placeholders ($1, $2) would make them differ.
     bucket = (_epochs.c.epoch - 1) / literal_column(str(width))  # integer division
-    ids = [int(r) for r in run_ids]
-    out: list[tuple[int, int, float | None]] = []
-    postgres = session.get_bind().dialect.name == "postgresql"
-    for start in range(0, len(ids), _ID_CHUNK):
-        where = (_epochs.c.run_id.in_(ids[start : start + _ID_CHUNK]), _epochs.c.epoch > after)
-        if postgres:
-            q = (
-                select(_epochs.c.run_id, _epochs.c.epoch, value)
-                .where(*where)
-                .distinct(_epochs.c.run_id, bucket)
-                .order_by(_epochs.c.run_id, bucket, _epochs.c.epoch.desc())
-            )
-        else:
-            q = (
-                select(_epochs.c.run_id, func.max(_epochs.c.epoch), value)
-                .where(*where)
-                .group_by(_epochs.c.run_id, bucket)
-            )
-        rows = [(int(r), int(e), v) for r, e, v in session.execute(q)]
-        rows.sort(key=lambda t: (t[0], t[1]))
-        out.extend(rows)
-    return out
+    where = (_epochs.c.run_id.in_(ids), _epochs.c.epoch > after)
+    if session.get_bind().dialect.name == "postgresql":
+        return (
+            select(_epochs.c.run_id, _epochs.c.epoch, value)
+            .where(*where)
+            .distinct(_epochs.c.run_id, bucket)
+            .order_by(_epochs.c.run_id, bucket, _epochs.c.epoch.desc())
+        )
+    # SQLite returns the bare column from the row where MAX() found its value.
+    return (
+        select(_epochs.c.run_id, func.max(_epochs.c.epoch), value)
+        .where(*where)
+        .group_by(_epochs.c.run_id, bucket)
+    )
+
+
+def _on_grid(ids: list[int], metric: str, width: int, after: int) -> Any:
+    value = _epochs.c[metric]
+    last = (
+        select(_epochs.c.run_id.label("rid"), func.max(_epochs.c.epoch).label("top"))
+        .where(_epochs.c.run_id.in_(ids))
+        .group_by(_epochs.c.run_id)
+        .subquery()
+    )
+    grid = select(_epochs.c.run_id, _epochs.c.epoch, value).where(
+        _epochs.c.run_id.in_(ids),
+        _epochs.c.epoch > after,
+        _epochs.c.epoch % literal_column(str(width)) == 0,
+    )
+    ends = (
+        select(_epochs.c.run_id, _epochs.c.epoch, value)
+        .join(last, (last.c.rid == _epochs.c.run_id) & (last.c.top == _epochs.c.epoch))
+        .where(_epochs.c.epoch > after, _epochs.c.epoch % literal_column(str(width)) != 0)
+    )
+    return grid.union_all(ends)
 
 
 def last_epochs(session: Session, run_ids: Sequence[int]) -> dict[int, int]:

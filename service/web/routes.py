@@ -2,6 +2,7 @@
 
 Pages:  /  /sweeps/{id}  /sweeps/{id}/compare  /runs/{id}
 API:    /api/sweeps  /api/sweeps/{id}  /api/sweeps/{id}/curves  /api/sweeps/{id}/compare
+        /api/sweeps/{id}/runs?group=
         /api/runs/{id}  /api/runs/{id}/curve
 """
 
@@ -105,6 +106,14 @@ def build(read: Read, page: Page) -> list[Route]:
 
         return _json(read(load))
 
+    def group_runs_api(request: Request) -> Response:
+        def load(session: Any) -> dict[str, Any]:
+            sweep = sweep_data.sweep_header(session, request.path_params["sweep_id"])
+            group = request.query_params.get("group", "")
+            return {"group": group, "runs": sweep_data.group_runs(session, sweep, group)}
+
+        return _json(read(load))
+
     def compare_page(request: Request) -> Response:
         sweep_id = request.path_params["sweep_id"]
         args = _compare_args(request)
@@ -158,6 +167,7 @@ def build(read: Read, page: Page) -> list[Route]:
         Route("/api/sweeps/{sweep_id:int}", sweep_api),
         Route("/api/sweeps/{sweep_id:int}/curves", curves_api),
         Route("/api/sweeps/{sweep_id:int}/compare", compare_api),
+        Route("/api/sweeps/{sweep_id:int}/runs", group_runs_api),
         Route("/api/runs/{run_id:int}", run_api),
         Route("/api/runs/{run_id:int}/curve", run_curve_api),
     ]

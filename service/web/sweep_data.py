@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,7 +66,13 @@ def group_id(key: tuple[Any, ...]) -> str:
 
 
 def group_label(by: Sequence[str], key: tuple[Any, ...]) -> str:
-    return ", ".join(f"{n}={v}" for n, v in zip(by, key, strict=True)) or "all runs"
+    """ "learning_rate=0.5, hidden=2": floats to 4 significant digits, as the table shows them
+    (the filter used by compare keeps the exact values)."""
+
+    def short(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{n}={short(v)}" for n, v in zip(by, key, strict=True)) or "all runs"
 
 
 def parse_statuses(text: str | None) -> list[str] | None:
@@ -83,12 +91,13 @@ def results_table(
     session: Session, sweep: dict[str, Any], statuses: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
     """The rows of `bplab results SWEEP` (best first), each with its configuration's id,
-    label, filter (for compare), run ids and whether it only diverged."""
+    label, filter (for compare), runs and whether it only diverged."""
     by = sweep["swept"]
     runs = dq.sweep_runs(session, sweep["id"], statuses)
+    keys = _keys(runs, by)
     members: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        members.setdefault(group_id(group_key(run, by)), []).append(run)
+        members.setdefault(keys[run["config_key"]][0], []).append(run)
     rows = summarize(runs, by)
     for row in rows:
         key = tuple(row[name] for name in by)
@@ -96,12 +105,75 @@ def results_table(
         row["group"] = gid
         row["label"] = group_label(by, key)
         row["filter"] = ",".join(f"{n}={v}" for n, v in zip(by, key, strict=True))
-        row["runs"] = [
-            {"id": r["id"], "seed": r["seed"], "status": r["status"]} for r in members[gid]
-        ]
         row["only_diverged"] = row["diverged"] > 0 and row["succeeded"] == 0
         row["pruned"] = sum(1 for r in members[gid] if r["status"] == "pruned")
     return rows
+
+
+def group_runs(session: Session, sweep: dict[str, Any], gid: str) -> list[dict[str, Any]]:
+    """The runs of one configuration (id, seed, status), for the table's runs cell: sent
+    when asked, since 10,000 of them in the page would double its size."""
+    group = groups_of(session, sweep).get(gid)
+    if group is None:
+        raise BadRequest(f"group: no configuration {gid!r} in sweep {sweep['id']}")
+    brief = dq.run_briefs(session, group.run_ids)
+    return [
+        {"id": rid, "seed": brief[rid][0], "status": brief[rid][1]}
+        for rid in group.run_ids
+        if rid in brief
+    ]
+
+
+def _keys(runs: Sequence[dict[str, Any]], by: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """{config_key: (group id, label)}, worked out once per distinct configuration."""
+    out: dict[str, tuple[str, str]] = {}
+    for run in runs:
+        if run["config_key"] not in out:
+            key = group_key(run, by)
+            out[run["config_key"]] = (group_id(key), group_label(by, key))
+    return out
+
+
+# sweep id -> (membership stamp, {group id: (label, run ids)}); see groups_of.
+_MEMBERS: dict[int, tuple[tuple[int, int], dict[str, Group]]] = {}
+_MEMBERS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Group:
+    """A configuration of a sweep: its legend label, its runs and how often they record."""
+
+    label: str
+    run_ids: list[int]
+    log_every: frozenset[int]
+
+
+def groups_of(session: Session, sweep: dict[str, Any]) -> dict[str, Group]:
+    """{group id: Group} of a sweep, cached per process.
+
+    A run's configuration never changes, so this only changes when runs are added; every
+    live poll of a 10,000-run sweep would otherwise re-read and re-group all of them.
+    """
+    stamp = dq.membership_stamp(session, sweep["id"])
+    with _MEMBERS_LOCK:
+        cached = _MEMBERS.get(sweep["id"])
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    runs = dq.sweep_runs(session, sweep["id"])
+    keys = _keys(runs, sweep["swept"])
+    ids: dict[str, list[int]] = {}
+    strides: dict[str, set[int]] = {}
+    for run in runs:
+        gid = keys[run["config_key"]][0]
+        ids.setdefault(gid, []).append(run["id"])
+        strides.setdefault(gid, set()).add(max(1, int(run["config"].get("log_every") or 1)))
+    labels = dict(keys.values())
+    groups = {g: Group(labels[g], ids[g], frozenset(strides[g])) for g in ids}
+    with _MEMBERS_LOCK:
+        if len(_MEMBERS) >= 32:  # a bound, not a policy: dashboards look at few sweeps
+            _MEMBERS.clear()
+        _MEMBERS[sweep["id"]] = (stamp, groups)
+    return groups
 
 
 def table_columns(sweep: dict[str, Any]) -> list[str]:
@@ -149,14 +221,7 @@ def curve_bands(
 ) -> dict[str, Any]:
     """Mean ± sd over seeds per configuration, decimated to about ``points`` epochs; only
     epochs after ``after`` are sent (live updates send what is new)."""
-    by = sweep["swept"]
-    members: dict[str, list[dict[str, Any]]] = {}
-    labels: dict[str, str] = {}
-    for run in dq.sweep_runs(session, sweep["id"]):
-        key = group_key(run, by)
-        gid = group_id(key)
-        members.setdefault(gid, []).append(run)
-        labels[gid] = group_label(by, key)
+    members = groups_of(session, sweep)
     if groups is None:
         groups = default_groups(results_table(session, sweep))
     unknown = [g for g in groups if g not in members]
@@ -164,20 +229,27 @@ def curve_bands(
         raise BadRequest(f"groups: no configuration {unknown[0]!r} in sweep {sweep['id']}")
     if len(groups) > MAX_CURVES:
         raise BadRequest(f"groups: at most {MAX_CURVES} configurations at once")
-    run_ids = [r["id"] for g in groups for r in members[g]]
+    run_ids = [rid for g in groups for rid in members[g].run_ids]
     budget = dq.max_epochs(session, run_ids)
-    width = max(1, math.ceil(budget / max(1, points)))
+    strides = set().union(*(members[g].log_every for g in groups)) if groups else set()
+    # One log_every for all: buckets of a multiple of it end on recorded epochs, which the
+    # fast query reads directly (dashboard_queries.decimated_epochs).
+    stride = next(iter(strides)) if len(strides) == 1 else 1
+    width = stride * max(1, math.ceil(budget / max(1, points) / stride))
     per_run: dict[int, list[tuple[int, float]]] = {}
-    for rid, epoch, value in dq.decimated_epochs(session, run_ids, metric, width):
+    rows = dq.decimated_epochs(session, run_ids, metric, width, on_grid=len(strides) == 1)
+    for rid, epoch, value in rows:
         per_run.setdefault(rid, []).append((epoch, math.nan if value is None else value))
-    out_groups = [_band(gid, labels[gid], members[gid], per_run, after) for gid in groups]
-    last = dq.last_epochs(
-        session, [r["id"] for g in groups for r in members[g] if r["status"] == "pruned"]
-    )
+    out_groups = [_band(g, members[g].label, members[g].run_ids, per_run, after) for g in groups]
+    brief = dq.run_briefs(session, run_ids)
+    pruned_ids = [rid for rid in run_ids if brief.get(rid, (0, ""))[1] == "pruned"]
+    last = dq.last_epochs(session, pruned_ids)
+    pruned_set = set(pruned_ids)
     pruned = [
         {"run": rid, "group": g, "epoch": last.get(rid)}
         for g in groups
-        for rid in (r["id"] for r in members[g] if r["status"] == "pruned")
+        for rid in members[g].run_ids
+        if rid in pruned_set
     ]
     return {
         "metric": metric,
@@ -192,17 +264,17 @@ def curve_bands(
 def _band(
     gid: str,
     label: str,
-    runs: list[dict[str, Any]],
+    run_ids: list[int],
     per_run: dict[int, list[tuple[int, float]]],
     after: int,
 ) -> dict[str, Any]:
     curves = []
-    for r in runs:
-        pts = per_run.get(r["id"])
+    for rid in run_ids:
+        pts = per_run.get(rid)
         if pts:
             curves.append(Curve(np.array([e for e, _ in pts]), np.array([v for _, v in pts])))
     band = aggregate(curves) if curves else None
-    out: dict[str, Any] = {"id": gid, "label": label, "n_runs": len(runs), "epochs": []}
+    out: dict[str, Any] = {"id": gid, "label": label, "n_runs": len(run_ids), "epochs": []}
     out.update(mean=[], low=[], high=[], last_epoch=0)
     if band is None:
         return out

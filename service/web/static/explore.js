@@ -49,7 +49,11 @@
       drawn += 1;
     });
     ctx.fillStyle = "#333"; ctx.font = "11px sans-serif";
-    for (const [t, label] of ax.ticks) ctx.fillText(label, m + t * (w - m - 8) - 10, h - 12);
+    for (const [t, label] of ax.ticks) {
+      ctx.textAlign = t > 0.9 ? "right" : t < 0.1 ? "left" : "center";
+      ctx.fillText(label, m + t * (w - m - 8), h - 12);
+    }
+    ctx.textAlign = "left";
     for (const [t, label] of ay.ticks) ctx.fillText(label, 2, h - m - t * (h - m - 16));
     canvas.dataset.drawn = String(drawn);
   }
