@@ -6,19 +6,21 @@ without importing ``worker`` (which depends on service, never the other way).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_QUEUE = "bplab"
-# Redis re-delivers a message that stays unacknowledged this long (late acks: the ack comes after
-# training). The task time limits must stay below it, or a long run would be trained twice at once.
-DEFAULT_VISIBILITY_TIMEOUT_S = 2 * 60 * 60
-# A task past its soft limit gets SoftTimeLimitExceeded (the runner records the run as failed);
-# past the hard limit its process is killed.
-DEFAULT_SOFT_TIME_LIMIT_S = 100 * 60
-DEFAULT_TIME_LIMIT_S = 110 * 60
+# The defaults live in the settings table (service.config); these names are kept for importers.
+from service.config import (
+    DEFAULT_QUEUE,
+    DEFAULT_SOFT_TIME_LIMIT_S,
+    DEFAULT_TIME_LIMIT_S,
+    DEFAULT_VISIBILITY_TIMEOUT_S,
+    Settings,
+    SettingsError,
+    get_settings,
+    load_settings,
+)
 
 # One BLAS thread per worker process: parallelism comes from processes, and N processes each
 # starting N BLAS threads on N cores only fight over them. Must be in the environment before
@@ -26,7 +28,7 @@ DEFAULT_TIME_LIMIT_S = 110 * 60
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-class CeleryConfigError(ValueError):
+class CeleryConfigError(SettingsError):
     """A configuration a worker must not start with; the message names the variable to fix."""
 
 
@@ -39,18 +41,16 @@ class TimeLimits:
 
 def queue_name(env: Mapping[str, str] | None = None) -> str:
     """The queue bplab's tasks go to (BPLAB_QUEUE): lets several deployments share one Redis."""
-    env = os.environ if env is None else env
-    return env.get("BPLAB_QUEUE") or DEFAULT_QUEUE
+    return _settings(env).queue
 
 
 def time_limits(env: Mapping[str, str] | None = None) -> TimeLimits:
-    """Task time limits and the visibility timeout from the environment, checked together."""
-    env = os.environ if env is None else env
-    visibility = _seconds(env, "BPLAB_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT_S)
-    # A limit left unset follows the one above it, so that lowering only the visibility timeout
-    # (or only the hard limit) still gives a consistent set; explicit values are checked as given.
-    hard = _seconds(env, "BPLAB_TASK_TIME_LIMIT", min(DEFAULT_TIME_LIMIT_S, 0.9 * visibility))
-    soft = _seconds(env, "BPLAB_TASK_SOFT_TIME_LIMIT", min(DEFAULT_SOFT_TIME_LIMIT_S, 0.9 * hard))
+    """Task time limits and the visibility timeout (settings, or ``env`` in their place),
+    checked together: the checks that span two variables live here, not in the table."""
+    settings = _settings(env)
+    visibility = settings.visibility_timeout
+    hard = float(settings.task_time_limit or 0)
+    soft = float(settings.task_soft_time_limit or 0)
     if soft >= hard:
         raise CeleryConfigError(
             f"BPLAB_TASK_SOFT_TIME_LIMIT ({soft:g} s) must be below "
@@ -67,8 +67,7 @@ def time_limits(env: Mapping[str, str] | None = None) -> TimeLimits:
 
 def base_celery_config(broker_url: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The Celery settings producer and workers share."""
-    env = os.environ if env is None else env
-    visibility = _seconds(env, "BPLAB_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT_S)
+    settings = _settings(env)
     return {
         "broker_url": broker_url,
         # JSON only: unpickling a message runs whatever code the message names.
@@ -77,11 +76,11 @@ def base_celery_config(broker_url: str, env: Mapping[str, str] | None = None) ->
         "event_serializer": "json",
         "accept_content": ["json"],
         "result_accept_content": ["json"],
-        "task_default_queue": queue_name(env),
+        "task_default_queue": settings.queue,
         # The database holds every outcome; a result backend would be a second copy nobody reads.
         "task_ignore_result": True,
         "result_backend": None,
-        "broker_transport_options": {"visibility_timeout": visibility},
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},
         "broker_connection_retry_on_startup": True,
     }
 
@@ -106,14 +105,26 @@ def worker_celery_config(broker_url: str, env: Mapping[str, str] | None = None) 
     return config
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return float(default)
+def _settings(env: Mapping[str, str] | None) -> Settings:
+    """The settings in force, or those ``env`` gives in place of the environment (tests)."""
     try:
-        value = float(raw)
-    except ValueError:
-        raise CeleryConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise CeleryConfigError(f"{name} must be positive, got {raw!r}")
-    return value
+        return get_settings() if env is None else load_settings(env=env)
+    except CeleryConfigError:
+        raise
+    except SettingsError as exc:
+        raise CeleryConfigError(str(exc)) from None
+
+
+__all__ = [
+    "BLAS_THREAD_VARIABLES",
+    "DEFAULT_QUEUE",
+    "DEFAULT_SOFT_TIME_LIMIT_S",
+    "DEFAULT_TIME_LIMIT_S",
+    "DEFAULT_VISIBILITY_TIMEOUT_S",
+    "CeleryConfigError",
+    "TimeLimits",
+    "base_celery_config",
+    "queue_name",
+    "time_limits",
+    "worker_celery_config",
+]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from service.commands import register_commands
-from service.config import Settings, get_settings
+from service.config import Settings, SettingsError, get_settings
+from service.errors import BadInput
 
 
 class BplabGroup(click.Group):
@@ -43,7 +44,10 @@ def cli(ctx: click.Context) -> None:
     local process pool. Set BPLAB_DATABASE_URL and BPLAB_BROKER_URL to use
     PostgreSQL and Celery workers over Redis instead.
     """
-    ctx.obj = get_settings()
+    try:
+        ctx.obj = get_settings()
+    except SettingsError as exc:  # a bad BPLAB_* value or config file: one line, exit 2
+        raise BadInput(str(exc)) from None
 
 
 register_commands(cli)

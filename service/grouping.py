@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from service.config import BY_FIELD, get_settings
 from service.db.queries import run_configs
 
-DEFAULT_POPULATION_SIZE = 64
+DEFAULT_POPULATION_SIZE = BY_FIELD["population_size"].default
 # A sweep submitted to Celery is cut into at least this many tasks per shape (when it has
 # that many runs): the number of workers is unknown at submission, and a sweep smaller than
 # one population should still spread over a few of them.
@@ -53,14 +53,7 @@ MEMBER_KEYS = frozenset(
 
 def population_size() -> int:
     """Runs per population task (BPLAB_POPULATION_SIZE, default 64; 1 turns populations off)."""
-    raw = os.environ.get("BPLAB_POPULATION_SIZE", "").strip()
-    try:
-        size = int(raw) if raw else DEFAULT_POPULATION_SIZE
-    except ValueError:
-        raise ValueError(f"BPLAB_POPULATION_SIZE must be an integer, got {raw!r}") from None
-    if size < 1:
-        raise ValueError(f"BPLAB_POPULATION_SIZE must be >= 1, got {size}")
-    return size
+    return get_settings().population_size
 
 
 def shape_key(config: Mapping[str, Any], seed: int) -> str:

@@ -1,50 +1,27 @@
-"""The knobs of bplab's fault tolerance, read from the environment (each read afresh).
+"""The knobs of bplab's fault tolerance, as functions over the one settings object.
 
-BPLAB_LEASE_SECONDS       a running run whose heartbeat is older than this belongs to a dead
-                          or stalled worker and is taken back (default 60)
-BPLAB_MAX_ATTEMPTS        tries per run (since its last `sweep retry`) before it is failed (3)
-BPLAB_DB_RETRY_SECONDS    how long a worker retries a database write that lost its connection
-                          before it gives the run up to the reconciler (60)
-BPLAB_REQUEUE_GRACE_SECONDS  a queued run with no message in the broker is re-published only
-                          after waiting this long since it was last queued or published (60)
-BPLAB_RECONCILE_SECONDS   how often each worker runs the reconciler (default: lease / 4)
-BPLAB_CHECKPOINT_EVERY    epochs between checkpoints (500; service.execution)
-BPLAB_CHECKPOINT_SECONDS  ... taken only once this much training time has passed since the
-                          run's last checkpoint (10; 0 = every BPLAB_CHECKPOINT_EVERY epochs)
+The variables (BPLAB_LEASE_SECONDS, BPLAB_MAX_ATTEMPTS, BPLAB_DB_RETRY_SECONDS,
+BPLAB_REQUEUE_GRACE_SECONDS, BPLAB_RECONCILE_SECONDS, BPLAB_CHECKPOINT_EVERY,
+BPLAB_CHECKPOINT_SECONDS, BPLAB_TEST_CRASH_RUN_IDS), their defaults and meanings are in
+service.config.VARIABLES; each function here reads the settings in force now (tests change the
+environment at run time) and adds only the policy derived from them (the heartbeat).
 """
 
 from __future__ import annotations
 
-import os
+from service.config import SettingsError, get_settings
 
-DEFAULT_LEASE_SECONDS = 60.0
-DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_DB_RETRY_SECONDS = 60.0
-DEFAULT_REQUEUE_GRACE_SECONDS = 60.0
+# Kept for callers that catch it by this name: a malformed variable, the message names it.
+ReliabilityConfigError = SettingsError
+
 # A heartbeat at least this often, and at least four per lease: a worker that is alive never
 # looks dead, even when one heartbeat is slow or lost.
 MAX_HEARTBEAT_SECONDS = 1.0
 
 
-class ReliabilityConfigError(ValueError):
-    """A malformed reliability variable; the message names it."""
-
-
-def _number(name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ReliabilityConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not value > minimum:
-        raise ReliabilityConfigError(f"{name} must be greater than {minimum:g}, got {raw!r}")
-    return value
-
-
 def lease_seconds() -> float:
-    return _number("BPLAB_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)
+    """BPLAB_LEASE_SECONDS: a running run without a heartbeat for this long is taken back."""
+    return get_settings().lease_seconds
 
 
 def heartbeat_seconds() -> float:
@@ -53,19 +30,34 @@ def heartbeat_seconds() -> float:
 
 
 def max_attempts() -> int:
-    return int(_number("BPLAB_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, minimum=0.5))
+    """BPLAB_MAX_ATTEMPTS: tries per run before it is failed."""
+    return get_settings().max_attempts
 
 
 def db_retry_seconds() -> float:
-    return _number("BPLAB_DB_RETRY_SECONDS", DEFAULT_DB_RETRY_SECONDS, minimum=-1.0)
+    """BPLAB_DB_RETRY_SECONDS: how long a write that lost its connection is retried."""
+    return get_settings().db_retry_seconds
 
 
 def requeue_grace_seconds() -> float:
-    return _number("BPLAB_REQUEUE_GRACE_SECONDS", DEFAULT_REQUEUE_GRACE_SECONDS, minimum=-1.0)
+    """BPLAB_REQUEUE_GRACE_SECONDS: a queued run missing from the broker waits this long."""
+    return get_settings().requeue_grace_seconds
 
 
 def reconcile_seconds() -> float:
-    return _number("BPLAB_RECONCILE_SECONDS", lease_seconds() / 4)
+    """BPLAB_RECONCILE_SECONDS: the reconciler's period (default a quarter of the lease)."""
+    return float(get_settings().reconcile_seconds or lease_seconds() / 4)
+
+
+def checkpoint_every() -> int:
+    """BPLAB_CHECKPOINT_EVERY: epochs between a run's checkpoints (0: none)."""
+    return get_settings().checkpoint_every
+
+
+def checkpoint_seconds() -> float:
+    """BPLAB_CHECKPOINT_SECONDS: training time between two checkpoints (0: every
+    BPLAB_CHECKPOINT_EVERY epochs)."""
+    return get_settings().checkpoint_seconds
 
 
 def crash_run_ids() -> frozenset[int]:
@@ -75,5 +67,4 @@ def crash_run_ids() -> frozenset[int]:
     right after claiming run 3 or 7, on every attempt: the "poison run" of the fault suite.
     Unset (the only sane production value), it does nothing.
     """
-    raw = os.environ.get("BPLAB_TEST_CRASH_RUN_IDS", "")
-    return frozenset(int(p) for p in raw.replace(" ", "").split(",") if p)
+    return get_settings().test_crash_run_ids

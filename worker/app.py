@@ -22,20 +22,22 @@ from worker.config import worker_config  # noqa: E402
 
 app = Celery("bplab")
 app.conf.update(worker_config(get_settings()))
-app.conf.imports = ("worker.tasks",)
 
 
 # No worker_process_init hook is needed for the database: service.db.session keys its engines by
 # (url, pid) and drops inherited ones, unclosed, in every forked child (os.register_at_fork, which
 # billiard's os.fork-based pool triggers); each pool process so opens its own connection pool.
 
-# `celery -A worker.app` finds the tasks through the app's imports; importing them here too lets
-# `from worker.app import app` alone register them (tests, flower).
+# The tasks are registered here, from worker.tasks' plain functions, so that
+# `from worker.app import app` alone registers them (tests, flower) and worker.tasks never
+# imports this module back.
 # The periodic reconciler (expired leases, lost messages) runs in every worker's main process.
 from celery.signals import worker_ready, worker_shutdown  # noqa: E402
 
-import worker.tasks  # noqa: E402, F401
-from worker import reconciler  # noqa: E402
+from worker import reconciler, tasks  # noqa: E402
+
+for _task_name, _function in tasks.TASKS.items():
+    app.task(name=_task_name)(_function)
 
 worker_ready.connect(reconciler.start, weak=False)
 worker_shutdown.connect(reconciler.stop, weak=False)

@@ -42,11 +42,7 @@ def busy_timeout_ms() -> int:
     BPLAB_SQLITE_BUSY_TIMEOUT, in seconds (default 30): long enough for a sweep's batched
     writes, and short enough to configure when a script would rather fail fast.
     """
-    raw = os.environ.get("BPLAB_SQLITE_BUSY_TIMEOUT") or "30"
-    try:
-        return max(0, int(float(raw) * 1000))
-    except ValueError:
-        return 30_000
+    return int(get_settings().sqlite_busy_timeout * 1000)
 
 
 def sqlite_file(url: str) -> Path | None:
