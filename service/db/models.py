@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -20,7 +21,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    false,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -198,3 +201,58 @@ class Checkpoint(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)  # engine TrainState.to_bytes()
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=_now_default())
+
+
+class SearchTrial(Base):
+    """One configuration a model-based search (tpe, gp, cmaes) asked its sampler for.
+
+    The sampler's state is never stored: a driver rebuilds it from these rows and the runs'
+    results (service.search). ``first_number`` is NULL for the trial that recorded the runs
+    of its configuration and names that trial when the sampler proposed the configuration
+    again (no new runs); the partial unique index makes a second set of runs for one
+    configuration impossible, whatever two drivers do.
+    """
+
+    __tablename__ = "search_trials"
+    __table_args__ = (
+        Index(
+            "uq_search_trials_sweep_id_config_key",
+            "sweep_id",
+            "config_key",
+            unique=True,
+            sqlite_where=text("first_number IS NULL"),
+            postgresql_where=text("first_number IS NULL"),
+        ),
+    )
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0, 1, ... in ask order
+    config_key: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)  # as the sampler proposed them
+    first_number: Mapped[int | None] = mapped_column(Integer)
+    # Tells done before this ask, and this trial's place in the order of tells (NULL until
+    # told): what a CMA-ES driver replays to rebuild its generations exactly.
+    asked_after: Mapped[int] = mapped_column(Integer)
+    told_seq: Mapped[int | None] = mapped_column(Integer)
+    lease_token: Mapped[int] = mapped_column(Integer)  # the driver that recorded it
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=_now_default())
+
+
+class SearchLease(Base):
+    """Who drives a sweep's search: one row per sweep, taken over when it lapses.
+
+    ``token`` grows by one at each acquisition and every write of a driver checks it, so a
+    driver that was taken over (it stalled past the lease) records nothing more.
+    """
+
+    __tablename__ = "search_leases"
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String(200))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # database time
+    released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
