@@ -39,8 +39,9 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-RUN_STATUSES = ("queued", "running", "succeeded", "diverged", "failed", "cancelled")
-TERMINAL_STATUSES = ("succeeded", "diverged", "failed", "cancelled")
+# pruned: stopped early by the sweep's early_terminate rule (service.pruning).
+RUN_STATUSES = ("queued", "running", "succeeded", "diverged", "failed", "cancelled", "pruned")
+TERMINAL_STATUSES = ("succeeded", "diverged", "failed", "cancelled", "pruned")
 
 # Run columns copied out of the config so that SQL can filter and group on them.
 SWEPT_COLUMNS = (
@@ -145,6 +146,13 @@ class Run(Base):
     solved_epoch: Mapped[int | None] = mapped_column(Integer)  # first epoch within stop_within
     wall_time_s: Mapped[float | None] = mapped_column(SafeFloat)
     error: Mapped[str | None] = mapped_column(Text)
+    # A pruned run: the epoch it was stopped at, its metric value there (its configuration's
+    # over seeds for unit: config) and the threshold that value missed (service.pruning).
+    pruned_epoch: Mapped[int | None] = mapped_column(Integer)
+    pruned_value: Mapped[float | None] = mapped_column(SafeFloat)
+    pruned_threshold: Mapped[float | None] = mapped_column(SafeFloat)
+    # `sweep retry --pruned`: train to the end whatever the rule says.
+    prune_exempt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def __repr__(self) -> str:
         return f"Run(id={self.id}, sweep_id={self.sweep_id}, status={self.status!r})"
@@ -256,3 +264,22 @@ class SearchLease(Base):
     holder: Mapped[str] = mapped_column(String(200))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # database time
     released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class PrunedConfig(Base):
+    """A configuration of a sweep that early_terminate stopped (unit: config).
+
+    One row per (sweep, configuration): the first decision wins (insert or ignore), and every
+    population, on any worker, stops its runs of that configuration when it reads the row.
+    """
+
+    __tablename__ = "pruned_configs"
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    config_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
+    value: Mapped[float | None] = mapped_column(SafeFloat)  # the configuration's score
+    threshold: Mapped[float | None] = mapped_column(SafeFloat)  # what it had to beat
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=_now_default())
