@@ -98,6 +98,13 @@ class SweepSpec:
     spec_dict: dict[str, Any]
     axes: tuple[Axis, ...] = field(repr=False)
     drawn: tuple[dict[str, Any], ...] | None = field(default=None, repr=False)
+    # tpe, gp, cmaes: the configurations to try; the search picks them as it goes, so
+    # configs() and expand() are empty and a driver records the runs (service.search).
+    run_cap: int | None = None
+
+    @property
+    def adaptive(self) -> bool:
+        return self.run_cap is not None
 
     def _config(self, values: dict[str, Any]) -> dict[str, Any]:
         config: dict[str, Any] = {"dataset": self.dataset}
@@ -107,6 +114,8 @@ class SweepSpec:
 
     def configs(self) -> list[dict[str, Any]]:
         """The distinct run configurations, without seeds, in run order."""
+        if self.adaptive:
+            return []
         if self.drawn is not None:
             return [copy.deepcopy(c) for c in self.drawn]
         names = [axis.name for axis in self.axes]
@@ -116,6 +125,8 @@ class SweepSpec:
         ]
 
     def count_configs(self) -> int:
+        if self.run_cap is not None:
+            return self.run_cap  # at most
         if self.drawn is not None:
             return len(self.drawn)
         return math.prod(len(axis.values) for axis in self.axes)
@@ -126,6 +137,10 @@ class SweepSpec:
 
     def estimate_epochs(self) -> int:
         """Total epochs if no run stops early: an upper bound for the plan."""
+        if self.run_cap is not None:
+            axis = next(axis for axis in self.axes if axis.name == "epochs")
+            most = axis.distribution.high if axis.distribution else max(axis.values)
+            return int(most) * self.run_cap * len(self.seeds)
         if self.drawn is not None:
             return sum(c["epochs"] for c in self.drawn) * len(self.seeds)
         epochs = next(axis for axis in self.axes if axis.name == "epochs")

@@ -26,9 +26,19 @@ from .early_terminate import check_early_terminate
 from .sweep import DISTRIBUTIONS, Axis, Distribution, SweepSpec, draw_configs, value_key
 
 DEFAULT_MAX_RUNS = 10_000
-TOP_LEVEL = ("name", "dataset", "method", "samples", "sampler_seed", "seeds", "parameters")
+TOP_LEVEL = (
+    "name",
+    "dataset",
+    "method",
+    "samples",
+    "sampler_seed",
+    "seeds",
+    "parameters",
+    "metric",
+    "run_cap",
+)
 TOP_LEVEL = (*TOP_LEVEL, "early_terminate")  # issue 15: service/spec/early_terminate.py
-METHODS = ("grid", "random")
+METHODS = ("grid", "random", "tpe", "gp", "cmaes")  # the last three: service.search
 
 
 def parse_spec(
@@ -78,9 +88,21 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
 
     method = data.get("method", "grid")
     if method not in METHODS:
-        raise Invalid("method", f"must be grid or random, got {show(method)}")
+        raise Invalid("method", f"must be one of {', '.join(METHODS)}, got {show(method)}")
+    from service.search import spec as adaptive  # the model-based methods' own keys
+
     samples: int | None = None
     sampler_seed = 0
+    run_cap: int | None = None
+    if method in adaptive.ADAPTIVE_METHODS:
+        adaptive.check_sampler_installed(method)
+        if "samples" in data:
+            raise Invalid("samples", f"a {method} search takes run_cap, not samples")
+        run_cap = adaptive.parse_run_cap(data, method)
+        sampler_seed = seed_check(data.get("sampler_seed", 0), "sampler_seed")
+    elif "run_cap" in data:
+        raise Invalid("run_cap", "only used with method: tpe, gp or cmaes")
+    metric = adaptive.parse_metric(data["metric"]) if "metric" in data else None
     if method == "random":
         if "samples" not in data:
             raise Invalid(
@@ -88,7 +110,7 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
             )
         samples = positive_int(data["samples"], "samples")
         sampler_seed = seed_check(data.get("sampler_seed", 0), "sampler_seed")
-    else:
+    elif run_cap is None:
         for key in ("samples", "sampler_seed"):
             if key in data:
                 raise Invalid(key, "only used with method: random (this sweep is a grid)")
@@ -122,6 +144,9 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
 
     _check_groups(axes, dataset)
     check_combinations(axes, dataset)
+    if run_cap is not None:
+        metric = metric or adaptive.default_metric()
+        adaptive.check_metric_recorded(metric, axes)
 
     axes_t = tuple(axes.values())
     drawn = None
@@ -131,6 +156,10 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
     spec_dict: dict[str, Any] = {"name": name, "dataset": dataset, "method": method}
     if samples is not None:
         spec_dict.update(samples=samples, sampler_seed=sampler_seed)
+    if run_cap is not None:
+        spec_dict.update(run_cap=run_cap, sampler_seed=sampler_seed)
+    if metric is not None:
+        spec_dict["metric"] = metric
     spec_dict["seeds"] = list(seeds)
     spec_dict["parameters"] = {axis.name: axis.spec_form() for axis in axes_t}
     if "early_terminate" in data:
@@ -146,6 +175,7 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
         spec_dict=spec_dict,
         axes=axes_t,
         drawn=drawn,
+        run_cap=run_cap,
     )
     _check_count(spec.count_configs(), len(seeds), max_runs, "configs")
     return spec
@@ -273,10 +303,11 @@ def _distribution(param: Parameter, raw: dict[str, Any], method: str, field: str
                 f"{field}.{key}",
                 unknown_name("key", None, ("distribution", "min", "max"), keep_order=True),
             )
-    if method != "random":
+    if method == "grid":
         raise Invalid(
             field,
-            "a distribution needs method: random (this sweep is a grid); use a list of values",
+            "a distribution needs method: random, tpe, gp or cmaes (this sweep is a grid); "
+            "use a list of values",
         )
     if param.numeric is None or param.bound_check is None:
         raise Invalid(

@@ -42,6 +42,8 @@ OBJECTS = {
     "checkpoints",
     "run_summary",
     "config_summary",
+    "search_trials",
+    "search_leases",
 }
 NO_SQL_SETTINGS = {"BPLAB_SQL_ROLE": None, "BPLAB_SQL_PASSWORD": None, "BPLAB_SQL_URL": None}
 

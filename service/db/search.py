@@ -1,0 +1,266 @@
+"""The SQL of model-based search: the driver's lease, the trials it records, their results.
+
+Plain functions taking a Session, like service.db.repository (the caller commits). Every
+write of a driver first renews its lease row on its token (``_fence``): a driver that was
+taken over (its token is no longer the row's) gets LeaseLost and writes nothing, as a stale
+run attempt gets StaleAttempt. On PostgreSQL the renewal locks the lease row until commit,
+so a takeover waits for the write and then sees a fresh heartbeat; on SQLite every write
+transaction holds the database's write lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.db.models import EpochMetric, Run, SearchLease, SearchTrial, Sweep
+from service.db.repository import config_key, derived_columns
+from service.db.types import db_ago, db_now
+
+_leases: Table = SearchLease.__table__  # type: ignore[assignment]
+_trials: Table = SearchTrial.__table__  # type: ignore[assignment]
+_runs: Table = Run.__table__  # type: ignore[assignment]
+_sweeps: Table = Sweep.__table__  # type: ignore[assignment]
+
+# The run columns a search objective may read (service.search.objective).
+OUTCOME_FIELDS = (
+    "status",
+    "seed",
+    "epochs",
+    "epochs_run",
+    "final_loss",
+    "best_loss",
+    "accuracy",
+    "val_loss",
+    "solved_epoch",
+)
+
+
+class LeaseLost(Exception):
+    """This driver's lease was taken over (or released): it may record nothing more."""
+
+    def __init__(self, sweep_id: int, token: int) -> None:
+        super().__init__(f"sweep {sweep_id}: search lease {token} was taken over")
+        self.sweep_id = sweep_id
+        self.token = token
+
+
+# --- the lease -------------------------------------------------------------------------
+
+
+def acquire_lease(session: Session, sweep_id: int, holder: str, lease_s: float) -> int | None:
+    """Take the sweep's search lease if nobody holds it (none yet, released or lapsed for
+    ``lease_s`` seconds of database time); the new token, or None when it is held."""
+    row = session.execute(
+        select(_leases.c.token).where(_leases.c.sweep_id == sweep_id)
+    ).one_or_none()
+    conn = session.connection()
+    if row is None:
+        try:
+            with session.begin_nested():  # two first drivers: the primary key picks one
+                conn.execute(
+                    insert(_leases).values(
+                        sweep_id=sweep_id, token=1, holder=holder, heartbeat_at=db_now()
+                    )
+                )
+        except IntegrityError:
+            return None
+        return 1
+    token = int(row[0])
+    free = or_(
+        _leases.c.released.is_(True),
+        _leases.c.heartbeat_at.is_(None),
+        _leases.c.heartbeat_at <= db_ago(lease_s),
+    )
+    # compare-and-set on the token: of two drivers taking a lapsed lease, one wins
+    taken = conn.execute(
+        update(_leases)
+        .where(_leases.c.sweep_id == sweep_id, _leases.c.token == token, free)
+        .values(token=token + 1, holder=holder, heartbeat_at=db_now(), released=False)
+    ).rowcount
+    return token + 1 if taken == 1 else None
+
+
+def _fence(session: Session, sweep_id: int, token: int) -> None:
+    """Renew the lease, or raise LeaseLost when ``token`` no longer holds it."""
+    renewed = (
+        session.connection()
+        .execute(
+            update(_leases)
+            .where(
+                _leases.c.sweep_id == sweep_id,
+                _leases.c.token == token,
+                _leases.c.released.is_(False),
+            )
+            .values(heartbeat_at=db_now())
+        )
+        .rowcount
+    )
+    if renewed != 1:
+        raise LeaseLost(sweep_id, token)
+
+
+def renew_lease(session: Session, sweep_id: int, token: int) -> None:
+    """The driver's heartbeat; LeaseLost when it was taken over."""
+    _fence(session, sweep_id, token)
+
+
+def release_lease(session: Session, sweep_id: int, token: int) -> bool:
+    """Give the lease up so that the next driver need not wait for it to lapse."""
+    return (
+        session.connection()
+        .execute(
+            update(_leases)
+            .where(_leases.c.sweep_id == sweep_id, _leases.c.token == token)
+            .values(released=True, heartbeat_at=None)
+        )
+        .rowcount
+        == 1
+    )
+
+
+def lease_info(session: Session, sweep_id: int, lease_s: float) -> dict[str, Any] | None:
+    """The lease row with ``live`` (held and renewed within ``lease_s``); None if never taken."""
+    live = and_(_leases.c.released.is_(False), _leases.c.heartbeat_at > db_ago(lease_s))
+    row = session.execute(
+        select(_leases.c.token, _leases.c.holder, _leases.c.heartbeat_at, live.label("live")).where(
+            _leases.c.sweep_id == sweep_id
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return {"token": row[0], "holder": row[1], "heartbeat_at": row[2], "live": bool(row[3])}
+
+
+# --- trials ----------------------------------------------------------------------------
+
+
+def record_trial(
+    session: Session,
+    *,
+    sweep_id: int,
+    token: int,
+    number: int,
+    params: Mapping[str, Any],
+    config: Mapping[str, Any],
+    seeds: Sequence[int],
+    asked_after: int,
+) -> tuple[int | None, list[int]]:
+    """Record trial ``number`` and, for a configuration new to the sweep, its runs (one per
+    seed, queued) in the caller's transaction; (first_number, run ids). first_number names
+    the earlier trial of the same configuration, whose runs this one shares (no new runs).
+
+    Fenced: LeaseLost if the driver was taken over. A trial number recorded already (by a
+    driver that held the lease before) is an IntegrityError, as is a second set of runs for
+    one configuration: the transaction must then be rolled back.
+    """
+    _fence(session, sweep_id, token)
+    key = config_key(config)
+    first = session.execute(
+        select(_trials.c.number).where(
+            _trials.c.sweep_id == sweep_id,
+            _trials.c.config_key == key,
+            _trials.c.first_number.is_(None),
+        )
+    ).scalar_one_or_none()
+    conn = session.connection()
+    conn.execute(
+        insert(_trials).values(
+            sweep_id=sweep_id,
+            number=number,
+            config_key=key,
+            params=dict(params),
+            first_number=first,
+            asked_after=asked_after,
+            lease_token=token,
+        )
+    )
+    if first is not None:
+        return int(first), []
+    columns = {"config_key": key, **derived_columns(config)}
+    rows = [
+        {
+            "sweep_id": sweep_id,
+            "config": dict(config),
+            "seed": int(seed),
+            "status": "queued",
+            "attempt": 0,
+            **columns,
+        }
+        for seed in seeds
+    ]
+    ids = list(conn.execute(insert(_runs).returning(_runs.c.id), rows).scalars())
+    conn.execute(
+        update(_sweeps).where(_sweeps.c.id == sweep_id).values(n_runs=_sweeps.c.n_runs + len(rows))
+    )
+    return None, sorted(int(i) for i in ids)
+
+
+def mark_told(session: Session, *, sweep_id: int, token: int, number: int, seq: int) -> None:
+    """Record that trial ``number`` was the ``seq``-th told to the sampler (fenced)."""
+    _fence(session, sweep_id, token)
+    session.connection().execute(
+        update(_trials)
+        .where(_trials.c.sweep_id == sweep_id, _trials.c.number == number)
+        .values(told_seq=seq)
+    )
+
+
+def list_trials(session: Session, sweep_id: int) -> list[dict[str, Any]]:
+    """The sweep's trials in ask order, as dicts of the search_trials columns."""
+    q = select(_trials).where(_trials.c.sweep_id == sweep_id).order_by(_trials.c.number)
+    return [dict(row._mapping) for row in session.execute(q)]
+
+
+def config_runs(
+    session: Session, sweep_id: int, *, val_accuracy: bool = False
+) -> dict[str, list[dict[str, Any]]]:
+    """Every run of the sweep grouped by config_key (run id order): id, config and the
+    OUTCOME_FIELDS; with ``val_accuracy``, that of each run's last recorded epoch."""
+    cols = [_runs.c.id, _runs.c.config_key, _runs.c.config, *(_runs.c[f] for f in OUTCOME_FIELDS)]
+    if val_accuracy:
+        last = (
+            select(EpochMetric.val_accuracy)
+            .where(EpochMetric.run_id == _runs.c.id)
+            .order_by(EpochMetric.epoch.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        cols.append(last.label("val_accuracy"))
+    q = select(*cols).where(_runs.c.sweep_id == sweep_id).order_by(_runs.c.id)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in session.execute(q):
+        record = dict(row._mapping)
+        out.setdefault(record["config_key"], []).append(record)
+    return out
+
+
+def status_by_config(session: Session, sweep_id: int) -> dict[str, dict[str, int]]:
+    """{config_key: {status: runs}}: what a driver polls to see which trials finished."""
+    q = (
+        select(_runs.c.config_key, _runs.c.status, func.count())
+        .where(_runs.c.sweep_id == sweep_id)
+        .group_by(_runs.c.config_key, _runs.c.status)
+    )
+    out: dict[str, dict[str, int]] = {}
+    for key, status, n in session.execute(q):
+        out.setdefault(key, {})[status] = int(n)
+    return out
+
+
+def queued_run_ids(session: Session, sweep_id: int, config_key_: str) -> list[int]:
+    """The queued runs of one configuration of the sweep, in id order."""
+    q = (
+        select(_runs.c.id)
+        .where(
+            _runs.c.sweep_id == sweep_id,
+            _runs.c.config_key == config_key_,
+            _runs.c.status == "queued",
+        )
+        .order_by(_runs.c.id)
+    )
+    return [int(i) for i in session.execute(q).scalars()]
