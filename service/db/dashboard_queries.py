@@ -245,17 +245,19 @@ def decimated_epochs(
 
 def _grouped(session: Session, ids: list[int], metric: str, width: int, after: int) -> Any:
     value = _epochs.c[metric]
-    # A literal, not a bound parameter: PostgreSQL's DISTINCT ON must repeat the ORDER BY
-    # expression exactly, and two placeholders ($1, $2) would make them differ.
-    bucket = (_epochs.c.epoch - 1) / literal_column(str(width))  # integer division
+    # //: integer division on both dialects (SQLAlchemy 2's / on integers divides exactly)
+    bucket = (_epochs.c.epoch - 1) // width
     where = (_epochs.c.run_id.in_(ids), _epochs.c.epoch > after)
     if session.get_bind().dialect.name == "postgresql":
-        return (
-            select(_epochs.c.run_id, _epochs.c.epoch, value)
-            .where(*where)
-            .distinct(_epochs.c.run_id, bucket)
-            .order_by(_epochs.c.run_id, bucket, _epochs.c.epoch.desc())
+        # The last row of each (run, bucket): PostgreSQL has no bare columns beside MAX().
+        last_first = func.row_number().over(
+            partition_by=(_epochs.c.run_id, bucket), order_by=_epochs.c.epoch.desc()
         )
+        ranked = select(
+            _epochs.c.run_id, _epochs.c.epoch, value.label("value"), last_first.label("rank")
+        ).where(*where)
+        sub = ranked.subquery()
+        return select(sub.c.run_id, sub.c.epoch, sub.c.value).where(sub.c.rank == 1)
     # SQLite returns the bare column from the row where MAX() found its value.
     return (
         select(_epochs.c.run_id, func.max(_epochs.c.epoch), value)
