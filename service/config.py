@@ -156,7 +156,7 @@ VARIABLES: tuple[Variable, ...] = (
     _V("BPLAB_CHECKPOINT_EVERY", _integer, 500,
        "epochs between a run's checkpoints; 0 takes none", minimum=0),
     _V("BPLAB_CHECKPOINT_SECONDS", _seconds, 10.0,
-       "a checkpoint is taken only once this much training time has passed since the last",
+       "training seconds between two checkpoints (0: every BPLAB_CHECKPOINT_EVERY epochs)",
        minimum=0),
     _V("BPLAB_TEST_CRASH_RUN_IDS", _run_ids, frozenset(),
        "fault injection for tests only: run ids whose training process dies after the claim",
