@@ -34,6 +34,7 @@ from service.db.session import session_scope
 from service.execution.job import CheckpointPacer, RunJob, checkpoint_every
 from service.execution.recording import FLUSH_ROWS, EpochRecorder, final_summary
 from service.networks import network_from_config
+from service.pruning import Decision, Pruner, summary_fields
 
 log = logging.getLogger("bplab.population")
 
@@ -61,6 +62,7 @@ class Member:
     status: str | None = None
     started: float = field(default_factory=time.perf_counter)
     pacer: CheckpointPacer = field(default_factory=CheckpointPacer)
+    pruned: Decision | None = None  # the sweep's early_terminate stopped it
 
 
 class Population:
@@ -87,10 +89,11 @@ class Population:
         self.any_stale = False
         self._members: np.ndarray | None = None
         self._first_epochs: np.ndarray | None = None
+        self.pruner: Pruner | None = None
 
     # -- the whole life of the population ---------------------------------------------
     def run(self) -> None:
-        live = self._build()
+        live = self._prune_claimed(self._build())
         if not live:
             return
         first = live[0]
@@ -178,6 +181,7 @@ class Population:
                 row = {k: (None if v is None else v[r]) for k, v in cols.items()}
                 rec.append(int(epochs[r]), row)
                 full = full or len(rec.buffered) >= FLUSH_ROWS
+        flushed = self.last_flush
         due_now = time.monotonic() - self.last_flush >= self.heartbeat_s
         if self.finishing or self.checkpoints or full or due_now:
             self._flush(members)
@@ -186,6 +190,8 @@ class Population:
             self.stopping = True
         if self.stopping:
             stop = [int(k) for k in members]
+        elif self.pruner is not None:
+            stop += self._prune(members, epochs, flushed != self.last_flush)
         return stop
 
     def _all_same(self, epochs: np.ndarray) -> bool:
@@ -215,7 +221,7 @@ class Population:
             m.status = m.job.after_stale()
             m.done = True
             return
-        if history.outcome != "stopped":
+        if history.outcome != "stopped" or m.pruned is not None:
             rec.add_last_epoch()
         self.finishing.append(k)
 
@@ -255,7 +261,7 @@ class Population:
                 )
                 done = [k for k in ok if k in finishing]
                 repo.upsert_by_run(session, RunWeights, [weights_rows[k] for k in done])
-                ended = [k for k in done if self.live[k].history.outcome != "stopped"]  # type: ignore[union-attr]
+                ended = [k for k in done if self._ended(self.live[k])]
                 summaries = [self._summary(k) for k in ended]
                 finished = [
                     (self.live[k].run_id, self.live[k].attempt, sm)
@@ -311,7 +317,7 @@ class Population:
         m = self.live[k]
         h = m.history
         assert h is not None
-        if h.outcome == "stopped":
+        if h.outcome == "stopped" and m.pruned is None:
             return {}
         data, shapes, dtype, digest = pack_arrays([np.asarray(p) for p in m.net.params])
         return {
@@ -325,21 +331,66 @@ class Population:
     def _summary(self, k: int) -> dict[str, Any]:
         m = self.live[k]
         assert m.history is not None and m.rec is not None
-        return final_summary(m.rec, m.history, time.perf_counter() - m.started)
+        summary = final_summary(m.rec, m.history, time.perf_counter() - m.started)
+        return {**summary, **summary_fields(m.pruned)}
 
     def _final_write(self, session: Session, m: Member) -> str:
         """The member's summary (its weights are already in), or, when it was stopped, its
         exact state as a checkpoint and the run handed back to the queue. Fenced."""
         h = m.history
         assert h is not None and m.rec is not None
-        if h.outcome == "stopped":
+        if h.outcome == "stopped" and m.pruned is None:
             final = h.state
             repo.save_checkpoint(session, m.run_id, m.attempt, final.epoch, final.to_bytes())
             repo.release_run(session, m.run_id, m.attempt)
             return "queued"
         summary = final_summary(m.rec, h, time.perf_counter() - m.started)
-        repo.finish_run(session, m.run_id, m.attempt, **summary)
+        summary.update(summary_fields(m.pruned))
+        if not repo.finish_runs(session, [(m.run_id, m.attempt, summary)]):
+            raise StaleAttempt(m.run_id, m.attempt)
         return str(summary["status"])
+
+    # -- early stopping (service.pruning) ----------------------------------------------------
+    @staticmethod
+    def _ended(m: Member) -> bool:
+        """Trained to its end or pruned: its summary is final (a stopped run goes back)."""
+        return m.history.outcome != "stopped" or m.pruned is not None  # type: ignore[union-attr]
+
+    def _prune_claimed(self, live: list[Member]) -> list[Member]:
+        """Load the rule of the members' sweep; a run whose configuration a rule has already
+        stopped (unit: config, decided elsewhere) finishes at once as pruned."""
+        if not live:
+            return live
+        self.pruner, standing = Pruner.load(live, self.url, self.retry_s)
+        if self.pruner is None:
+            return live
+        for k, decision in standing.items():
+            m = live[k]
+            m.pruned, m.done = decision, True
+            start = m.checkpoint[0] if m.checkpoint else 0
+            summary = {"status": "pruned", "epochs_run": start, **summary_fields(decision)}
+
+            def body(session: Session, m: Member = m, summary: dict = summary) -> None:
+                if not repo.finish_runs(session, [(m.run_id, m.attempt, summary)]):
+                    raise StaleAttempt(m.run_id, m.attempt)
+
+            try:
+                m.job.transaction(body, "pruned")
+                m.status = "pruned"
+            except StaleAttempt:
+                m.status = m.job.after_stale()
+        keep = [k for k in range(len(live)) if k not in standing]
+        self.pruner.bind(keep, [live[k].run_id for k in keep])
+        return [live[k] for k in keep]
+
+    def _prune(self, members: np.ndarray, epochs: np.ndarray, flushed: bool) -> list[int]:
+        """The members the rule stops now (after writing the rows it decides from)."""
+        assert self.pruner is not None
+        decided = self.pruner.check(members, epochs, lambda: self._flush(members), flushed)
+        stop = [k for k in decided if not self.live[k].stale and not self.live[k].done]
+        for k in stop:
+            self.live[k].pruned = decided[k]
+        return stop
 
 
 __all__ = ["Member", "Population"]
