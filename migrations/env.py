@@ -1,9 +1,9 @@
 """Alembic environment for bplab.
 
 The database URL comes, in this order, from a connection or URL passed in by code
-(service.db.migrate), from ``alembic -x url=...``, or from the shared settings
-(BPLAB_DATABASE_URL, default sqlite:///bplab.db), so migrations, the CLI and the worker
-always agree on the database.
+(service.db.migrate), from ``alembic -x url=...``, or from the one settings object
+(service.config: BPLAB_DATABASE_URL, else a bplab.toml's database_url, else
+sqlite:///bplab.db), so migrations, the CLI and the worker always agree on the database.
 """
 
 from __future__ import annotations
