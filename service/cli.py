@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from service.commands import register_commands
-from service.config import Settings, SettingsError, get_settings
+from service.config import Settings, SettingsError, get_settings, load_settings
 from service.errors import BadInput
 
 
@@ -36,8 +36,15 @@ class BplabGroup(click.Group):
 
 @click.group(cls=BplabGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bplab")
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    default=None,
+    help="The results database, over BPLAB_DATABASE_URL and bplab.toml's database_url.",
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, db_url: str | None) -> None:
     """bplab: train backpropagation networks and sweep their hyperparameters.
 
     With no servers configured, results go to the SQLite file bplab.db and runs to a
@@ -45,7 +52,8 @@ def cli(ctx: click.Context) -> None:
     PostgreSQL and Celery workers over Redis instead.
     """
     try:
-        ctx.obj = get_settings()
+        # --db is the highest layer of the settings (option > environment > file > default)
+        ctx.obj = load_settings({"database_url": db_url}) if db_url else get_settings()
     except SettingsError as exc:  # a bad BPLAB_* value or config file: one line, exit 2
         raise BadInput(str(exc)) from None
 

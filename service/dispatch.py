@@ -16,7 +16,7 @@ them into click errors.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -99,6 +99,34 @@ def submit_spec(spec: Any, database_url: str, broker_url: str) -> Submitted:
     return Submitted(sweep_id, sent, len(groups), written - started, time.perf_counter() - written)
 
 
+def submit_runs(
+    database_url: str,
+    broker_url: str,
+    sweep_id: int,
+    record: Callable[[Any], Sequence[int]],
+) -> Submitted:
+    """More runs of an existing sweep (``sweep extend``): ``record(session)`` writes them and
+    returns their ids in one transaction, then they are published grouped by shape, as
+    submit_spec does for a new sweep. Errors as there."""
+    try:
+        check_broker(broker_url, timeout=BROKER_CHECK_TIMEOUT_S)
+    except BrokerUnavailable as exc:
+        raise DispatchError(f"{exc}; nothing was written") from None
+    started = time.perf_counter()
+    with session_scope(database_url) as session:
+        run_ids = list(record(session))
+        groups = group_run_ids(session, run_ids, min_groups=SUBMIT_MIN_TASKS)
+    written = time.perf_counter()
+    try:
+        sent = publish_groups(groups, broker_url)
+    except BrokerUnavailable as exc:
+        raise DispatchError(
+            f"sweep {sweep_id} has {len(run_ids)} more queued run(s), but {exc}. "
+            f"The runs stay queued; publish them with `bplab sweep republish {sweep_id}`."
+        ) from None
+    return Submitted(sweep_id, sent, len(groups), written - started, time.perf_counter() - written)
+
+
 def publish_stored(
     database_url: str | None,
     run_ids: Sequence[int],
@@ -140,5 +168,6 @@ __all__ = [
     "publish_groups",
     "publish_stored",
     "republish_sweep",
+    "submit_runs",
     "submit_spec",
 ]

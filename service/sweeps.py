@@ -18,8 +18,10 @@ LOCAL_LEASE_SECONDS = 30.0
 
 def create_sweep_from_spec(session: Session, spec: SweepSpec, *, backend: str) -> int:
     """Write the sweep and every run of its expansion in the caller's transaction."""
+    from service.management import record_provenance
+
     runs = [{"config": r.config, "seed": r.seed} for r in spec.expand()]
-    return repo.create_sweep(
+    sweep_id = repo.create_sweep(
         session,
         name=spec.name,
         dataset=spec.dataset,
@@ -29,6 +31,8 @@ def create_sweep_from_spec(session: Session, spec: SweepSpec, *, backend: str) -
         backend=backend,
         runs=runs,
     )
+    record_provenance(session, sweep_id, spec.dataset)  # the data file's sha256 (issue 19)
+    return sweep_id
 
 
 def run_queued_locally(

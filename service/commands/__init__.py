@@ -27,3 +27,9 @@ def register_commands(group: click.Group) -> None:
     for command in results.RESULTS_COMMANDS:
         group.add_command(command)
     group.add_command(__import__("service.commands.dashboard").commands.dashboard.dashboard)
+    from service.commands import manage  # extend, delete, rename, tag, note; best (issue 19)
+
+    for command in manage.SWEEP_COMMANDS:
+        sweep.sweep.add_command(command)
+    for command in manage.TOP_COMMANDS:
+        group.add_command(command)

@@ -69,7 +69,10 @@ def retry(
     checkpoint are deleted first, and it gets BPLAB_MAX_ATTEMPTS attempts again. A local sweep's
     runs are trained here and now; a Celery sweep's are published to the workers.
     """
+    from service.commands.manage import refuse_changed_data
+
     backend = _sweep_backend(settings, sweep_id)
+    refuse_changed_data(settings, sweep_id, "retry")  # its data file changed: issue 19
     chosen = sorted(set(statuses)) or list(leases.RETRYABLE)
     if backend == "celery" and not settings.broker_url:
         raise click.ClickException(

@@ -126,7 +126,10 @@ def run_sweep(
 @click.pass_obj
 def resume(settings: Settings, sweep_id: int, workers: int | None, force: bool, fmt: str) -> None:
     """Finish the queued (and abandoned) runs of an interrupted sweep."""
+    from service.commands.manage import refuse_changed_data
+
     _get_sweep_or_exit(settings, sweep_id)
+    refuse_changed_data(settings, sweep_id, "resume")  # its data file changed: issue 19
     refuse_live_resume(settings, sweep_id, force)
     warn_oversubscribed(workers)
     taken_back = requeue_abandoned(sweep_id, url=settings.database_url, force=force)
@@ -136,17 +139,29 @@ def resume(settings: Settings, sweep_id: int, workers: int | None, force: bool, 
 
 
 @sweep.command("list")
+@click.option("--name", default=None, help="Only sweeps whose name contains this text.")
+@click.option("--dataset", default=None, help="Only sweeps whose dataset contains this text.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY[=VALUE]", help="Only sweeps tagged so.")
 @format_option
 @click.pass_obj
-def list_sweeps(settings: Settings, fmt: str) -> None:
-    """One line per sweep with its counts by status."""
+def list_sweeps(
+    settings: Settings, name: str | None, dataset: str | None, tags: tuple[str, ...], fmt: str
+) -> None:
+    """One line per sweep with its counts by status (filtered by name, dataset and tags)."""
+    from service.commands.manage import filter_sweeps, parse_tag_filters
     from service.db.session import sqlite_file
 
+    wanted = parse_tag_filters(tags)
     path = sqlite_file(settings.database_url)
     rows = []
     if path is None or path.exists():  # a reader never creates the file: no file, no sweeps
         with session_scope(settings.database_url, readonly=True) as session:
-            rows = repo.list_sweeps(session)
+            rows = filter_sweeps(
+                session, repo.list_sweeps(session), name, dataset, wanted, compact=fmt == "table"
+            )
+    if not rows and fmt == "table" and (name or dataset or tags):
+        click.echo("no sweep matches these filters")
+        return
     if not rows and fmt == "table":
         where = path or mask_url(settings.database_url)
         click.echo(f"no sweeps in {where} yet; `bplab sweep run SPEC` records one")
@@ -176,6 +191,9 @@ def show(settings: Settings, sweep_id: int, fmt: str) -> None:
         **{f"runs_{k}": v for k, v in counts.items()},
         **timing,
     }
+    from service.commands.manage import sweep_labels  # note, tags, data hash (issue 19)
+
+    info.update(sweep_labels(settings, sweep_id))
     if fmt == "table":
         render([{"field": k, "value": v} for k, v in info.items()], "table")
         click.echo(yaml.safe_dump(sweep_row.spec, sort_keys=False))

@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from service.db.models import RUN_STATUSES, TERMINAL_STATUSES, Run
+from service.db.models import RUN_STATUSES, TERMINAL_STATUSES, Checkpoint, Run
 from service.db.types import db_ago, db_now
 
 _runs: Table = Run.__table__  # type: ignore[assignment]
@@ -162,7 +162,27 @@ def finish_runs(session: Session, items: Sequence[tuple[int, int, Mapping[str, A
         .values(finished_at=db_now(), heartbeat_at=db_now(), **{k: _finish_value(k) for k in keys})
     )
     params = [{"b_id": r, "b_attempt": a, **{k: sm[k] for k in keys}} for r, a, sm in items]
-    return session.connection().execute(stmt, params).rowcount == len(items)
+    finished = session.connection().execute(stmt, params).rowcount == len(items)
+    drop_finished_checkpoints(session, [r for r, _a, _sm in items])
+    return finished
+
+
+def drop_finished_checkpoints(session: Session, run_ids: Sequence[int]) -> int:
+    """Delete the checkpoints of those runs that have ended; how many went.
+
+    A finished run is never resumed (a retry starts from epoch 0), so its training state
+    would only take room: for a large net as much as its weights again, per run. Done in
+    the finishing transaction, so a run never ends with a checkpoint left behind.
+    """
+    if not run_ids:
+        return 0
+    table: Table = Checkpoint.__table__  # type: ignore[assignment]
+    ended = select(_runs.c.id).where(
+        _runs.c.id.in_(list(run_ids)), _runs.c.status.in_(TERMINAL_STATUSES)
+    )
+    return int(
+        session.connection().execute(delete(table).where(table.c.run_id.in_(ended))).rowcount
+    )
 
 
 def _finish_value(key: str) -> Any:
@@ -176,6 +196,7 @@ def _finish_value(key: str) -> Any:
 def fail_run(session: Session, run_id: int, attempt: int, error: str) -> None:
     """End a running attempt as failed with the error text (fenced)."""
     _fenced_update(session, run_id, attempt, status="failed", finished_at=db_now(), error=error)
+    drop_finished_checkpoints(session, [run_id])
     _expire_run(session, run_id)
 
 

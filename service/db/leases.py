@@ -161,6 +161,12 @@ def cancel_runs(session: Session, sweep_id: int) -> dict[str, int]:
             .where(_runs.c.sweep_id == sweep_id, _runs.c.status == status)
             .values(status="cancelled", finished_at=db_now(), heartbeat_at=None)
         ).rowcount
+    # A cancelled run is never resumed (retry starts it from epoch 0): drop the states of
+    # runs handed back earlier, as finishing does (service.db.attempts).
+    cancelled = select(_runs.c.id).where(
+        _runs.c.sweep_id == sweep_id, _runs.c.status == "cancelled"
+    )
+    conn.execute(delete(Checkpoint.__table__).where(Checkpoint.__table__.c.run_id.in_(cancelled)))
     session.expire_all()
     return out
 

@@ -81,6 +81,10 @@ class Sweep(Base):
     n_runs: Mapped[int] = mapped_column(Integer)
     backend: Mapped[str] = mapped_column(String(20))  # local | celery
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, server_default=_now_default())
+    note: Mapped[str | None] = mapped_column(Text)  # `bplab sweep note`
+    # sha256 of a csv:/npz: dataset's bytes when recorded: more runs are refused once the
+    # file has changed, so one sweep never mixes results of two versions of its data.
+    data_sha256: Mapped[str | None] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"Sweep(id={self.id}, name={self.name!r}, n_runs={self.n_runs})"
@@ -96,6 +100,8 @@ class Run(Base):
         # Progress bars, dispatch and the reconciler all ask "runs of sweep S in status X";
         # its leading column also serves every per-sweep query and the cascade delete.
         Index(None, "sweep_id", "status"),
+        # One run per (configuration, seed) cell of a sweep: `sweep extend` may race itself.
+        Index("uq_runs_sweep_id_config_key_seed", "sweep_id", "config_key", "seed", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -264,6 +270,23 @@ class SearchLease(Base):
     holder: Mapped[str] = mapped_column(String(200))
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # database time
     released: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class SweepTag(Base):
+    """A key -> value label of a sweep (`bplab sweep tag`); one row per key.
+
+    Rows rather than a JSON column so that `sweep list --tag k=v` is one indexed filter
+    written the same on SQLite and PostgreSQL.
+    """
+
+    __tablename__ = "sweep_tags"
+    __table_args__ = (Index(None, "key", "value"),)
+
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))
 
 
 class PrunedConfig(Base):

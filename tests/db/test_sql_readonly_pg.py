@@ -44,6 +44,7 @@ OBJECTS = {
     "config_summary",
     "search_trials",
     "search_leases",
+    "sweep_tags",  # 0007_management
 }
 NO_SQL_SETTINGS = {"BPLAB_SQL_ROLE": None, "BPLAB_SQL_PASSWORD": None, "BPLAB_SQL_URL": None}
 
