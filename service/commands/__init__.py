@@ -33,3 +33,4 @@ def register_commands(group: click.Group) -> None:
         sweep.sweep.add_command(command)
     for command in manage.TOP_COMMANDS:
         group.add_command(command)
+    __import__("service.commands.search").commands.search.register(group)  # issue 16

@@ -99,6 +99,9 @@ class Driver:
     on_tick: Callable[[], None] | None = None
     # Tests: stop as Ctrl-C would once this returns True (given the tells so far).
     stop_when: Callable[[int], bool] | None = None
+    # `sweep submit`: record and publish the first configurations, then leave the rest to
+    # `sweep watch` or `sweep drive`.
+    first_batch_only: bool = False
 
     def run(self) -> DriveReport:
         """Drive the search to run_cap (or until Ctrl-C, or until taken over)."""
@@ -203,6 +206,8 @@ class Driver:
                 report.finished = True
                 return
             self._ask_free(report)
+            if self.first_batch_only:
+                return
             if self.on_tick is not None:
                 self.on_tick()
             if all(t.told for t in self.trials) and len(self.trials) < self.run_cap:
