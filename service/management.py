@@ -13,6 +13,7 @@ datasets in one sweep without a trace; they are refused instead.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,26 @@ def extend_sweep(
     return mgmt.add_runs(session, sweep, plan.runs, spec=plan.spec, swept=plan.swept)
 
 
+# --- listing --------------------------------------------------------------------------
+
+
+def sweep_rows(
+    session: Session,
+    *,
+    name: str | None = None,
+    dataset: str | None = None,
+    tags: Sequence[tuple[str, str | None]] = (),
+) -> list[dict[str, Any]]:
+    """`sweep list`'s rows (repo.list_sweeps) matching the filters, each with its tags and
+    note: what the CLI prints and the Python API returns."""
+    keep = set(mgmt.matching_sweep_ids(session, name=name, dataset=dataset, tags=tags))
+    rows = [r for r in repo.list_sweeps(session) if r["id"] in keep]
+    ids = [r["id"] for r in rows]
+    labels = mgmt.tags_of(session, ids) if ids else {}
+    notes = mgmt.notes_of(session, ids) if ids else {}
+    return [{**r, "tags": labels.get(r["id"], {}), "note": notes.get(r["id"])} for r in rows]
+
+
 # --- tags --------------------------------------------------------------------------------
 
 MAX_TAG_KEY = 100
@@ -268,4 +289,5 @@ __all__ = [
     "plan_extension",
     "provenance_problem",
     "record_provenance",
+    "sweep_rows",
 ]

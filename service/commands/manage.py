@@ -49,7 +49,6 @@ def parse_tag_filters(tags: tuple[str, ...]) -> list[tuple[str, str | None]]:
 
 def filter_sweeps(
     session: Any,
-    rows: list[dict[str, Any]],
     name: str | None,
     dataset: str | None,
     tags: list[tuple[str, str | None]],
@@ -57,16 +56,17 @@ def filter_sweeps(
     compact: bool = False,
 ) -> list[dict[str, Any]]:
     """`sweep list`'s rows that match the filters, each with its tags and note (``compact``,
-    for a table: the two columns only when some sweep has one)."""
-    keep = set(mgmt.matching_sweep_ids(session, name=name, dataset=dataset, tags=tags))
-    rows = [r for r in rows if r["id"] in keep]
-    labels = mgmt.tags_of(session, [r["id"] for r in rows]) if rows else {}
-    notes = mgmt.notes_of(session, [r["id"] for r in rows]) if rows else {}
-    out = [{**r, "tags": labels.get(r["id"], {}), "note": notes.get(r["id"])} for r in rows]
+    for a table: the two columns only when some sweep has one, tags as k=v)."""
+    from service.management import sweep_rows
+
+    out = sweep_rows(session, name=name, dataset=dataset, tags=tags)
     for column in ("tags", "note") if compact else ():
         if not any(r[column] for r in out):
             for r in out:
                 del r[column]
+        elif column == "tags":
+            for r in out:
+                r["tags"] = ", ".join(f"{k}={v}" for k, v in r["tags"].items())
     return out
 
 

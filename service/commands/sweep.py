@@ -156,9 +156,7 @@ def list_sweeps(
     rows = []
     if path is None or path.exists():  # a reader never creates the file: no file, no sweeps
         with session_scope(settings.database_url, readonly=True) as session:
-            rows = filter_sweeps(
-                session, repo.list_sweeps(session), name, dataset, wanted, compact=fmt == "table"
-            )
+            rows = filter_sweeps(session, name, dataset, wanted, compact=fmt == "table")
     if not rows and fmt == "table" and (name or dataset or tags):
         click.echo("no sweep matches these filters")
         return
