@@ -177,11 +177,14 @@ def main() -> None:
     server = subprocess.Popen(cmd, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 60  # scipy's import alone can take seconds
+        while True:
             try:
                 timed_get(f"{base}/api/sweeps")
                 break
             except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
                 time.sleep(0.1)
         page_s = [timed_get(f"{base}/sweeps/{sweep_id}") for _ in range(5)]
         state = json.loads(urllib.request.urlopen(f"{base}/api/sweeps/{sweep_id}").read())
