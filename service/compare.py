@@ -280,7 +280,7 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     for row in loss_rows:
         lines.append(
             f"{row['left_out']} pair(s) left out of the {row['label']} comparison: a run did not"
-            " finish with a finite value (failed, cancelled or diverged)."
+            " finish with a finite value (failed, cancelled, pruned or diverged)."
         )
     if result["pending_pairs"]:
         lines.append(

@@ -31,7 +31,7 @@ class SweepProgress:
         back ``queued`` (or None) by Ctrl-C is not done, and the bar must not say it is."""
         if status in ("queued", None):
             return
-        if status not in ("succeeded", "diverged"):
+        if status not in ("succeeded", "diverged", "pruned"):  # pruned: stopped early, on purpose
             self.failed += 1
         self._progress.update(self._task, advance=1, failed=self.failed)
 

@@ -307,4 +307,43 @@ def summary_fields(decision: Decision | None) -> dict[str, Any]:
     }
 
 
-__all__ = ["Decision", "Pruner", "epoch_budget", "judge", "rungs", "score", "summary_fields"]
+def budget_line(spec: Any) -> str | None:
+    """`sweep plan`'s line on the epochs an early_terminate rule may save (None: no rule)."""
+    rule = spec.spec_dict.get("early_terminate")
+    if rule is None:
+        return None
+    epochs = [int(c["epochs"]) for c in spec.configs()] * len(spec.seeds)
+    worst, expected = epoch_budget(rule, epochs)
+    share = expected / worst if worst else 1.0
+    return (
+        f"early_terminate {rule['type']} on {rule['metric']} (unit: {rule['unit']}): "
+        f"{worst:,} epochs at worst, about {expected:,} expected ({share:.0%})"
+    )
+
+
+def show_fields(session: Any, sweep_id: int, spec: dict[str, Any]) -> dict[str, Any]:
+    """`sweep show`'s fields on pruning ({} for a sweep without early_terminate)."""
+    rule = (spec or {}).get("early_terminate")
+    if rule is None:
+        return {}
+    got = db.pruned_summary(session, sweep_id)
+    full = got["epochs_full"]
+    share = f" ({got['epochs_trained'] / full:.0%})" if full else ""
+    return {
+        "early_terminate": ", ".join(f"{k}={v}" for k, v in rule.items()),
+        "configs_pruned": got["pruned_configs"],
+        "epochs_trained": f"{got['epochs_trained']:,} of {full:,}{share}",
+    }
+
+
+__all__ = [
+    "budget_line",
+    "show_fields",
+    "Decision",
+    "Pruner",
+    "epoch_budget",
+    "judge",
+    "rungs",
+    "score",
+    "summary_fields",
+]

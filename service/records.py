@@ -19,6 +19,10 @@ RUN_FIELDS = (
     "wall_time_s",
     "worker",
     "error",
+    # early_terminate (issue 15): where a pruned run stopped and the threshold it missed
+    "pruned_epoch",
+    "pruned_value",
+    "pruned_threshold",
 )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-TERMINAL = ("succeeded", "diverged", "failed", "cancelled")
+TERMINAL = ("succeeded", "diverged", "failed", "cancelled", "pruned")
 PENDING = ("queued", "running")
 
 SUMMARY_COLUMNS = (
@@ -17,6 +17,7 @@ SUMMARY_COLUMNS = (
     "diverged",
     "failed",
     "cancelled",
+    "pruned",
     "pending",
     "final_loss_mean",
     "final_loss_sd",
@@ -101,6 +102,7 @@ def _summary_row(params: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         diverged=status.count("diverged"),
         failed=status.count("failed"),
         cancelled=status.count("cancelled"),
+        pruned=status.count("pruned"),  # early_terminate (issue 15)
         pending=sum(status.count(s) for s in PENDING),
         final_loss_mean=_stat(np.nanmean, final),
         final_loss_sd=_stat(lambda a: np.nanstd(a, ddof=1), final, min_size=2),
@@ -144,7 +146,7 @@ def display_rows(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The summary folded into fewer, readable columns for a terminal table (JSON/CSV keep all)."""
     # Only a sweep with unfinished (or cancelled) runs gets the columns that count them.
-    extra = [c for c in ("cancelled", "pending") if any(row.get(c) for row in rows)]
+    extra = [c for c in ("cancelled", "pruned", "pending") if any(row.get(c) for row in rows)]
     out = []
     for row in rows:
         shown = {name: row[name] for name in by}

@@ -52,6 +52,13 @@ def cancel(settings: Settings, sweep_id: int) -> None:
     "--cancelled", "statuses", flag_value="cancelled", multiple=True, help="Cancelled runs."
 )
 @click.option(
+    "--pruned",
+    "statuses",
+    flag_value="pruned",
+    multiple=True,
+    help="Runs early_terminate stopped: trained to the end this time (never by default).",
+)
+@click.option(
     "--workers",
     "-w",
     type=click.IntRange(min=1),

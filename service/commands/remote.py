@@ -20,7 +20,7 @@ from service.output import format_option, render
 from service.spec import DEFAULT_MAX_RUNS
 
 # Statuses a run does not leave by itself (retry and recover may re-queue it later).
-TERMINAL = ("succeeded", "diverged", "failed", "cancelled")
+TERMINAL = ("succeeded", "diverged", "failed", "cancelled", "pruned")
 BROKER_CHECK_TIMEOUT_S = 5.0
 # `sweep watch` asks the workers which queues they consume this often while runs wait.
 CONSUMER_CHECK_S = 15.0

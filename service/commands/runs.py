@@ -13,7 +13,7 @@ from service.output import format_option, output_path, render, writing_to
 from service.records import RUN_FIELDS, public_run, run_record
 from service.results import param_value
 
-STATUSES = ("queued", "running", "succeeded", "diverged", "failed", "cancelled")
+STATUSES = ("queued", "running", "succeeded", "diverged", "failed", "cancelled", "pruned")
 RUN_TABLE_COLUMNS = (
     "id",
     "status",

@@ -13,6 +13,7 @@ from service.errors import BadInput, NotFound
 from service.local import default_workers
 from service.output import format_option, render
 from service.progress import sweep_progress
+from service.pruning import budget_line, show_fields
 from service.records import run_record
 from service.results import SUMMARY_COLUMNS, display_rows, summarize
 from service.spec import DEFAULT_MAX_RUNS, SpecError, SweepSpec, load_spec
@@ -83,6 +84,9 @@ def plan(spec_path: str, max_runs: int, fmt: str) -> None:
         )
         if cost is not None:
             click.echo(describe(cost, default_workers()))
+        budget = budget_line(spec)  # early_terminate: worst-case and expected epochs
+        if budget is not None:
+            click.echo(budget)
     render(rows, fmt, columns=["config", *spec.swept])
 
 
@@ -176,6 +180,7 @@ def show(settings: Settings, sweep_id: int, fmt: str) -> None:
     sweep_row = _get_sweep_or_exit(settings, sweep_id)
     with session_scope(settings.database_url, readonly=True) as session:
         counts = repo.status_counts(session, sweep_id)
+        pruning = show_fields(session, sweep_id, sweep_row.spec)
         timing = repo.sweep_timing(session, sweep_id)
     info = {
         "id": sweep_row.id,
@@ -188,6 +193,7 @@ def show(settings: Settings, sweep_id: int, fmt: str) -> None:
         "created_at": sweep_row.created_at.isoformat(),
         **{f"runs_{k}": v for k, v in counts.items()},
         **timing,
+        **pruning,
     }
     from service.commands.manage import sweep_labels  # note, tags, data hash (issue 19)
 

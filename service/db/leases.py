@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy import Table, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from service.db.bulk import insert_epoch_rows
@@ -22,6 +22,9 @@ _runs: Table = Run.__table__  # type: ignore[assignment]
 
 # Statuses `bplab sweep retry` may re-queue: the finished ones that did not succeed.
 RETRYABLE = ("failed", "diverged", "cancelled")
+# Retried only when asked for (`sweep retry --pruned`), and then trained to the end: a
+# retried pruned run is exempt from its sweep's early_terminate rule.
+RETRY_ON_REQUEST = ("pruned",)
 # Ids per IN (...) list: far below SQLite's and PostgreSQL's bound-parameter limits.
 _ID_CHUNK = 5000
 
@@ -206,9 +209,9 @@ def retry_runs(session: Session, sweep_id: int, statuses: Iterable[str] = RETRYA
     and retry_base set to it, so the run gets the full number of attempts again.
     """
     statuses = list(statuses)
-    bad = sorted(set(statuses) - set(RETRYABLE))
+    bad = sorted(set(statuses) - set(RETRYABLE) - set(RETRY_ON_REQUEST))
     if bad:
-        valid = ", ".join(RETRYABLE)
+        valid = ", ".join(RETRYABLE + RETRY_ON_REQUEST)
         known = "unknown status" if bad[0] not in RUN_STATUSES else "cannot retry"
         raise ValueError(f"{known} {bad[0]!r}; retry takes: {valid}")
     conn = session.connection()
@@ -216,7 +219,7 @@ def retry_runs(session: Session, sweep_id: int, statuses: Iterable[str] = RETRYA
         conn.execute(
             update(_runs)
             .where(_runs.c.sweep_id == sweep_id, _runs.c.status.in_(statuses))
-            .values({**requeue_values(fresh=True), "retry_base": _runs.c.attempt})
+            .values({**requeue_values(fresh=True), "retry_base": _runs.c.attempt, **_unpruned()})
             .returning(_runs.c.id)
         ).scalars()
     )
@@ -226,6 +229,17 @@ def retry_runs(session: Session, sweep_id: int, statuses: Iterable[str] = RETRYA
             conn.execute(delete(model).where(model.run_id.in_(chunk)))
     session.expire_all()
     return ids
+
+
+def _unpruned() -> dict[str, Any]:
+    """A retried run forgets why it was pruned; a pruned one is exempt from now on."""
+    exempt = or_(_runs.c.prune_exempt, _runs.c.status == "pruned")
+    return {
+        "pruned_epoch": None,
+        "pruned_value": None,
+        "pruned_threshold": None,
+        "prune_exempt": exempt,
+    }
 
 
 # Any constant below 2**63, distinct from the migration lock (service.db.migrate): "bplabr".
