@@ -73,6 +73,7 @@ def worker(
     # The database, not worker-to-worker chatter, is bplab's shared state: skip the start-up
     # synchronisation and the gossip between workers.
     argv += ["--without-mingle", "--without-gossip"]
+    concurrency = concurrency or settings.worker_concurrency  # else a bplab.toml may give it
     if concurrency is not None:
         argv += ["--concurrency", str(concurrency)]
     if queues:
