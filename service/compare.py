@@ -12,12 +12,14 @@ import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import yaml
 from scipy import stats
 
+from service.output import format_cell
 from service.results import PENDING, param_value
 
 FINISHED = ("succeeded", "diverged")
@@ -27,6 +29,8 @@ METRICS: dict[str, tuple[str, bool]] = {
     "solved_epoch": ("epochs to reach the criterion", True),
     "best_loss": ("best loss", True),
     "accuracy": ("final accuracy", False),
+    "val_loss": ("validation loss", True),
+    "val_accuracy": ("validation accuracy", False),
     "epochs_run": ("epochs run", True),
     "wall_time_s": ("wall time", True),
 }
@@ -42,24 +46,57 @@ class CompareError(ValueError):
 # --- selecting runs ------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Bound:
+    """A range filter, ``learning_rate<0.3``: the parameter's value compared with a number."""
+
+    op: str  # <, <=, >, >=, !=
+    value: Any
+
+
+_COMPARE = {
+    "<": lambda x, y: x < y,
+    "<=": lambda x, y: x <= y,
+    ">": lambda x, y: x > y,
+    ">=": lambda x, y: x >= y,
+}
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|!=|==|=|<|>)(.*)$", re.DOTALL)
+
+
 def parse_filters(text: str | None) -> dict[str, Any]:
     """'learning_rate=0.5,hidden=4-4' -> {"learning_rate": 0.5, "hidden": "4-4"}.
 
-    Values are read as YAML scalars (0.5, 2, true, sse); commas inside [...] do not split.
+    Values are read as YAML scalars (0.5, 2, true, sse) and may be written as the tables print
+    them (1.000e-04, 4-4, yes, -); commas inside [...] do not split. ``<``, ``<=``, ``>``,
+    ``>=`` and ``!=`` instead of ``=`` give a Bound: 'learning_rate<0.3,hidden!=2'.
     """
     if not text:
         return {}
     out: dict[str, Any] = {}
     for part in re.split(r",(?![^\[]*\])", text):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise CompareError(f"{part.strip()!r} is not key=value (e.g. learning_rate=0.5)")
-        try:
-            out[key] = yaml.safe_load(value.strip()) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key] = value.strip()
+        found = _CONDITION.match(part)
+        if not found:
+            raise CompareError(
+                f"{part.strip()!r} is not key=value (e.g. learning_rate=0.5) nor a range"
+                " (e.g. learning_rate<0.3)"
+            )
+        key, op, raw = found.group(1), found.group(2), found.group(3).strip()
+        value = _scalar(raw)
+        if op in _COMPARE and not isinstance(_normal(key, value), float):
+            raise CompareError(f"{part.strip()!r}: {op} needs a number after it")
+        out[key] = value if op in ("=", "==") else Bound(op, value)
     return out
+
+
+def _scalar(raw: str) -> Any:
+    if raw in ("-", "none", "null", "~"):  # how the tables print a missing value
+        return None
+    if not raw:
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 def _normal(name: str, value: Any) -> Any:
@@ -80,8 +117,29 @@ def _normal(name: str, value: Any) -> Any:
     return value
 
 
+def _equal(name: str, have: Any, want: Any) -> bool:
+    a, b = _normal(name, have), _normal(name, want)
+    if a == b:
+        return True
+    # A number as a table printed it (0.1235 for 0.123456) names the value it was printed from.
+    if isinstance(a, float) and isinstance(b, float):
+        return format_cell(a) == format_cell(b)
+    return False
+
+
+def _holds(name: str, have: Any, want: Any) -> bool:
+    if not isinstance(want, Bound):
+        return _equal(name, have, want)
+    if want.op == "!=":
+        return not _equal(name, have, want.value)
+    a, b = _normal(name, have), _normal(name, want.value)
+    if not isinstance(a, float) or isinstance(a, bool) or not isinstance(b, float):
+        return False
+    return bool(_COMPARE[want.op](a, b))
+
+
 def matches(config: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
-    return all(_normal(k, config.get(k)) == _normal(k, v) for k, v in filters.items())
+    return all(_holds(k, config.get(k), v) for k, v in filters.items())
 
 
 def select(

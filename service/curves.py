@@ -147,6 +147,14 @@ def group_bands(
     for key, members in sorted(groups.items(), key=lambda kv: _order(kv[0])):
         agg = aggregate(members, band)
         if agg is not None:
-            label = ", ".join(f"{n}={v}" for n, v in zip(by, key, strict=True)) or "all runs"
+            label = ", ".join(f"{n}={_shown(v)}" for n, v in zip(by, key, strict=True))
+            label = label or "all runs"
             out.append((f"{label} ({agg.n_runs})", agg))
     return out
+
+
+def _shown(value: Any) -> Any:
+    """A legend value with 4 significant digits (0.1235, not 0.12345678901), as tables print."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value

@@ -34,6 +34,23 @@ def _positive_floor(values: Sequence[np.ndarray]) -> float:
     return min(smallest) if smallest else 1e-12
 
 
+# What each metric can be: a band (mean ± sd) is clipped to it, so that it never shows an
+# accuracy above 1 or a negative loss that no run had.
+BOUNDS = {
+    "accuracy": (0.0, 1.0),
+    "val_accuracy": (0.0, 1.0),
+    "loss": (0.0, None),
+    "val_loss": (0.0, None),
+    "max_error": (0.0, None),
+}
+
+
+def clip_band(metric: str, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The band's edges within what the metric can be (see BOUNDS)."""
+    lo, hi = BOUNDS.get(metric, (None, None))
+    return np.clip(low, lo, hi), np.clip(high, lo, hi)
+
+
 def sweep_figure(
     groups: Sequence[tuple[str, Band]],
     *,
@@ -41,17 +58,23 @@ def sweep_figure(
     log: bool,
     band: str,
     title: str,
+    notes: Sequence[str] = (),
 ) -> Figure:
-    """One line (the mean over runs) and a shaded band per labelled group."""
-    fig = Figure(figsize=(10, 6), dpi=110, layout="constrained")
+    """One line (the mean over runs) and a shaded band per labelled group; ``notes`` are
+    printed under the axes (the configurations left out, a sweep still running)."""
+    fig = Figure(figsize=(10, 6 + 0.18 * len(notes)), dpi=110, layout="constrained")
     ax = fig.add_subplot()
     colors = _colors(len(groups))
     floor = _positive_floor([g.mean for _, g in groups]) / 10 if log else None
     for i, ((label, g), color) in enumerate(zip(groups, colors, strict=True)):
         style = _STYLES[(i // 10) % len(_STYLES)] if len(groups) > 10 else "-"
         ax.plot(g.epochs, g.mean, color=color, linestyle=style, lw=1.8, label=label)
-        low = np.maximum(g.low, floor) if floor is not None else g.low
-        ax.fill_between(g.epochs, low, g.high, color=color, alpha=0.15, lw=0)
+        low, high = clip_band(metric, g.low, g.high)
+        low = np.maximum(low, floor) if floor is not None else low
+        ax.fill_between(g.epochs, low, high, color=color, alpha=0.15, lw=0)
+    if notes:
+        # A figure-level text at the bottom: constrained layout makes room under the axes.
+        fig.supxlabel("\n".join(notes), fontsize=8, ha="left", x=0.01)
     if log:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -61,7 +84,8 @@ def sweep_figure(
         fontsize=10,
     )
     ax.grid(True, which="major", alpha=0.3)
-    outside = len(groups) > 8
+    # Past a handful of lines a legend inside covers the curves: put it beside the axes.
+    outside = len(groups) > 6
     ax.legend(
         fontsize=8,
         loc="upper left" if outside else "best",

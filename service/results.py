@@ -23,6 +23,8 @@ SUMMARY_COLUMNS = (
     "final_loss_sd",
     "best_loss",
     "accuracy_mean",
+    "val_loss_mean",
+    "val_accuracy_mean",
     "success_rate",
     "solved_epoch_q1",
     "solved_epoch_median",
@@ -88,6 +90,11 @@ def _summary_row(params: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
     final = np.array([_nan(r.get("final_loss")) for r in finished], dtype=float)
     best = np.array([_nan(r.get("best_loss")) for r in finished], dtype=float)
     acc = np.array([r["accuracy"] for r in finished if r.get("accuracy") is not None], dtype=float)
+    val_loss = np.array([_nan(r.get("val_loss")) for r in finished], dtype=float)
+    val_acc = np.array([_nan(r.get("val_accuracy")) for r in finished], dtype=float)
+    # A group none of whose runs has stop_within never records a solved epoch: its success
+    # rate is unknown, not 0%.
+    tracked = any(r["config"].get("stop_within") is not None for r in runs)
     solved = np.array(
         [r["solved_epoch"] for r in runs if r.get("solved_epoch") is not None], dtype=float
     )
@@ -108,7 +115,9 @@ def _summary_row(params: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         final_loss_sd=_stat(lambda a: np.nanstd(a, ddof=1), final, min_size=2),
         best_loss=_stat(np.nanmin, best),
         accuracy_mean=float(acc.mean()) if acc.size else None,
-        success_rate=solved.size / decided if decided else None,
+        val_loss_mean=_stat(np.nanmean, val_loss),
+        val_accuracy_mean=_stat(np.nanmean, val_acc),
+        success_rate=solved.size / decided if decided and tracked else None,
         solved_epoch_q1=_num(q1),
         solved_epoch_median=_num(median),
         solved_epoch_q3=_num(q3),
@@ -144,9 +153,19 @@ def _sortable(value: Any) -> bool:
 def display_rows(
     rows: Sequence[dict[str, Any]], by: Sequence[str]
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """The summary folded into fewer, readable columns for a terminal table (JSON/CSV keep all)."""
-    # Only a sweep with unfinished (or cancelled) runs gets the columns that count them.
+    """The summary folded into fewer, readable columns for a terminal table (JSON/CSV keep all).
+
+    Columns that would be empty everywhere are left out: cancelled and pending counts in a
+    finished sweep, validation figures without a validation split, and the solved columns
+    when no run tracks solving (stop_within null), where "0%" would be a false statement.
+    """
     extra = [c for c in ("cancelled", "pruned", "pending") if any(row.get(c) for row in rows)]
+    val = [
+        label
+        for label, key in (("val loss", "val_loss_mean"), ("val acc", "val_accuracy_mean"))
+        if any(row.get(key) is not None for row in rows)
+    ]
+    solving = any(row["success_rate"] is not None for row in rows)
     out = []
     for row in rows:
         shown = {name: row[name] for name in by}
@@ -156,6 +175,8 @@ def display_rows(
         shown["final loss"] = _mean_sd(row["final_loss_mean"], row["final_loss_sd"])
         shown["best loss"] = row["best_loss"]
         shown["accuracy"] = row["accuracy_mean"]
+        shown["val loss"] = row["val_loss_mean"]
+        shown["val acc"] = row["val_accuracy_mean"]
         shown["solved"] = None if row["success_rate"] is None else f"{row['success_rate']:.0%}"
         shown["epochs to solve"] = _median_iqr(
             row["solved_epoch_median"], row["solved_epoch_q1"], row["solved_epoch_q3"]
@@ -170,11 +191,15 @@ def display_rows(
         "final loss",
         "best loss",
         "accuracy",
-        "solved",
-        "epochs to solve",
+        *val,
+        *(("solved", "epochs to solve") if solving else ()),
         "wall s",
     ]
     return out, columns
+
+
+# What a narrow terminal loses first from the table above: the figures read least often.
+DISPLAY_DROP = ("wall s", "best loss", "val acc", "cancelled", "epochs to solve", "seeds")
 
 
 def _mean_sd(mean: float | None, sd: float | None) -> str | None:

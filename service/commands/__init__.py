@@ -26,6 +26,9 @@ def register_commands(group: click.Group) -> None:
 
     for command in results.RESULTS_COMMANDS:
         group.add_command(command)
+    from service.commands import plot
+
+    group.add_command(plot.plot)
     group.add_command(__import__("service.commands.dashboard").commands.dashboard.dashboard)
     from service.commands import manage  # extend, delete, rename, tag, note; best (issue 19)
 

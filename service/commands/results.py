@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,7 +14,15 @@ from service.db.session import session_scope
 from service.errors import BadInput, NotFound
 from service.output import format_option, output_path, render, writing_to
 from service.records import public_run, run_record
-from service.results import SUMMARY_COLUMNS, display_rows, param_value, summarize
+from service.results import (
+    DISPLAY_DROP,
+    SUMMARY_COLUMNS,
+    display_rows,
+    summarize,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 def load_sweep(settings: Settings, sweep_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -35,7 +43,18 @@ def load_sweep(settings: Settings, sweep_id: int) -> tuple[dict[str, Any], list[
             "spec": row.spec,
         }
         runs = [run_record(r) for r in repo.list_runs(session, sweep_id)]
+        with_val_accuracy(session, sweep_id, runs)
     return sweep, runs
+
+
+def with_val_accuracy(session: Session, sweep_id: int, runs: list[dict[str, Any]]) -> None:
+    """Give each run record its final val_accuracy (None without a validation split)."""
+    from service.db.queries import last_val_accuracy
+
+    validated = any(r["config"].get("validation_split") for r in runs)
+    found = last_val_accuracy(session, sweep_id) if validated else {}
+    for record in runs:
+        record["val_accuracy"] = found.get(record["id"])
 
 
 def config_keys(runs: list[dict[str, Any]]) -> list[str]:
@@ -46,7 +65,8 @@ def parse_by(by: str | None, sweep: dict[str, Any], runs: list[dict[str, Any]]) 
     """--by as a list of configuration keys (default: the swept ones); BadInput if unknown."""
     if by is None:
         return list(sweep["swept"])
-    names = [n.strip() for n in by.split(",") if n.strip()]
+    # dict.fromkeys: `--by a,a` groups (and prints) a once
+    names = list(dict.fromkeys(n.strip() for n in by.split(",") if n.strip()))
     allowed = config_keys(runs)
     bad = [n for n in names if n not in allowed]
     if bad:
@@ -89,11 +109,12 @@ def results(settings: Settings, sweep_id: int, by: str | None, sort: str | None,
     title = f"sweep {sweep_id}: {sweep['name']} ({len(runs)} runs"
     title += f", {pending} pending)" if pending else ")"
     shown, shown_columns = display_rows(rows, group_by)
-    render(shown, fmt, columns=shown_columns, title=title)
-    click.echo(
-        "solved: share of finished runs that reached stop_within; epochs to solve: median"
-        " [quartiles] over the runs that did."
-    )
+    render(shown, fmt, columns=shown_columns, title=title, drop=DISPLAY_DROP)
+    if "solved" in shown_columns:
+        click.echo(
+            "solved: share of finished runs that reached stop_within;\n"
+            "epochs to solve: median [quartiles] over the runs that did."
+        )
 
 
 # --- compare -------------------------------------------------------------------------
@@ -121,7 +142,16 @@ def _side_runs(settings: Settings, sweep_id: int, text: str | None, side: str) -
     "metrics",
     multiple=True,
     type=click.Choice(
-        ("final_loss", "solved_epoch", "best_loss", "accuracy", "epochs_run", "wall_time_s")
+        (
+            "final_loss",
+            "solved_epoch",
+            "best_loss",
+            "accuracy",
+            "val_loss",
+            "val_accuracy",
+            "epochs_run",
+            "wall_time_s",
+        )
     ),
     help="Metric(s) to compare [default: final_loss and solved_epoch].",
 )
@@ -151,6 +181,7 @@ def compare(
         raise BadInput("give both --a and --b (or --sweep-b to compare two sweeps)")
     a_runs = _side_runs(settings, sweep_id, a_text, "A")
     b_runs = _side_runs(settings, b_sweep, b_text, "B")
+    _refuse_unlike(a_runs, b_runs)
     try:
         result = run_compare(a_runs, b_runs, metrics or DEFAULT_METRICS)
     except CompareError as exc:
@@ -186,100 +217,18 @@ def compare(
         click.echo(line)
 
 
-# --- plot ----------------------------------------------------------------------------
-
-
-@click.command("plot")
-@click.argument("target_id", metavar="ID", type=int)
-@click.option("-o", "--output", required=True, help="PNG/SVG/PDF file.")
-@click.option("--run", "is_run", is_flag=True, help="ID is a run: plot that run's curves.")
-@click.option(
-    "--by", default=None, help="Parameters that make a line, comma-separated [default: swept]."
-)
-@click.option(
-    "--log/--linear", "log", default=None, help="y axis [default: log, linear for accuracy]."
-)
-@click.option("--band", type=click.Choice(("sd", "minmax")), default="sd", show_default=True)
-@click.option(
-    "--metric",
-    type=click.Choice(("loss", "val_loss", "accuracy")),
-    default="loss",
-    show_default=True,
-)
-@click.pass_obj
-def plot(
-    settings: Settings,
-    target_id: int,
-    output: str,
-    is_run: bool,
-    by: str | None,
-    log: bool | None,
-    band: str,
-    metric: str,
-) -> None:
-    """Curves of sweep ID: per configuration, the mean over seeds with a shaded band.
-
-    With --run, ID is a run id and the plot shows that run's curve (and its validation
-    loss when recorded).
-    """
-    from service import plots
-    from service.curves import group_bands, load_curves
-
-    if Path(output).suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise BadInput(f"-o {output!r}: the file must end in .png, .svg or .pdf")
-    output_path(output)
-    use_log = log if log is not None else metric != "accuracy"
-    if is_run:
-        _plot_run(settings, target_id, output, metric, use_log)
-        return
-    sweep, runs = load_sweep(settings, target_id)
-    group_by = parse_by(by, sweep, runs)
-    with session_scope(settings.database_url, readonly=True) as session:
-        curves = load_curves(session, sweep_id=target_id, metrics=[metric])
-    lines = group_bands(runs, curves, group_by, metric, band)
-    if not lines:
-        raise BadInput(f"sweep {target_id} has no recorded {metric} to plot")
-    fig = plots.sweep_figure(
-        lines, metric=metric, log=use_log, band=band, title=f"sweep {target_id}: {sweep['name']}"
-    )
-    with writing_to(output):
-        plots.save(fig, output)
-    click.echo(f"wrote {output}: {len(lines)} configuration(s)", err=True)
-
-
-def _plot_run(settings: Settings, run_id: int, output: str, metric: str, log: bool) -> None:
-    from service import plots
-    from service.curves import load_curves
-
-    with session_scope(settings.database_url, readonly=True) as session:
-        row = repo.get_run(session, run_id)
-        if row is None:
-            raise NotFound(f"run {run_id} does not exist")
-        record = run_record(row)
-        sweep_row = repo.get_sweep(session, row.sweep_id)
-        swept = list(sweep_row.swept) if sweep_row is not None else []
-        curves = load_curves(session, run_ids=[run_id], metrics=["loss", "val_loss", "accuracy"])
-    curve = curves.get(run_id)
-    metrics = [metric, "val_loss"] if metric == "loss" else [metric]
-    if curve is None or not any(_finite(curve[m]) for m in metrics):
-        raise BadInput(f"run {run_id} has no recorded {metric} to plot")
-    params = ", ".join(f"{k}={param_value(record['params'], k)}" for k in swept) or "one config"
-    title = (
-        f"run {run_id} (sweep {record['sweep_id']}, seed {record['seed']}): {params};"
-        f" {record['status']}"
-    )
-    fig = plots.run_figure(
-        curve, metrics=metrics, log=log, title=title, solved_epoch=record["solved_epoch"]
-    )
-    with writing_to(output):
-        plots.save(fig, output)
-    click.echo(f"wrote {output}", err=True)
-
-
-def _finite(values: Any) -> bool:
-    import numpy as np
-
-    return bool(np.isfinite(values).any())
+def _refuse_unlike(a_runs: list[dict], b_runs: list[dict]) -> None:
+    """Losses on different data, or under different costs, are not on one scale: a paired
+    difference between them means nothing, so such a comparison is refused."""
+    for key in ("dataset", "cost"):
+        values = {str(r["config"].get(key)) for r in [*a_runs, *b_runs]}
+        if len(values) > 1:
+            a = sorted({str(r["config"].get(key)) for r in a_runs})
+            b = sorted({str(r["config"].get(key)) for r in b_runs})
+            raise BadInput(
+                f"A and B differ in {key} (A: {', '.join(a)}; B: {', '.join(b)}): their losses "
+                f"are not comparable; choose runs with one {key} (e.g. add {key}={b[0]} to --a)"
+            )
 
 
 # --- export --------------------------------------------------------------------------
@@ -379,4 +328,4 @@ def sql(settings: Settings, query: str, fmt: str) -> None:
     render(rows, fmt, columns=columns)
 
 
-RESULTS_COMMANDS = (results, compare, plot, export, sql)
+RESULTS_COMMANDS = (results, compare, export, sql)  # plot: service.commands.plot

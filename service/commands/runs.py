@@ -56,7 +56,12 @@ def runs(
         render([public_run(r) for r in records], fmt)
         return
     rows = [{**{p: param_value(r["params"], p) for p in swept}, **r} for r in records]
-    render(rows, fmt, columns=[RUN_TABLE_COLUMNS[0], *swept, *RUN_TABLE_COLUMNS[1:]])
+    render(
+        rows,
+        fmt,
+        columns=[RUN_TABLE_COLUMNS[0], *swept, *RUN_TABLE_COLUMNS[1:]],
+        drop=("best_loss", "epochs_run", "seed"),
+    )
 
 
 @click.group("run")
@@ -82,16 +87,28 @@ def show(settings: Settings, run_id: int, fmt: str) -> None:
 @run.command("curve")
 @click.argument("run_id", type=int)
 @click.option(
-    "--format", "fmt", type=click.Choice(("csv", "json", "table")), default="csv", show_default=True
+    "--tail",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only the last N recorded epochs.",
 )
+@format_option
 @click.pass_obj
-def curve(settings: Settings, run_id: int, fmt: str) -> None:
-    """A run's recorded epochs: epoch, loss and the other metrics."""
+def curve(settings: Settings, run_id: int, tail: int | None, fmt: str) -> None:
+    """A run's recorded epochs: epoch, loss and the other metrics.
+
+    A table like every other command; --format csv or json for a file or a script.
+    Validation columns appear in the table only when the run held patterns out.
+    """
     _run_or_exit(settings, run_id)
     columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "max_error"]
     with session_scope(settings.database_url, readonly=True) as session:
         rows = [{c: getattr(row, c) for c in columns} for row in repo.epoch_rows(session, run_id)]
-    render(rows, fmt, columns=columns)
+    if tail is not None:
+        rows = rows[-tail:]
+    if fmt == "table":
+        columns = [c for c in columns if c == "epoch" or any(r[c] is not None for r in rows)]
+    render(rows, fmt, columns=columns, title=f"run {run_id}: {len(rows)} recorded epoch(s)")
 
 
 @run.command("weights")

@@ -15,7 +15,7 @@ from service.output import format_option, render
 from service.progress import sweep_progress
 from service.pruning import budget_line, show_fields
 from service.records import run_record
-from service.results import SUMMARY_COLUMNS, display_rows, summarize
+from service.results import DISPLAY_DROP, SUMMARY_COLUMNS, display_rows, summarize
 from service.spec import DEFAULT_MAX_RUNS, SpecError, SweepSpec, load_spec
 from service.spec.estimate import Estimate, crowded, describe, estimate, too_big
 from service.sweeps import create_sweep_from_spec, requeue_abandoned, run_queued_locally
@@ -168,7 +168,9 @@ def list_sweeps(
         where = path or mask_url(settings.database_url)
         click.echo(f"no sweeps in {where} yet; `bplab sweep run SPEC` records one")
         return
-    render(rows, fmt)
+    # A narrow terminal keeps the counts that say something: statuses no sweep has go first.
+    idle = [c for c in repo.RUN_STATUSES if rows and not any(r.get(c) for r in rows)]
+    render(rows, fmt, drop=[*idle, "backend", "method", "created_at", "dataset"])
 
 
 @sweep.command()
@@ -221,6 +223,8 @@ def _run_locally(settings: Settings, sweep_id: int, workers: int | None, fmt: st
 
 
 def print_results(settings: Settings, sweep_id: int, fmt: str, by: list[str] | None = None) -> None:
+    from service.commands.results import with_val_accuracy
+
     with session_scope(settings.database_url, readonly=True) as session:
         sweep_row = repo.get_sweep(session, sweep_id)
         if sweep_row is None:
@@ -228,12 +232,16 @@ def print_results(settings: Settings, sweep_id: int, fmt: str, by: list[str] | N
         group_by = by if by is not None else list(sweep_row.swept)
         title = f"sweep {sweep_id}: {sweep_row.name}"
         runs = [run_record(r) for r in repo.list_runs(session, sweep_id)]
+        with_val_accuracy(session, sweep_id, runs)
     rows = summarize(runs, group_by)
     if fmt == "table":
         shown, columns = display_rows(rows, group_by)
-        render(shown, fmt, columns=columns, title=title)
+        render(shown, fmt, columns=columns, title=title, drop=DISPLAY_DROP)
     else:
-        render(rows, fmt, columns=[*group_by, *SUMMARY_COLUMNS])
+        # Every row names its sweep: a script that ran `sweep run --format json` needs the id
+        # to ask for anything more, and stderr's "sweep N:" line is no place to parse it from.
+        rows = [{"sweep_id": sweep_id, **row} for row in rows]
+        render(rows, fmt, columns=["sweep_id", *group_by, *SUMMARY_COLUMNS])
 
 
 def _get_sweep_or_exit(settings: Settings, sweep_id: int):  # noqa: ANN202 - an ORM row

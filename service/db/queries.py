@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Float, Table, cast, func, select
 from sqlalchemy.orm import Session
 
 from service.db.models import EpochMetric, Run
@@ -60,3 +60,45 @@ def run_configs(session: Session, run_ids: Sequence[int]) -> dict[int, tuple[dic
         for rid, config, seed in session.execute(q):
             found[int(rid)] = (dict(config), int(seed))
     return found
+
+
+def last_val_accuracy(session: Session, sweep_id: int) -> dict[int, float | None]:
+    """{run id: val_accuracy of its last recorded epoch} for the sweep's runs that have epochs.
+
+    The runs table keeps val_loss but not val_accuracy, so a run's final validation
+    accuracy is read from its last epoch row (the unique (run_id, epoch) index finds it).
+    """
+    last = (
+        select(_epochs.c.run_id, func.max(_epochs.c.epoch).label("epoch"))
+        .join(_runs, _runs.c.id == _epochs.c.run_id)
+        .where(_runs.c.sweep_id == sweep_id)
+        .group_by(_epochs.c.run_id)
+        .subquery()
+    )
+    q = select(_epochs.c.run_id, _epochs.c.val_accuracy).join(
+        last, (last.c.run_id == _epochs.c.run_id) & (last.c.epoch == _epochs.c.epoch)
+    )
+    return {int(rid): value for rid, value in session.execute(q)}
+
+
+def running_epochs(session: Session, sweep_id: int) -> tuple[float, int]:
+    """How far the sweep's running runs have got: (the sum over them of last recorded epoch /
+    epochs, in runs; the sum of their last recorded epochs).
+
+    What a progress bar adds to its finished runs so that it moves while a long population
+    trains: one aggregate over the running runs' epoch rows (their index is (run_id, epoch)),
+    cheap enough to poll every second.
+    """
+    running = select(_runs.c.id).where(_runs.c.sweep_id == sweep_id, _runs.c.status == "running")
+    last = (
+        select(_epochs.c.run_id, func.max(_epochs.c.epoch).label("epoch"))
+        .where(_epochs.c.run_id.in_(running))
+        .group_by(_epochs.c.run_id)
+        .subquery()
+    )
+    q = select(
+        func.sum(cast(last.c.epoch, Float) / func.nullif(_runs.c.epochs, 0)),
+        func.sum(last.c.epoch),
+    ).join(_runs, _runs.c.id == last.c.run_id)
+    fraction, epochs = session.execute(q).one()
+    return float(fraction or 0.0), int(epochs or 0)
