@@ -44,6 +44,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -229,17 +230,19 @@ def _members(p: dict, K: int, offset: int = 0) -> tuple[list, list, list]:
     return nets, rngs, cfgs
 
 
-def population_row(p: dict, K: int, singles: int, repeats: int) -> dict:
+def population_row(p: dict, K: int, singles: int, repeats: int, layouts: bool = False) -> dict:
     """Per-network epochs/s: ``singles`` nets one by one vs K at once, alternating.
 
     The ratio is of the best rates (as timeit takes the minimum): this VM's speed moves by up
     to 3x within minutes (one multiply of 16,384 numbers: 4.6 us, then 13 us a minute later),
     so a median of one side taken at other moments than the other's swings the ratio by a
     fifth. The best of alternating repeats is each side at the machine's quiet moments. The
-    medians and their ratio are reported too.
+    medians and their ratio are reported too. ``layouts``: the population is also timed with
+    the member-major layout forced, in the same alternation (``layout_ratio``: default /
+    member-major).
     """
     d = load_dataset(p["data"])
-    single_rates, pop_rates = [], []
+    single_rates, pop_rates, major_rates = [], [], []
     for _ in range(repeats):
         nets, rngs, cfgs = _members(p, singles)
         t = time.perf_counter()
@@ -250,6 +253,12 @@ def population_row(p: dict, K: int, singles: int, repeats: int) -> dict:
         t = time.perf_counter()
         train_population(pnets, d.X, d.Y, pcfgs, rngs=prngs)
         pop_rates.append(K * p["epochs"] / (time.perf_counter() - t))
+        if layouts:
+            with _member_major():
+                mnets, mrngs, mcfgs = _members(p, K)
+                t = time.perf_counter()
+                train_population(mnets, d.X, d.Y, mcfgs, rngs=mrngs)
+                major_rates.append(K * p["epochs"] / (time.perf_counter() - t))
     identical = all(np.array_equal(a.theta, b.theta) for a, b in zip(nets, pnets, strict=False))
     single, pop = max(single_rates), max(pop_rates)
     single_med, pop_med = statistics.median(single_rates), statistics.median(pop_rates)
@@ -264,6 +273,37 @@ def population_row(p: dict, K: int, singles: int, repeats: int) -> dict:
         "median_population_net_epochs_per_s": pop_med,
         "ratio_of_medians": pop_med / single_med,
         "identical_to_single": identical,
+        **_layout_figures(pop_rates, major_rates),
+    }
+
+
+@contextlib.contextmanager
+def _member_major():
+    """Force the member-major layout (``engine.stacked``) where the population would pick
+    another one (``engine.minor``'s ``fits``), for the --layouts comparison."""
+    import engine.population as population
+
+    fits = getattr(population, "fits", None)
+    if fits is None:  # only one layout: nothing to force
+        yield
+        return
+    population.fits = lambda *args: None
+    try:
+        yield
+    finally:
+        population.fits = fits
+
+
+def _layout_figures(pop_rates: list[float], major_rates: list[float]) -> dict:
+    """The default layout against member-major forced, best and median rates."""
+    if not major_rates:
+        return {}
+    best, med = max(pop_rates), statistics.median(pop_rates)
+    return {
+        "member_major_net_epochs_per_s": max(major_rates),
+        "median_member_major_net_epochs_per_s": statistics.median(major_rates),
+        "layout_ratio": best / max(major_rates),
+        "layout_ratio_of_medians": med / statistics.median(major_rates),
     }
 
 
@@ -287,6 +327,11 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=256, help="K for the population rows")
     parser.add_argument(
         "--pop-repeats", type=int, default=9, help="alternating repeats of the population rows"
+    )
+    parser.add_argument(
+        "--layouts",
+        action="store_true",
+        help="also time the population rows with the member-major layout forced",
     )
     args = parser.parse_args()
     rows: list[dict] = []
@@ -318,8 +363,16 @@ def main() -> None:
             print(_format(row), flush=True)
         for p in POPULATION if args.only != "single" else []:
             p = dict(p, epochs=p["epochs"] // (10 if args.quick else 1))
-            row = population_row(p, args.members, singles=32, repeats=args.pop_repeats)
+            row = population_row(
+                p, args.members, singles=32, repeats=args.pop_repeats, layouts=args.layouts
+            )
             pop_rows.append(row)
+            if "layout_ratio" in row:
+                print(
+                    f"{row['workload']:26s} default layout / member-major forced: "
+                    f"x{row['layout_ratio']:.2f} (medians x{row['layout_ratio_of_medians']:.2f})",
+                    flush=True,
+                )
             print(
                 f"{row['workload']:26s} single {row['single_net_epochs_per_s']:10.0f}  "
                 f"population(K={row['members']}) {row['population_net_epochs_per_s']:11.0f}  "

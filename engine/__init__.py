@@ -5,15 +5,18 @@ anywhere is a ValueError listing them.
 """
 
 from .activations import ACTIVATIONS, OUTPUT_ACTIVATIONS
+from .config import EPOCH_METRICS, TrainConfig
+from .control import OUTCOMES, PopulationCallback, StopTraining
 from .costs import COSTS
 from .datasets import DATASETS, Dataset, load_dataset
+from .history import History
 from .initializers import INITS
 from .masks import group_mask
 from .network import Network
 from .optimizers import OPTIMIZERS
 from .population import train_population
 from .state import TrainState
-from .training import EPOCH_METRICS, History, StopTraining, TrainConfig, train
+from .training import train
 
 __all__ = [
     "ACTIVATIONS",
@@ -22,10 +25,12 @@ __all__ = [
     "EPOCH_METRICS",
     "INITS",
     "OPTIMIZERS",
+    "OUTCOMES",
     "OUTPUT_ACTIVATIONS",
     "Dataset",
     "History",
     "Network",
+    "PopulationCallback",
     "StopTraining",
     "TrainConfig",
     "TrainState",

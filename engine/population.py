@@ -3,8 +3,9 @@
 ``train_population(nets, X, Y, configs, rngs=...)`` gives each member exactly the History,
 TrainState and final weights that ``train(nets[k], X, Y, configs[k], rng=rngs[k])`` gives
 it alone: the same numbers bit for bit (see ``engine.stacked``), its own stopping (epochs,
-stop_loss, solved, diverged, StopTraining from its callback), checkpoints and resume. A member
-that stops is compacted away and the others go on.
+stop_loss, solved, diverged, StopTraining from its callback, a stop asked by ``on_epochs``),
+checkpoints and resume, all decided by ``engine.control`` as for ``train``. A member that
+stops is compacted away and the others go on.
 
 What members may differ in: initial weights (their nets), learning rate, momentum, weight
 decay, schedule, epochs and stop criteria (their configs), generator (init and per-epoch
@@ -18,97 +19,26 @@ NumPy calls around a few flops); stacking K of them pays that overhead once per 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from .config import TrainConfig
+from .control import COMPLETED, NAMES, Control, Phases, PopulationCallback, StopTraining
+from .history import History, Metrics, Records
 from .metrics import accuracy_kind
-from .minor import MinorScorer, MinorStack, fits
 from .network import Network
-from .schedule import values_at
-from .stacked import (
-    Stack,
-    StackedOptimizer,
-    StackedScorer,
-    StackedWorkspace,
-    head,
-    same_shape,
-    stack_thetas,
-)
+from .stacked import Stack, StackedOptimizer, StackedScorer, StackedWorkspace, head, same_shape
 from .state import TrainState
-from .training import History, Metrics, StopTraining, TrainConfig, prepare_set
+from .training import prepare_set
 
 Array = np.ndarray
 
 # on_epoch(member, epoch, metrics): one member's epoch, as train()'s on_epoch.
 MemberCallback = Callable[[int, int, Metrics], None]
-# on_epochs(members, epochs, metrics): all running members' epoch at once (arrays aligned with
-# ``members``; accuracy/val_* arrays or None); returns the members to stop (as StopTraining).
-PopulationCallback = Callable[[Array, Array, dict[str, Array | None]], Collection[int] | None]
 
-_DIVERGED, _SOLVED, _STOP_LOSS, _STOPPED, _COMPLETED = 1, 2, 3, 4, 5
-_NAMES = {
-    _DIVERGED: "diverged",
-    _SOLVED: "solved",
-    _STOP_LOSS: "stop_loss",
-    _STOPPED: "stopped",
-    _COMPLETED: "completed",
-}
-
-
-class _Records:
-    """Per-epoch metric arrays, kept as written: one (K,) array per metric and epoch.
-
-    Between two compactions the running members do not change (a segment); a segment's
-    arrays are stacked into (epochs, K) once, when it closes, not copied every epoch. A
-    member that ran in one segment only gets a column view of it as its history (its
-    metrics are (K,) apart in memory): copying K columns out costs as much as stacking.
-    """
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = tuple(names)
-        self.closed: list[tuple[Array, dict[str, Array]]] = []
-        self.members: Array = np.empty(0, dtype=np.int64)
-        self.rows: dict[str, list[Array]] = {}
-
-    def open(self, members: Array) -> None:
-        self.members = members
-        self.rows = {name: [] for name in self.names}
-
-    def write(self, values: dict[str, Array | None]) -> None:
-        for name, rows in self.rows.items():
-            rows.append(values[name])  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        if self.rows and self.rows[self.names[0]]:
-            # one concatenation of the (K,) rows: np.stack's per-row views cost twice as much
-            arrays = {
-                name: np.concatenate(rows).reshape(len(rows), -1)
-                for name, rows in self.rows.items()
-            }
-            self.closed.append((self.members, arrays))
-        self.rows = {}
-
-    def member(self, name: str, k: int) -> Array | None:
-        if name not in self.names:
-            return None
-        parts = []
-        for members, arrays in self.closed:
-            pos = int(np.searchsorted(members, k))
-            if pos < len(members) and members[pos] == k:
-                parts.append(arrays[name][:, pos])
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate(parts) if parts else np.empty(0)
-
-
-def _next_change(config: TrainConfig, epoch: int) -> float:
-    """The last epoch through which the values in force at ``epoch`` are sure to hold."""
-    for phase in config.schedule:
-        if epoch <= phase.until:
-            return phase.until
-    return math.inf
+__all__ = ["MemberCallback", "PopulationCallback", "train_population"]
 
 
 def _check(
@@ -159,330 +89,288 @@ def train_population(
     state=states[k])`` gives. ``on_epoch(k, epoch, metrics)`` is train()'s callback with the
     member's index first (StopTraining stops that member only); ``on_epochs(members, epochs,
     metrics)`` is the cheap alternative for large populations: once per epoch with arrays
-    aligned with the running ``members``, returning the members to stop.
+    aligned with the running ``members`` (member indices), returning the members to stop
+    now (outcome "stopped"; a pruning decision, say).
     ``on_checkpoint(k, state)`` runs after every ``checkpoint_every``-th epoch of a member
     that goes on. ``states[k]`` (or None) resumes member k; members may be at different epochs.
     ``on_finish(k, history)`` runs as soon as member k has stopped (its net then holds its
     final weights), while the others go on: a caller can store a finished member's results
-    without waiting for the slowest one.
+    without waiting for the slowest one. NaN or infinite X or Y: ValueError.
     """
     _check(nets, configs, rngs, states)
-    template = nets[0]
-    X, Y, kind, rows_sum_to_one = prepare_set(template, X, Y, checkpoint_every)
-    n = X.shape[0]
-    K0 = len(nets)
-    opt_name, batch = configs[0].optimizer, configs[0].batch_size
-    running = configs[0].epoch_metrics == "running"
-    full = batch is None or batch >= n
-    step_size = n if batch is None else batch  # rows per update (mini-batch schedules)
+    X, Y, kind, rows_sum_to_one = prepare_set(nets[0], X, Y, checkpoint_every, validation)
+    run = _Population(nets, X, Y, configs, rngs, kind, rows_sum_to_one, validation)
+    run.on_checkpoint, run.on_finish = on_checkpoint, on_finish
+    run.restore(states)
+    if run.start(checkpoint_every):
+        with np.errstate(all="ignore"):
+            run.loop(on_epoch, on_epochs)
+    return run.histories  # type: ignore[return-value]
 
-    theta = stack_thetas(nets)
-    opt = StackedOptimizer.zeros(opt_name, K0, theta.shape[1])
-    first = np.ones(K0, dtype=np.int64)
-    best = np.full(K0, math.inf)
-    solved = np.full(K0, -1, dtype=np.int64)
-    for k, state in enumerate(states or ()):
-        if state is None:
-            continue
-        if state.optimizer != opt_name:
-            raise ValueError(
-                f"member {k}: state was saved by optimizer {state.optimizer!r}, "
-                f"config has {opt_name!r}"
-            )
-        nets[k].set_params(state.params)
-        theta[k] = nets[k].theta
-        opt.load_member(k, state.buffers)
-        rngs[k].bit_generator.state = state.rng_state
-        first[k] = state.epoch + 1
-        best[k] = state.best_loss
-        solved[k] = -1 if state.solved_epoch is None else state.solved_epoch
-    limit = np.array([c.epochs for c in configs], dtype=np.int64)
-    counts = np.maximum(0, limit - first + 1)
 
-    val_kind = None
-    if validation is not None:
-        Xv, Yv = template._check_xy(*validation)
-        val_kind = accuracy_kind(template.output_activation, Yv)
-    names = ["loss", "max_error"]
-    if kind is not None:
-        names.append("accuracy")
-    if validation is not None:
-        names.append("val_loss")
-        if val_kind is not None:
-            names.append("val_accuracy")
-    records = _Records(names)
-    histories: list[History | None] = [None] * K0
+class _Population:
+    """One call of train_population: the stacked members, their control and their records."""
 
-    def snapshot(
+    def __init__(
+        self,
+        nets: Sequence[Network],
+        X: Array,
+        Y: Array,
+        configs: Sequence[TrainConfig],
+        rngs: Sequence[np.random.Generator],
+        kind: str | None,
+        rows_sum_to_one: bool,
+        validation: tuple[Array, Array] | None,
+    ) -> None:
+        self.nets, self.X, self.Y, self.configs, self.rngs = nets, X, Y, configs, rngs
+        self.template, self.kind, self.rows_sum_to_one = nets[0], kind, rows_sum_to_one
+        K0 = len(nets)
+        self.opt_name, self.batch = configs[0].optimizer, configs[0].batch_size
+        self.running = configs[0].epoch_metrics == "running"
+        self.n = X.shape[0]
+        self.full = self.batch is None or self.batch >= self.n
+        self.theta = np.stack([net.theta for net in nets])
+        self.opt = StackedOptimizer.zeros(self.opt_name, K0, self.theta.shape[1])
+        self.first = np.ones(K0, dtype=np.int64)
+        self.best = np.full(K0, math.inf)
+        self.solved = np.full(K0, -1, dtype=np.int64)
+        self.validation, self.val_kind = validation, None
+        names = ["loss", "max_error"] + (["accuracy"] if kind is not None else [])
+        if validation is not None:
+            self.Xv, self.Yv = self.template._check_xy(*validation)
+            self.val_kind = accuracy_kind(self.template.output_activation, self.Yv)
+            names += ["val_loss"] + (["val_accuracy"] if self.val_kind is not None else [])
+        self.records = Records(names)
+        self.histories: list[History | None] = [None] * K0
+        self.on_checkpoint: Callable[[int, TrainState], None] | None = None
+        self.on_finish: Callable[[int, History], None] | None = None
+
+    def restore(self, states: Sequence[TrainState | None] | None) -> None:
+        for k, state in enumerate(states or ()):
+            if state is None:
+                continue
+            if state.optimizer != self.opt_name:
+                raise ValueError(
+                    f"member {k}: state was saved by optimizer {state.optimizer!r}, "
+                    f"config has {self.opt_name!r}"
+                )
+            self.nets[k].set_params(state.params)
+            self.theta[k] = self.nets[k].theta
+            self.opt.load_member(k, state.buffers)
+            self.rngs[k].bit_generator.state = state.rng_state
+            self.first[k] = state.epoch + 1
+            self.best[k] = state.best_loss
+            self.solved[k] = -1 if state.solved_epoch is None else state.solved_epoch
+
+    def start(self, checkpoint_every: int | None) -> bool:
+        """Finish the members with nothing left to run (train() returns at once for them),
+        stack the others; False when none is left."""
+        limit = np.array([c.epochs for c in self.configs], dtype=np.int64)
+        counts = np.maximum(0, limit - self.first + 1)
+        for k in np.flatnonzero(counts == 0).tolist():
+            self._finish(k, k, int(self.first[k] - 1), COMPLETED, self.theta, self.opt)
+        members = np.flatnonzero(counts > 0)
+        if members.size == 0:
+            return False
+        cfgs = [self.configs[k] for k in members.tolist()]
+        self.control = Control(
+            cfgs,
+            members,
+            self.first[members],
+            self.best[members],
+            self.solved[members],
+            checkpoint_every,
+        )
+        self.phases = Phases(cfgs)
+        self.wd = np.array([c.weight_decay for c in cfgs])
+        self.opt = self.opt.take(members)
+        theta = self.theta[members]
+        self.decay_tmp = np.empty_like(theta) if (self.wd > 0).any() else None
+        self._build(theta, None)
+        self._columns()
+        self.records.open(members)
+        return True
+
+    def _build(self, theta: Array, keep: Array | None) -> None:
+        """The stack and buffers for the rows of ``theta``: made afresh at the start, cut
+        down to the first K rows (views) when members leave."""
+        K, template, X, Y, n = theta.shape[0], self.template, self.X, self.Y, self.n
+        self.stack = Stack(template, theta)
+        if self.full:
+            # the shared input is loaded once for all members (no skip connections)
+            ws = StackedWorkspace(template, K, n, shared_input=not template.skip_connections)
+            self.scorer = StackedScorer(template, K, X, Y, self.kind, ws=ws)
+            self.ws = ws
+            # the next gradient starts from this forward pass
+            self.stack.run(ws)
+            np.subtract(ws.out, ws.y, out=ws.diff)
+        elif keep is None:
+            b = self.batch
+            assert b is not None
+            self.ws_batch = StackedWorkspace(template, K, b)
+            self.ws_rest = StackedWorkspace(template, K, n % b) if n % b else self.ws_batch
+            self.scorer = StackedScorer(template, K, X, Y, self.kind)
+            self.xb, self.yb = np.empty((K, b, X.shape[1])), np.empty((K, b, Y.shape[1]))
+            self.xr, self.yr = np.empty((K, n % b, X.shape[1])), np.empty((K, n % b, Y.shape[1]))
+            self.perms = np.empty((K, n), dtype=np.int64)
+        else:
+            self.scorer = self.scorer.head(K)
+            self.ws_batch = head(self.ws_batch, K)
+            self.ws_rest = head(self.ws_rest, K) if self.n % self.batch else self.ws_batch  # type: ignore[operator]
+            self.xb, self.yb, self.xr, self.yr = self.xb[:K], self.yb[:K], self.xr[:K], self.yr[:K]
+            self.perms = self.perms[:K]
+        if self.validation is None:
+            self.val_scorer = None
+        elif keep is None:
+            self.val_scorer = StackedScorer(template, K, self.Xv, self.Yv, self.val_kind)
+        else:
+            self.val_scorer = self.val_scorer.head(K)  # type: ignore[union-attr]
+
+    def _columns(self) -> None:
+        """(K, 1) learning rates and momenta, the output-delta factor and the decay terms,
+        for the running members and the values in force (as train(): with sgd and nesterov
+        the output deltas carry -eps)."""
+        lr, fold = self.phases.lr, self.opt.folds_learning_rate
+        neg = -lr[:, None]
+        self.decay = None
+        if self.decay_tmp is not None:
+            self.decay = self.wd[:, None] * self.template.weight_indicator
+            if fold:
+                self.decay = self.decay * neg
+        self.lr_col, self.mom_col = lr[:, None], self.phases.mom[:, None]
+        self.factor = neg[:, :, None] if fold else 1.0
+
+    def _update(self, w: StackedWorkspace) -> None:
+        stack = self.stack
+        stack.output_delta(w, self.rows_sum_to_one, self.factor)
+        stack.backprop(w)
+        _decay(stack.theta, stack.grad, self.decay, self.decay_tmp, self.wd)
+        self.opt.step(stack.theta, stack.grad, self.lr_col, self.mom_col)
+
+    def full_epoch(self) -> tuple[Array, Array | None, Array]:
+        stack, ws, scorer, running = self.stack, self.ws, self.scorer, self.running
+        if running:  # the weights this epoch starts from; also leaves ws.diff
+            metrics = scorer.score(stack, run=False)
+        self._update(ws)
+        stack.run(ws)
+        return metrics if running else scorer.score(stack, run=False)
+
+    def batch_epoch(self) -> tuple[Array, Array | None, Array]:
+        X, Y, n, step = self.X, self.Y, self.n, self.batch
+        assert step is not None
+        sums = self.scorer.running_sums() if self.running else None
+        perms = self.perms
+        for r, k in enumerate(self.control.members.tolist()):
+            perms[r] = self.rngs[k].permutation(n)
+        for start in range(0, n, step):
+            idx = perms[:, start : start + step]
+            w = self.ws_batch if idx.shape[1] == step else self.ws_rest
+            rows_x, rows_y = (self.xb, self.yb) if w is self.ws_batch else (self.xr, self.yr)
+            np.take(X, idx, axis=0, out=rows_x, mode="clip")
+            w.load_x(rows_x)
+            np.take(Y, idx, axis=0, out=rows_y, mode="clip")
+            np.copyto(w.y, rows_y.transpose(0, 2, 1))
+            self.stack.run(w)
+            if sums is not None:
+                sums.add(w, idx)  # also leaves w.diff
+            else:
+                np.subtract(w.out, w.y, out=w.diff)
+            self._update(w)
+        return self.scorer.score(self.stack) if sums is None else sums.result()
+
+    def loop(self, on_epoch: MemberCallback | None, on_epochs: PopulationCallback | None) -> None:
+        control, records = self.control, self.records
+        epoch_of = self.full_epoch if self.full else self.batch_epoch
+        while True:
+            epochs = control.epochs()
+            if self.phases.changes(epochs):
+                self._columns()
+            loss, acc, max_err = epoch_of()
+            values: dict[str, Array | None] = {"loss": loss, "accuracy": acc, "max_error": max_err}
+            if self.val_scorer is not None:
+                values["val_loss"], values["val_accuracy"], _ = self.val_scorer.score(self.stack)
+            records.write(values)
+            stop: list[int] = []
+            if on_epoch is not None:
+                stop = _call_members(on_epoch, control.members, epochs, values)
+            if on_epochs is not None:
+                asked = on_epochs(control.members, epochs, values)
+                if asked:
+                    wanted = np.fromiter(asked, dtype=np.int64)
+                    stop += np.flatnonzero(np.isin(control.members, wanted)).tolist()
+            theta = self.stack.theta
+            outcome, due = control.after_epoch(epochs, loss, max_err, theta, stop)
+            for r in due if self.on_checkpoint is not None else ():
+                k, best, solved = int(control.members[r]), control.best[r], control.solved[r]
+                state = self._snapshot(k, r, int(epochs[r]), theta, self.opt, best, solved)
+                self.on_checkpoint(k, state)
+            if outcome is not None and outcome.any() and not self._compact(outcome, epochs):
+                return
+
+    def _compact(self, outcome: Array, epochs: Array) -> bool:
+        """Finished members leave the stack, the others go on; False when none is left."""
+        control, theta = self.control, self.stack.theta
+        self.records.close()
+        members = control.members
+        self.best[members], self.solved[members] = control.best, control.solved
+        for r in np.flatnonzero(outcome).tolist():
+            self._finish(int(members[r]), r, int(epochs[r]), int(outcome[r]), theta, self.opt)
+        keep = np.flatnonzero(outcome == 0)
+        if not keep.size:
+            return False
+        control.keep(keep)
+        self.phases.keep(keep)
+        self.wd = self.wd[keep]
+        if self.decay_tmp is not None:
+            self.decay_tmp = self.decay_tmp[: keep.size]
+        self.opt = self.opt.take(keep)
+        self._build(theta[keep], keep)
+        self._columns()
+        self.records.open(control.members)
+        return True
+
+    def _snapshot(
+        self,
         k: int,
         row: int,
         epoch: int,
-        stack_theta: Array,
-        o: StackedOptimizer,
-        best_k: float,
-        solved_k: int,
+        theta: Array,
+        opt: StackedOptimizer,
+        best: float,
+        solved: int,
     ) -> TrainState:
-        nets[k].theta[...] = stack_theta[row]
+        net = self.nets[k]
+        net.theta[...] = theta[row]
         return TrainState(
             epoch=epoch,
-            params=[p.copy() for p in nets[k].params],
-            optimizer=opt_name,
-            buffers=o.member_buffers(row),
-            rng_state=dict(rngs[k].bit_generator.state),
-            best_loss=best_k,
-            solved_epoch=None if solved_k < 0 else solved_k,
+            params=[p.copy() for p in net.params],
+            optimizer=self.opt_name,
+            buffers=opt.member_buffers(row),
+            rng_state=dict(self.rngs[k].bit_generator.state),
+            best_loss=best,
+            solved_epoch=None if solved < 0 else solved,
         )
 
-    def finish(k: int, row: int, last: int, code: int, st: Array, o: StackedOptimizer) -> None:
-        histories[k] = History(
-            start_epoch=int(first[k]),
-            epochs=int(last),
+    def _finish(
+        self, k: int, row: int, last: int, code: int, theta: Array, opt: StackedOptimizer
+    ) -> None:
+        best, solved, records = float(self.best[k]), int(self.solved[k]), self.records
+        history = History(
+            start_epoch=int(self.first[k]),
+            epochs=last,
             loss=records.member("loss", k),  # type: ignore[arg-type]
             max_error=records.member("max_error", k),  # type: ignore[arg-type]
             accuracy=records.member("accuracy", k),
             val_loss=records.member("val_loss", k),
             val_accuracy=records.member("val_accuracy", k),
-            outcome=_NAMES[code],
-            solved_epoch=None if solved[k] < 0 else int(solved[k]),
-            best_loss=float(best[k]),
-            state=snapshot(k, row, int(last), st, o, float(best[k]), int(solved[k])),
+            outcome=NAMES[code],
+            solved_epoch=None if solved < 0 else solved,
+            best_loss=best,
+            state=self._snapshot(k, row, last, theta, opt, best, solved),
         )
-        if on_finish is not None:
-            on_finish(k, histories[k])  # type: ignore[arg-type]
-
-    for k in np.flatnonzero(counts == 0).tolist():  # nothing left to run: train() returns at once
-        finish(k, k, int(first[k] - 1), _COMPLETED, theta, opt)
-
-    members = np.flatnonzero(counts > 0)
-    if members.size == 0:
-        return histories  # type: ignore[return-value]
-    theta = theta[members]
-    opt = opt.take(members)
-    K = members.size
-    # per-running-member settings, aligned with ``members`` (compacted together)
-    m_first = first[members]
-    m_limit = limit[members]
-    m_best = best[members]
-    m_solved = solved[members]
-    cfgs = [configs[k] for k in members.tolist()]
-    within = np.array([math.nan if c.stop_within is None else c.stop_within for c in cfgs])
-    within[m_solved >= 0] = math.nan  # solved before a resume: never solved again
-    stop_loss = np.array([math.nan if c.stop_loss is None else c.stop_loss for c in cfgs])
-    on_solve = np.array([c.stop_on_solve for c in cfgs])
-    lr = np.array([c.learning_rate for c in cfgs])
-    mom = np.array([c.momentum for c in cfgs])
-    valid = np.array([-1 if c.schedule else math.inf for c in cfgs])
-    scheduled = bool(np.isfinite(valid).any())
-    wd = np.array([c.weight_decay for c in cfgs])
-    fold = opt.folds_learning_rate  # as train(): the output deltas carry -eps
-    decay_tmp = np.empty_like(theta) if (wd > 0).any() else None
-
-    if full:
-        stack, scorer = _full_batch(template, theta, X, Y, kind)
-        ws = scorer.chunks[0][0]
-    else:
-        assert batch is not None
-        stack = Stack(template, theta)
-        ws_batch = StackedWorkspace(template, K, batch)
-        ws_rest = StackedWorkspace(template, K, n % batch) if n % batch else ws_batch
-        scorer = StackedScorer(template, K, X, Y, kind)
-        xb, yb = np.empty((K, batch, X.shape[1])), np.empty((K, batch, Y.shape[1]))
-        xr, yr = np.empty((K, n % batch, X.shape[1])), np.empty((K, n % batch, Y.shape[1]))
-        perms = np.empty((K, n), dtype=np.int64)
-    val_scorer = None
-    if validation is not None:
-        val_scorer = StackedScorer(template, K, Xv, Yv, val_kind)
-
-    def columns() -> tuple[Array, Array, float | Array, Array | None]:
-        """(K, 1) learning rates and momenta, the output-delta factor and the decay terms,
-        for the running members and the values in force."""
-        neg = -lr[:, None]
-        decay = None
-        if decay_tmp is not None:
-            decay = wd[:, None] * template.weight_indicator
-            if fold:
-                decay = decay * neg
-        return lr[:, None], mom[:, None], neg[:, :, None] if fold else 1.0, decay
-
-    lr_col, mom_col, factor, decay = columns()
-    isfinite, add_reduce = np.isfinite, np.add.reduce
-    any_stop_loss = bool(np.isfinite(stop_loss).any())
-    any_within = not np.isnan(within).all()  # some member may still be solved
-    first_limit_it = int((m_limit - m_first).min())  # no member reaches its epochs before
-    records.open(members)
-    it = 0
-    with np.errstate(all="ignore"):
-        if full:
-            stack.run(ws)
-            np.subtract(ws.out, ws.y, out=ws.diff)
-        while K:
-            epochs = m_first + it
-            if scheduled and (epochs > valid).any():
-                for r in np.flatnonzero(epochs > valid).tolist():
-                    c, e = cfgs[r], int(epochs[r])
-                    lr[r], mom[r] = values_at(c.schedule, e, c.learning_rate, c.momentum)
-                    valid[r] = _next_change(c, e)
-                lr_col, mom_col, factor, decay = columns()
-            theta, grad = stack.theta, stack.grad
-            if full:
-                if running:  # the weights this epoch starts from; also leaves ws.diff
-                    loss, acc, max_err = scorer.score(stack, run=False)
-                stack.output_delta(ws, rows_sum_to_one, factor)
-                stack.backprop(ws)
-                _decay(theta, grad, decay, decay_tmp, wd)
-                opt.step(theta, grad, lr_col, mom_col)
-                stack.run(ws)
-                if not running:
-                    loss, acc, max_err = scorer.score(stack, run=False)
-            else:
-                sums = scorer.running_sums() if running else None
-                for r, k in enumerate(members.tolist()):
-                    perms[r] = rngs[k].permutation(n)
-                for start in range(0, n, step_size):
-                    idx = perms[:, start : start + step_size]
-                    w = ws_batch if idx.shape[1] == step_size else ws_rest
-                    rows_x, rows_y = (xb, yb) if w is ws_batch else (xr, yr)
-                    np.take(X, idx, axis=0, out=rows_x, mode="clip")
-                    w.load_x(rows_x)
-                    np.take(Y, idx, axis=0, out=rows_y, mode="clip")
-                    np.copyto(w.y, rows_y.transpose(0, 2, 1))
-                    stack.run(w)
-                    if sums is not None:
-                        sums.add(w, idx)  # also leaves w.diff
-                    else:
-                        np.subtract(w.out, w.y, out=w.diff)
-                    stack.output_delta(w, rows_sum_to_one, factor)
-                    stack.backprop(w)
-                    _decay(theta, grad, decay, decay_tmp, wd)
-                    opt.step(theta, grad, lr_col, mom_col)
-                loss, acc, max_err = scorer.score(stack) if sums is None else sums.result()
-            values: dict[str, Array | None] = {"loss": loss, "accuracy": acc, "max_error": max_err}
-            if val_scorer is not None:
-                values["val_loss"], values["val_accuracy"], _ = val_scorer.score(stack)
-            records.write(values)
-
-            # stopping, member by member exactly as train() decides it. The common epoch
-            # (all finite, nobody stops) costs a few whole-array operations: ``outcome`` is
-            # only made when some member may stop, ``ok`` (None: every member finite) only
-            # when some member is not finite.
-            outcome: Array | None = None
-            ok: Array | None = None
-            theta_ok = _sums_finite(theta)
-            if math.isfinite(float(add_reduce(loss))) and theta_ok:  # finite sum: no inf/nan
-                np.minimum(m_best, loss, out=m_best)  # = "if loss < best: best = loss"
-            else:
-                ok = isfinite(loss)
-                if not theta_ok:
-                    ok &= isfinite(add_reduce(theta, axis=1))
-                outcome = np.zeros(K, dtype=np.int8)
-                outcome[~ok] = _DIVERGED
-                np.minimum(m_best, loss, out=m_best, where=ok & (loss < m_best))
-            if any_within:
-                newly = max_err < within  # within is nan once solved, or without stop_within
-                if newly.any():
-                    if ok is not None:
-                        newly &= ok
-                    if outcome is None:
-                        outcome = np.zeros(K, dtype=np.int8)
-                    m_solved[newly] = epochs[newly]
-                    within[newly] = math.nan
-                    any_within = not np.isnan(within).all()
-                    outcome[newly & on_solve] = _SOLVED
-            if any_stop_loss:
-                hit = loss < stop_loss
-                if ok is not None:
-                    hit &= ok
-                if hit.any():
-                    if outcome is None:
-                        outcome = np.zeros(K, dtype=np.int8)
-                    outcome[hit & (outcome == 0)] = _STOP_LOSS
-            if outcome is None and (
-                on_epoch is not None or on_epochs is not None or it >= first_limit_it
-            ):
-                outcome = np.zeros(K, dtype=np.int8)
-            if on_epoch is not None:
-                _call_members(on_epoch, members, epochs, values, outcome)  # type: ignore[arg-type]
-            if on_epochs is not None:
-                stop = on_epochs(members, epochs, values)
-                if stop:
-                    hit = np.isin(members, np.fromiter(stop, dtype=np.int64)) & (outcome == 0)
-                    outcome[hit] = _STOPPED  # type: ignore[index]
-            if checkpoint_every and on_checkpoint is not None:
-                due = epochs % checkpoint_every == 0
-                if outcome is not None:
-                    due &= outcome == 0
-                for r in np.flatnonzero(due).tolist():
-                    k = int(members[r])
-                    e, b, sv = int(epochs[r]), float(m_best[r]), int(m_solved[r])
-                    on_checkpoint(k, snapshot(k, r, e, theta, opt, b, sv))
-            if it >= first_limit_it:
-                outcome[(outcome == 0) & (epochs >= m_limit)] = _COMPLETED  # type: ignore[index]
-            it += 1
-            if outcome is None or not outcome.any():
-                continue
-
-            # compaction: finished members leave the stack, the others go on
-            done = np.flatnonzero(outcome)
-            records.close()
-            best[members] = m_best
-            solved[members] = m_solved
-            for r in done.tolist():
-                finish(int(members[r]), r, int(epochs[r]), int(outcome[r]), theta, opt)
-            keep = np.flatnonzero(outcome == 0)
-            K = keep.size
-            if not K:
-                break
-            members, m_first, m_limit = members[keep], m_first[keep], m_limit[keep]
-            records.open(members)
-            first_limit_it = int((m_limit - m_first).min())
-            m_best, m_solved = m_best[keep], m_solved[keep]
-            within, stop_loss, on_solve = within[keep], stop_loss[keep], on_solve[keep]
-            any_within = not np.isnan(within).all()
-            lr, mom, valid, wd = lr[keep], mom[keep], valid[keep], wd[keep]
-            cfgs = [cfgs[r] for r in keep]
-            if decay_tmp is not None:
-                decay_tmp = decay_tmp[:K]
-            lr_col, mom_col, factor, decay = columns()
-            opt = opt.take(keep)
-            if val_scorer is not None:
-                val_scorer = val_scorer.head(K)
-            if full:
-                stack, scorer = _full_batch(template, theta[keep], X, Y, kind)
-                ws = scorer.chunks[0][0]
-                # the next gradient starts from this forward pass: redo it for the kept rows
-                stack.run(ws)
-                np.subtract(ws.out, ws.y, out=ws.diff)
-            else:
-                stack = Stack(template, theta[keep])
-                scorer = scorer.head(K)
-                ws_batch = head(ws_batch, K)
-                ws_rest = head(ws_rest, K) if n % step_size else ws_batch
-                xb, yb, xr, yr, perms = xb[:K], yb[:K], xr[:K], yr[:K], perms[:K]
-    return histories  # type: ignore[return-value]
-
-
-def _full_batch(
-    template: Network, theta: Array, X: Array, Y: Array, kind: str | None
-) -> tuple[Stack, StackedScorer]:
-    """The stack and training-set scorer of a full-batch population: member-minor
-    (``engine.minor``) where that layout is verified for these sizes, else member-major
-    with the shared input loaded once."""
-    K = theta.shape[0]
-    lanes = fits(template, K, X.shape[0])
-    if lanes is not None:
-        return MinorStack(template, theta, lanes), MinorScorer(template, K, X, Y, kind)
-    ws = StackedWorkspace(template, K, X.shape[0], shared_input=not template.skip_connections)
-    return Stack(template, theta), StackedScorer(template, K, X, Y, kind, ws=ws)
-
-
-def _sums_finite(theta: Array) -> bool:
-    """True when every member's sum(theta) (train()'s divergence test) is surely finite:
-    no inf/nan, and too small for any order of summation to overflow. One ddot over the
-    whole (K, P) array instead of K row sums: a finite sum of squares bounds every |w| by
-    sqrt(max float) ~ 1.3e154, so a row of P < 1e150 of them cannot overflow (and an
-    inf/nan makes the sum inf/nan). When False the caller does the exact row sums."""
-    flat = theta.reshape(-1)
-    return math.isfinite(float(np.dot(flat, flat)))
+        self.histories[k] = history
+        if self.on_finish is not None:
+            self.on_finish(k, history)
 
 
 def _decay(theta: Array, grad: Array, decay: Array | None, tmp: Array | None, wd: Array) -> None:
@@ -499,15 +387,13 @@ def _decay(theta: Array, grad: Array, decay: Array | None, tmp: Array | None, wd
 
 
 def _call_members(
-    on_epoch: MemberCallback,
-    members: Array,
-    epochs: Array,
-    values: dict[str, Array | None],
-    outcome: Array,
-) -> None:
+    on_epoch: MemberCallback, members: Array, epochs: Array, values: dict[str, Array | None]
+) -> list[int]:
+    """train()'s on_epoch for every running member; the rows that raised StopTraining."""
     cols = {k: (None if v is None else v.tolist()) for k, v in values.items()}
     loss, acc, max_err = cols["loss"], cols["accuracy"], cols["max_error"]
     has_val = "val_loss" in cols
+    stop = []
     for r, k in enumerate(members.tolist()):
         metrics: Metrics = {
             "loss": loss[r],  # type: ignore[index]
@@ -521,5 +407,5 @@ def _call_members(
         try:
             on_epoch(k, int(epochs[r]), metrics)
         except StopTraining:
-            if outcome[r] == 0:
-                outcome[r] = _STOPPED
+            stop.append(r)
+    return stop

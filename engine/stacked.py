@@ -18,7 +18,8 @@ per-member scalars (learning rate, momentum) are (K, 1) columns broadcast over t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -231,6 +232,20 @@ def _trial_inputs(
     ]
 
 
+# Results compared per check at the least. One differing order of accumulation shows in
+# about half the results on random data, so a check of a few numbers (one member of a
+# 2-2-1 net: 3) can pass by chance; repeating it on fresh draws up to this many makes that
+# chance negligible (0.5 ** 256).
+TRIAL_RESULTS = 256
+
+
+def _rounds(results: int, draw: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+    """The trial inputs of ``draw()``, drawn again until ``TRIAL_RESULTS`` results (each
+    draw giving ``results``) are compared."""
+    for _ in range(max(1, -(-TRIAL_RESULTS // max(1, results)))):
+        yield from draw()
+
+
 def _sample_major(a: Array) -> bool:
     """True for an input block stored one sample per row (see ``_trial_inputs``)."""
     return a.strides[-2] < a.strides[-1]
@@ -251,11 +266,14 @@ def _gemm_ok(which: str, K: int, rows: int, d: int, m: int, sample_major: bool =
     if verdict is None:
         rng = np.random.default_rng(12345)
         verdict = True
-        for w, x, dl in zip(
-            _trial_inputs(rng, (K, rows, d)),
-            _trial_inputs(rng, (rows, m), sample_major),
-            _trial_inputs(rng, (K, d, m)),
-            strict=True,
+        for w, x, dl in _rounds(
+            K * d * m,
+            lambda: zip(
+                _trial_inputs(rng, (K, rows, d)),
+                _trial_inputs(rng, (rows, m), sample_major),
+                _trial_inputs(rng, (K, d, m)),
+                strict=True,
+            ),
         ):
             if which == "forward":
                 ref = np.stack([np.dot(w[k].T, x) for k in range(K)])
@@ -282,10 +300,13 @@ def _einsum_ok(K: int, rows: int, m: int, sample_major: bool = False) -> bool:
         rng = np.random.default_rng(12345)
         verdict = True
         P = rows + 3  # the output is a strided block of a (K, P) array, as in a Stack
-        for a, dl in zip(
-            _trial_inputs(rng, (K, rows, m), sample_major),
-            _trial_inputs(rng, (K, 1, m)),
-            strict=True,
+        for a, dl in _rounds(
+            K * rows,
+            lambda: zip(
+                _trial_inputs(rng, (K, rows, m), sample_major),
+                _trial_inputs(rng, (K, 1, m)),
+                strict=True,
+            ),
         ):
             ref = np.stack([np.dot(a[k], dl[k].T) for k in range(K)])
             fast = np.zeros((K, P))

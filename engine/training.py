@@ -1,4 +1,4 @@
-"""The training loop: epochs of updates, per-epoch metrics, stopping, resuming.
+"""The training loop of one net: epochs of updates, per-epoch metrics, stopping, resuming.
 
 Per epoch: the updates (one per batch), then the metrics of the network *after*
 them. With full batches the forward pass that gives those metrics is also the
@@ -6,6 +6,9 @@ one the next epoch's gradient starts from: one forward and one backward pass
 per epoch. ``epoch_metrics="running"`` instead sums the metrics over the epoch's
 own forward passes, as scikit-learn and Keras report a training loss: no extra
 pass with mini-batches, the weights before the update with a full batch.
+
+What happens after each epoch (stop, checkpoint, schedule phase) is decided by
+``engine.control``, the same control ``train_population`` uses.
 
 Resuming: ``train(..., state=s)`` restores weights, optimizer buffers and the
 generator, and produces exactly the numbers the uninterrupted run produces from
@@ -16,167 +19,41 @@ the earlier ones).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
-from .activations import check_name
+from .config import EPOCH_METRICS, TrainConfig
+from .control import (
+    NAMES,
+    OUTCOMES,
+    One,
+    PopulationCallback,
+    StopTraining,
+    phase,
+)
+from .history import History, Metrics
 from .metrics import Scorer, accuracy_kind
 from .network import Network, Workspace
-from .optimizers import OPTIMIZERS, Optimizer, make_optimizer
-from .schedule import Phase, parse_schedule, values_at
+from .optimizers import Optimizer, make_optimizer
 from .state import TrainState
 
 Array = np.ndarray
-Metrics = dict[str, Any]
 
-OUTCOMES = ("completed", "stop_loss", "solved", "diverged", "stopped")
-
-# What an epoch's metrics (and so the stop criteria) describe.
-EPOCH_METRICS = {
-    "exact": "the net after the epoch's updates, over the whole training set (with "
-    "mini-batches this costs one forward pass over the set per epoch)",
-    "running": "summed over the epoch's batches, each measured on the forward pass of its own "
-    "update, before that update (scikit-learn's loss_curve_, Keras's loss): no extra pass",
-}
-
-
-class StopTraining(Exception):  # noqa: N818 - the name is the public contract
-    """Raise inside ``on_epoch`` to stop training (outcome "stopped")."""
-
-
-def _opt_float(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 or None, got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings (the training keys of a run configuration).
-
-    ``batch_size``: None (or "full") = full batch, the paper's sweep; 1 = per
-    pattern; a batch at least as large as the set is a full batch (no shuffle).
-    ``weight_decay``: L2 coefficient lambda added to the gradient of the weights
-    (not biases): dE/dw += lambda w. With sgd each sweep then shrinks weights by
-    eps * lambda, so the 1986 family-trees "0.2% per sweep" at eps 0.005 is
-    weight_decay=0.4. ``stop_within``: solved when every output is within this of
-    its target (max |o - e| < stop_within); ``stop_on_solve`` then stops there.
-    ``schedule``: phases, see ``engine.schedule``. ``epoch_metrics``: "exact" or
-    "running", see EPOCH_METRICS; with a full batch "running" gives each epoch the
-    metrics of the weights it started from.
-    """
-
-    learning_rate: float = 0.1
-    momentum: float = 0.0
-    optimizer: str = "sgd"
-    batch_size: int | None = None
-    epochs: int = 1000
-    weight_decay: float = 0.0
-    stop_loss: float | None = None
-    stop_within: float | None = None
-    stop_on_solve: bool = True
-    schedule: tuple[Phase, ...] = field(default=())
-    epoch_metrics: str = "exact"
-
-    def __post_init__(self) -> None:
-        lr = float(self.learning_rate)
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        mom = float(self.momentum)
-        if not 0.0 <= mom < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        check_name("optimizer", self.optimizer, OPTIMIZERS)
-        batch = self.batch_size
-        if batch == "full":
-            batch = None
-        bad = isinstance(batch, bool) or not isinstance(batch, int) or batch < 1
-        if batch is not None and bad:
-            raise ValueError(f"batch_size must be 'full', None or an int >= 1, got {batch!r}")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
-        wd = _opt_float(self.weight_decay, "weight_decay")
-        set_ = object.__setattr__
-        set_(self, "learning_rate", lr)
-        set_(self, "momentum", mom)
-        set_(self, "batch_size", batch)
-        set_(self, "weight_decay", wd or 0.0)
-        set_(self, "stop_loss", _opt_float(self.stop_loss, "stop_loss"))
-        set_(self, "stop_within", _opt_float(self.stop_within, "stop_within"))
-        set_(self, "stop_on_solve", bool(self.stop_on_solve))
-        set_(self, "schedule", parse_schedule(self.schedule))
-        check_name("epoch_metrics", self.epoch_metrics, EPOCH_METRICS)
-
-    @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> TrainConfig:
-        """Build from a run configuration, ignoring its network and dataset keys."""
-        names = cls.__dataclass_fields__.keys()
-        return cls(**{k: v for k, v in config.items() if k in names})
-
-    def values_at(self, epoch: int) -> tuple[float, float]:
-        """(learning_rate, momentum) in force during ``epoch``."""
-        return values_at(self.schedule, epoch, self.learning_rate, self.momentum)
-
-
-@dataclass
-class History:
-    """What a call to ``train`` did.
-
-    Arrays cover epochs ``start_epoch .. epochs`` (``epochs`` is the number of the
-    last epoch run; ``start_epoch`` is 1 unless resumed). ``accuracy`` is None when
-    the task has none; ``val_*`` are None without a validation set.
-    """
-
-    start_epoch: int
-    epochs: int
-    loss: Array
-    max_error: Array
-    accuracy: Array | None
-    val_loss: Array | None
-    val_accuracy: Array | None
-    outcome: str
-    solved_epoch: int | None
-    best_loss: float
-    state: TrainState
-
-    @property
-    def final_loss(self) -> float:
-        return float(self.loss[-1]) if len(self.loss) else math.nan
-
-    @property
-    def final_accuracy(self) -> float | None:
-        if self.accuracy is None or not len(self.accuracy):
-            return None
-        return float(self.accuracy[-1])
-
-    def metrics(self, epoch: int) -> Metrics:
-        """The metrics dict that ``on_epoch`` received for ``epoch``."""
-        i = epoch - self.start_epoch
-        if not 0 <= i < len(self.loss):
-            raise IndexError(f"epoch {epoch} not in {self.start_epoch}..{self.epochs}")
-        out: Metrics = {
-            "loss": float(self.loss[i]),
-            "accuracy": None if self.accuracy is None else float(self.accuracy[i]),
-            "max_error": float(self.max_error[i]),
-        }
-        if self.val_loss is not None:
-            out["val_loss"] = float(self.val_loss[i])
-            out["val_accuracy"] = None if self.val_accuracy is None else float(self.val_accuracy[i])
-        return out
+__all__ = [
+    "EPOCH_METRICS",
+    "OUTCOMES",
+    "History",
+    "Metrics",
+    "StopTraining",
+    "TrainConfig",
+    "prepare_set",
+    "train",
+]
 
 
 def _snapshot(
-    net: Network,
-    opt: Optimizer,
-    rng: np.random.Generator,
-    epoch: int,
-    best: float,
-    solved: int | None,
+    net: Network, opt: Optimizer, rng: np.random.Generator, epoch: int, control: One
 ) -> TrainState:
     return TrainState(
         epoch=epoch,
@@ -184,8 +61,8 @@ def _snapshot(
         optimizer=opt.name,
         buffers={k: v.copy() for k, v in opt.buffers.items()},
         rng_state=dict(rng.bit_generator.state),
-        best_loss=best,
-        solved_epoch=solved,
+        best_loss=control.best,
+        solved_epoch=control.solved,
     )
 
 
@@ -199,21 +76,197 @@ def _restore(state: TrainState, net: Network, opt: Optimizer, rng: np.random.Gen
     rng.bit_generator.state = state.rng_state
 
 
+def _require_finite(name: str, a: Array) -> None:
+    """A NaN or infinity in the data would make every number after it NaN: refuse it."""
+    bad = ~np.isfinite(a)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} has {int(bad.sum())} NaN or infinite value(s), the first at row {row}, "
+            f"column {col} ({a[row, col]}); the engine trains on finite numbers only"
+        )
+
+
 def prepare_set(
-    net: Network, X: Array, Y: Array, checkpoint_every: int | None
+    net: Network,
+    X: Array,
+    Y: Array,
+    checkpoint_every: int | None,
+    validation: tuple[Array, Array] | None = None,
 ) -> tuple[Array, Array, str | None, bool]:
     """Checked, contiguous (X, Y) for ``net``, their accuracy kind, and whether every target
     row sums to 1 (the softmax + cross-entropy shortcut); shared by train and
-    train_population, which must judge a set alike."""
+    train_population, which must judge a set alike. Refuses NaN or infinite values in X, Y
+    and the validation pair."""
     X, Y = net._check_xy(X, Y)
     X, Y = np.ascontiguousarray(X), np.ascontiguousarray(Y)
     if X.shape[0] == 0:
         raise ValueError("cannot train on an empty set")
+    _require_finite("X", X)
+    _require_finite("Y", Y)
+    if validation is not None:
+        Xv, Yv = net._check_xy(*validation)
+        _require_finite("validation X", Xv)
+        _require_finite("validation Y", Yv)
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError("checkpoint_every must be >= 1")
     kind = accuracy_kind(net.output_activation, Y)
     rows_sum_to_one = bool(np.allclose(Y.sum(axis=1), 1.0, rtol=0.0, atol=1e-12))
     return X, Y, kind, rows_sum_to_one
+
+
+class _Rows:
+    """The per-epoch metric arrays of one call, and the validation scorer."""
+
+    def __init__(
+        self, net: Network, count: int, kind: str | None, validation: tuple[Array, Array] | None
+    ) -> None:
+        self.loss = np.empty(count)
+        self.max_error = np.empty(count)
+        self.accuracy = np.empty(count) if kind is not None else None
+        self.val = None
+        self.val_loss = self.val_accuracy = None
+        if validation is not None:
+            Xv, Yv = net._check_xy(*validation)
+            self.val = Scorer(net, Xv, Yv, accuracy_kind(net.output_activation, Yv))
+            self.val_loss = np.empty(count)
+            self.val_accuracy = np.empty(count) if self.val.kind is not None else None
+
+    def write(self, i: int, loss: float, acc: float | None, max_err: float) -> Metrics:
+        """Store epoch row ``i`` (validation scored now) and return on_epoch's metrics."""
+        self.loss[i] = loss
+        self.max_error[i] = max_err
+        metrics: Metrics = {"loss": loss, "accuracy": acc, "max_error": max_err}
+        if self.accuracy is not None:
+            self.accuracy[i] = acc
+        if self.val is not None:
+            vloss, vacc, _ = self.val.score()
+            metrics["val_loss"] = vloss
+            metrics["val_accuracy"] = vacc
+            self.val_loss[i] = vloss  # type: ignore[index]
+            if self.val_accuracy is not None:
+                self.val_accuracy[i] = vacc
+        return metrics
+
+    def history(self, first: int, last: int, outcome: int, state: TrainState) -> History:
+        ran = last - first + 1
+        cut = lambda a: None if a is None else a[:ran]  # noqa: E731
+        return History(
+            start_epoch=first,
+            epochs=last,
+            loss=self.loss[:ran],
+            max_error=self.max_error[:ran],
+            accuracy=cut(self.accuracy),
+            val_loss=cut(self.val_loss),
+            val_accuracy=cut(self.val_accuracy),
+            outcome=NAMES[outcome],
+            solved_epoch=state.solved_epoch,
+            best_loss=state.best_loss,
+            state=state,
+        )
+
+
+class _Updates:
+    """One net's buffers and the updates of one epoch, full batch or mini-batches."""
+
+    def __init__(
+        self,
+        net: Network,
+        X: Array,
+        Y: Array,
+        config: TrainConfig,
+        kind: str | None,
+        rows_sum_to_one: bool,
+        opt: Optimizer,
+    ) -> None:
+        self.net, self.X, self.Y, self.opt = net, X, Y, opt
+        self.rows_sum_to_one = rows_sum_to_one
+        self.running = config.epoch_metrics == "running"
+        self.weight_decay = config.weight_decay
+        n = self.n = X.shape[0]
+        batch = self.batch = config.batch_size
+        self.full = batch is None or batch >= n
+        if self.full:
+            self.ws = Workspace(net, n)
+            self.scorer = Scorer(net, X, Y, kind, ws=self.ws)
+        else:
+            assert batch is not None  # for the type checker: not full means a batch size
+            self.ws_batch = Workspace(net, batch)
+            self.ws_rest = Workspace(net, n % batch) if n % batch else self.ws_batch
+            self.scorer = Scorer(net, X, Y, kind)
+            self.xb, self.yb = np.empty((batch, X.shape[1])), np.empty((batch, Y.shape[1]))
+            self.xr, self.yr = self.xb[: n % batch], self.yb[: n % batch]
+        self.decay_tmp = np.empty_like(net.theta) if self.weight_decay > 0 else None
+        self.set_rate(config.learning_rate, config.momentum)
+
+    def set_rate(self, lr: float, mom: float) -> None:
+        """The values in force. sgd and nesterov take -eps dE/dw: the output deltas are
+        scaled by ``factor`` instead of the gradient (see engine.optimizers); weight
+        decay's lambda w likewise."""
+        self.lr, self.mom = lr, mom
+        fold = self.opt.folds_learning_rate
+        self.factor = -lr if fold else 1.0
+        self.decay = None
+        if self.weight_decay > 0:
+            self.decay = self.weight_decay * self.net.weight_indicator
+            if fold:
+                self.decay *= self.factor
+
+    def start(self) -> None:
+        """With a full batch the first gradient starts from this forward pass."""
+        if self.full:
+            self.net.run(self.ws)
+            np.subtract(self.ws.out, self.ws.y, out=self.ws.diff)
+
+    def _update(self, w: Workspace) -> None:
+        net = self.net
+        net.output_delta(w, self.rows_sum_to_one, self.factor)
+        net.backprop(w)
+        if self.decay is not None:
+            net.grad += np.multiply(net.theta, self.decay, out=self.decay_tmp)
+        self.opt.step(net.theta, net.grad, self.lr, self.mom)
+
+    def full_epoch(self, rng: np.random.Generator) -> tuple[float, float | None, float]:
+        scorer, running = self.scorer, self.running
+        if running:  # the weights this epoch starts from; also leaves ws.diff
+            metrics = scorer.score(run=False)
+        self._update(self.ws)
+        self.net.run(self.ws)
+        return metrics if running else scorer.score(run=False)
+
+    def batch_epoch(self, rng: np.random.Generator) -> tuple[float, float | None, float]:
+        net, X, Y, n, batch = self.net, self.X, self.Y, self.n, self.batch
+        sums = self.scorer.running_sums() if self.running else None
+        perm = rng.permutation(n)
+        for start in range(0, n, batch):  # type: ignore[arg-type]
+            idx = perm[start : start + batch]  # type: ignore[operator]
+            w = self.ws_batch if len(idx) == batch else self.ws_rest
+            # gather whole rows into contiguous buffers (np.take into the strided
+            # input block would be buffered, twice slower), then copy them in
+            rows_x, rows_y = (self.xb, self.yb) if w is self.ws_batch else (self.xr, self.yr)
+            np.take(X, idx, axis=0, out=rows_x, mode="clip")
+            w.load_x(rows_x)
+            np.take(Y, idx, axis=0, out=rows_y, mode="clip")
+            np.copyto(w.y, rows_y.T)
+            net.run(w)
+            if sums is not None:
+                sums.add(w, idx)  # also leaves w.diff
+            else:
+                np.subtract(w.out, w.y, out=w.diff)
+            self._update(w)
+        return self.scorer.score() if sums is None else sums.result()
+
+
+def _as_population(on_epochs: PopulationCallback) -> Callable[[int, Metrics], bool]:
+    """A population callback asked about the single net as member 0 of a population of one."""
+    member = np.zeros(1, dtype=np.int64)
+
+    def ask(epoch: int, metrics: Metrics) -> bool:
+        cols = {k: None if v is None else np.array([v]) for k, v in metrics.items()}
+        stop = on_epochs(member, np.array([epoch], dtype=np.int64), cols)
+        return bool(stop) and 0 in stop
+
+    return ask
 
 
 def train(
@@ -228,165 +281,55 @@ def train(
     state: TrainState | None = None,
     checkpoint_every: int | None = None,
     on_checkpoint: Callable[[TrainState], None] | None = None,
+    on_epochs: PopulationCallback | None = None,
 ) -> History:
     """Train ``net`` in place on X: (n, d_in), Y: (n, d_out) and return the History.
 
     ``on_epoch(epoch, metrics)`` runs after every epoch (numbered from 1) with
     {"loss", "accuracy", "max_error"} (+ "val_loss", "val_accuracy" given a
     ``validation`` (X, Y) pair); raising StopTraining in it stops training.
-    ``on_checkpoint(state)`` runs after every ``checkpoint_every``-th epoch while
-    training goes on. Never raises for divergence: it ends with outcome "diverged".
+    ``on_epochs(members, epochs, metrics)``: train_population's callback, the net being
+    member 0 of a population of one (arrays of one); returning a collection holding 0
+    stops training ("stopped"). ``on_checkpoint(state)`` runs after every
+    ``checkpoint_every``-th epoch while training goes on. Never raises for divergence:
+    it ends with outcome "diverged". NaN or infinite X or Y: ValueError.
     """
-    X, Y, kind, rows_sum_to_one = prepare_set(net, X, Y, checkpoint_every)
-    n = X.shape[0]
+    X, Y, kind, rows_sum_to_one = prepare_set(net, X, Y, checkpoint_every, validation)
     opt = make_optimizer(config.optimizer, net.theta.size)
     first, best, solved = 1, math.inf, None
     if state is not None:
         _restore(state, net, opt, rng)
         first, best, solved = state.epoch + 1, state.best_loss, state.solved_epoch
-    count = max(0, config.epochs - first + 1)
-
-    batch = config.batch_size
-    full = batch is None or batch >= n
-    if full:
-        ws = Workspace(net, n)
-        scorer = Scorer(net, X, Y, kind, ws=ws)
-    else:
-        assert batch is not None  # for the type checker: not full means a batch size
-        ws_batch = Workspace(net, batch)
-        ws_rest = Workspace(net, n % batch) if n % batch else ws_batch
-        scorer = Scorer(net, X, Y, kind)
-        xb, yb = np.empty((batch, X.shape[1])), np.empty((batch, Y.shape[1]))
-        xr, yr = xb[: n % batch], yb[: n % batch]
-    val_scorer = None
-    if validation is not None:
-        Xv, Yv = net._check_xy(*validation)
-        val_scorer = Scorer(net, Xv, Yv, accuracy_kind(net.output_activation, Yv))
-
-    loss_a = np.empty(count)
-    maxerr_a = np.empty(count)
-    acc_a = np.empty(count) if kind is not None else None
-    vloss_a = np.empty(count) if val_scorer is not None else None
-    vacc_a = np.empty(count) if val_scorer is not None and val_scorer.kind is not None else None
-
-    theta, grad = net.theta, net.grad
-    step = opt.step
-    schedule = config.schedule
-    lr, mom = config.learning_rate, config.momentum
-    # sgd and nesterov take -eps dE/dw: the output deltas are scaled by ``factor`` instead
-    # of the gradient (see engine.optimizers); weight decay's lambda w likewise
-    fold = opt.folds_learning_rate
-    factor = -lr if fold else 1.0
-    decay = decay_tmp = None
-    if config.weight_decay > 0:
-        decay = config.weight_decay * net.weight_indicator
-        if fold:
-            decay *= factor
-        decay_tmp = np.empty_like(theta)
-    stop_within, stop_loss, stop_on_solve = (
-        config.stop_within,
-        config.stop_loss,
-        config.stop_on_solve,
-    )
-    running = config.epoch_metrics == "running"
-    add_reduce, isfinite = np.add.reduce, math.isfinite
-    outcome: str | None = None
-    last = first - 1
-
+    control = One(config, best, solved, checkpoint_every)
+    rows = _Rows(net, max(0, config.epochs - first + 1), kind, validation)
+    updates = _Updates(net, X, Y, config, kind, rows_sum_to_one, opt)
+    ask = None if on_epochs is None else _as_population(on_epochs)
+    last, code = first - 1, 0
+    epoch_of = updates.full_epoch if updates.full else updates.batch_epoch
+    valid = -1.0 if config.schedule else math.inf  # the values in force hold through this
+    theta = net.theta
     with np.errstate(all="ignore"):
-        if full and count:
-            net.run(ws)
-            np.subtract(ws.out, ws.y, out=ws.diff)
+        if first <= config.epochs:
+            updates.start()
         for epoch in range(first, config.epochs + 1):
-            if schedule:
-                lr, mom = values_at(schedule, epoch, config.learning_rate, config.momentum)
-                if fold and -lr != factor:
-                    factor = -lr
-                    if decay is not None:
-                        decay = (config.weight_decay * net.weight_indicator) * factor
-            if full:
-                if running:  # the weights this epoch starts from; also leaves ws.diff
-                    loss, acc, max_err = scorer.score(run=False)
-                net.output_delta(ws, rows_sum_to_one, factor)
-                net.backprop(ws)
-                if decay is not None:
-                    grad += np.multiply(theta, decay, out=decay_tmp)
-                step(theta, grad, lr, mom)
-                net.run(ws)
-                if not running:
-                    loss, acc, max_err = scorer.score(run=False)
-            else:
-                sums = scorer.running_sums() if running else None
-                perm = rng.permutation(n)
-                for start in range(0, n, batch):  # type: ignore[arg-type]
-                    idx = perm[start : start + batch]  # type: ignore[operator]
-                    w = ws_batch if len(idx) == batch else ws_rest
-                    # gather whole rows into contiguous buffers (np.take into the strided
-                    # input block would be buffered, twice slower), then copy them in
-                    rows_x, rows_y = (xb, yb) if w is ws_batch else (xr, yr)
-                    np.take(X, idx, axis=0, out=rows_x, mode="clip")
-                    w.load_x(rows_x)
-                    np.take(Y, idx, axis=0, out=rows_y, mode="clip")
-                    np.copyto(w.y, rows_y.T)
-                    net.run(w)
-                    if sums is not None:
-                        sums.add(w, idx)  # also leaves w.diff
-                    else:
-                        np.subtract(w.out, w.y, out=w.diff)
-                    net.output_delta(w, rows_sum_to_one, factor)
-                    net.backprop(w)
-                    if decay is not None:
-                        grad += np.multiply(theta, decay, out=decay_tmp)
-                    step(theta, grad, lr, mom)
-                loss, acc, max_err = scorer.score() if sums is None else sums.result()
-
-            i = epoch - first
-            loss_a[i] = loss
-            maxerr_a[i] = max_err
-            metrics: Metrics = {"loss": loss, "accuracy": acc, "max_error": max_err}
-            if acc_a is not None:
-                acc_a[i] = acc
-            if val_scorer is not None:
-                vloss, vacc, _ = val_scorer.score()
-                metrics["val_loss"] = vloss
-                metrics["val_accuracy"] = vacc
-                vloss_a[i] = vloss  # type: ignore[index]
-                if vacc_a is not None:
-                    vacc_a[i] = vacc
+            if epoch > valid:
+                lr, mom, valid = phase(config, epoch)
+                if (lr, mom) != (updates.lr, updates.mom):
+                    updates.set_rate(lr, mom)
+            loss, acc, max_err = epoch_of(rng)
+            metrics = rows.write(epoch - first, loss, acc, max_err)
             last = epoch
-
-            if not (isfinite(loss) and isfinite(add_reduce(theta))):
-                outcome = "diverged"
-            else:
-                if loss < best:
-                    best = loss
-                if stop_within is not None and solved is None and max_err < stop_within:
-                    solved = epoch
-                    if stop_on_solve:
-                        outcome = "solved"
-                if outcome is None and stop_loss is not None and loss < stop_loss:
-                    outcome = "stop_loss"
+            stop = False
             if on_epoch is not None:
                 try:
                     on_epoch(epoch, metrics)
                 except StopTraining:
-                    outcome = outcome or "stopped"
-            if outcome is not None:
+                    stop = True
+            if ask is not None and ask(epoch, metrics):
+                stop = True
+            code, due = control.after_epoch(epoch, loss, max_err, theta, stop)
+            if due and on_checkpoint is not None:
+                on_checkpoint(_snapshot(net, opt, rng, epoch, control))
+            if code:
                 break
-            if checkpoint_every and on_checkpoint is not None and epoch % checkpoint_every == 0:
-                on_checkpoint(_snapshot(net, opt, rng, epoch, best, solved))
-
-    ran = last - first + 1
-    return History(
-        start_epoch=first,
-        epochs=last,
-        loss=loss_a[:ran],
-        max_error=maxerr_a[:ran],
-        accuracy=None if acc_a is None else acc_a[:ran],
-        val_loss=None if vloss_a is None else vloss_a[:ran],
-        val_accuracy=None if vacc_a is None else vacc_a[:ran],
-        outcome=outcome or "completed",
-        solved_epoch=solved,
-        best_loss=best,
-        state=_snapshot(net, opt, rng, last, best, solved),
-    )
+    return rows.history(first, last, code or 5, _snapshot(net, opt, rng, last, control))

@@ -423,3 +423,80 @@ def test_shared_input_layer_as_one_gemm(data_name, sizes):
             g = np.dot(x, dl.reshape(-1, m).T).reshape(rows, K, sizes[1])
             for k in range(K):
                 assert np.array_equal(g[:, k], np.dot(x, dl[k].T))
+
+
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_every_member_scheduled_runs_past_the_last_phase(batch_size):
+    """Issue 20 item 5: with a schedule on *every* member, the epoch through which a
+    member's values hold became infinite past its last phase and did not fit the integer
+    array it was kept in (OverflowError). The other schedule tests mixed scheduled and
+    unscheduled members, whose infinity made that array float."""
+    configs = [
+        TrainConfig(
+            learning_rate=0.5,
+            momentum=0.9,
+            epochs=20,
+            batch_size=batch_size,
+            schedule=[{"until": 5, "learning_rate": 0.1}],
+        ),
+        TrainConfig(
+            learning_rate=0.3,
+            momentum=0.5,
+            epochs=25,
+            batch_size=batch_size,
+            schedule=[{"until": 3, "momentum": 0.1}, {"until": 9, "learning_rate": 0.7}],
+        ),
+    ]
+    hists = check_population([2, 2, 1], XOR, configs, seeds=[0, 1], checkpoint_every=4)
+    assert [h.epochs for h in hists] == [20, 25]
+    assert all(h.outcome == "completed" for h in hists)
+
+
+def test_the_issue_20_reproduction():
+    cfg = TrainConfig(
+        learning_rate=0.5, momentum=0.9, epochs=20, schedule=[{"until": 5, "learning_rate": 0.1}]
+    )
+    nets = [Network([2, 2, 1], rng=np.random.default_rng(k)) for k in range(2)]
+    rngs = [np.random.default_rng(k) for k in range(2)]
+    hists = train_population(nets, XOR.X, XOR.Y, [cfg] * 2, rngs=rngs)
+    assert [h.epochs for h in hists] == [20, 20]
+
+
+@pytest.mark.parametrize("where", ["X", "Y", "validation X", "validation Y"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nan_or_infinite_data_is_refused(where, bad):
+    X, Y = XOR.X.copy(), XOR.Y.copy()
+    Xv, Yv = XOR.X.copy(), XOR.Y.copy()
+    {"X": X, "Y": Y, "validation X": Xv, "validation Y": Yv}[where][2, 0] = bad
+    cfg = TrainConfig(learning_rate=0.5, epochs=3)
+    message = rf"^{where} has 1 NaN or infinite value\(s\), the first at row 2, column 0"
+    net, rng = build([2, 2, 1], 0)
+    before = net.theta.copy()
+    with pytest.raises(ValueError, match=message):
+        train(net, X, Y, cfg, rng=rng, validation=(Xv, Yv))
+    with pytest.raises(ValueError, match=message):
+        train_population([net], X, Y, [cfg], rngs=[rng], validation=(Xv, Yv))
+    assert np.array_equal(net.theta, before)  # refused before any update
+
+
+def test_on_epochs_stops_a_single_net_as_a_population_of_one():
+    """train()'s on_epochs sees the net as member 0 of a population of one, with the same
+    arrays train_population gives, and stops it as train_population stops a member."""
+    cfg = TrainConfig(learning_rate=0.5, momentum=0.9, epochs=100)
+    seen = []
+
+    def on_epochs(members, epochs, metrics):
+        seen.append((members.tolist(), epochs.tolist(), metrics["loss"].shape))
+        return [0] if epochs[0] == 30 else []
+
+    net, rng = build([2, 2, 1], 0)
+    h = train(net, XOR.X, XOR.Y, cfg, rng=rng, on_epochs=on_epochs)
+    assert h.outcome == "stopped" and h.epochs == 30 and len(seen) == 30
+    assert seen[0] == ([0], [1], (1,)) and seen[-1] == ([0], [30], (1,))
+    pnet, prng = build([2, 2, 1], 0)
+    (hp,) = train_population([pnet], XOR.X, XOR.Y, [cfg], rngs=[prng], on_epochs=on_epochs)
+    assert_same_history(h, hp)
+    # a request for another member's index does not stop the single net
+    net, rng = build([2, 2, 1], 0)
+    h = train(net, XOR.X, XOR.Y, cfg, rng=rng, on_epochs=lambda m, e, x: [1])
+    assert h.outcome == "completed" and h.epochs == 100

@@ -1,0 +1,96 @@
+"""TrainConfig: the training settings of a run, validated once."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .activations import check_name
+from .optimizers import OPTIMIZERS
+from .schedule import Phase, parse_schedule, values_at
+
+# What an epoch's metrics (and so the stop criteria) describe.
+EPOCH_METRICS = {
+    "exact": "the net after the epoch's updates, over the whole training set (with "
+    "mini-batches this costs one forward pass over the set per epoch)",
+    "running": "summed over the epoch's batches, each measured on the forward pass of its own "
+    "update, before that update (scikit-learn's loss_curve_, Keras's loss): no extra pass",
+}
+
+
+def _opt_float(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 or None, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (the training keys of a run configuration).
+
+    ``batch_size``: None (or "full") = full batch, the paper's sweep; 1 = per
+    pattern; a batch at least as large as the set is a full batch (no shuffle).
+    ``weight_decay``: L2 coefficient lambda added to the gradient of the weights
+    (not biases): dE/dw += lambda w. With sgd each sweep then shrinks weights by
+    eps * lambda, so the 1986 family-trees "0.2% per sweep" at eps 0.005 is
+    weight_decay=0.4. ``stop_within``: solved when every output is within this of
+    its target (max |o - e| < stop_within); ``stop_on_solve`` then stops there.
+    ``schedule``: phases, see ``engine.schedule``. ``epoch_metrics``: "exact" or
+    "running", see EPOCH_METRICS; with a full batch "running" gives each epoch the
+    metrics of the weights it started from.
+    """
+
+    learning_rate: float = 0.1
+    momentum: float = 0.0
+    optimizer: str = "sgd"
+    batch_size: int | None = None
+    epochs: int = 1000
+    weight_decay: float = 0.0
+    stop_loss: float | None = None
+    stop_within: float | None = None
+    stop_on_solve: bool = True
+    schedule: tuple[Phase, ...] = field(default=())
+    epoch_metrics: str = "exact"
+
+    def __post_init__(self) -> None:
+        lr = float(self.learning_rate)
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        mom = float(self.momentum)
+        if not 0.0 <= mom < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        check_name("optimizer", self.optimizer, OPTIMIZERS)
+        batch = self.batch_size
+        if batch == "full":
+            batch = None
+        bad = isinstance(batch, bool) or not isinstance(batch, int) or batch < 1
+        if batch is not None and bad:
+            raise ValueError(f"batch_size must be 'full', None or an int >= 1, got {batch!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
+        wd = _opt_float(self.weight_decay, "weight_decay")
+        set_ = object.__setattr__
+        set_(self, "learning_rate", lr)
+        set_(self, "momentum", mom)
+        set_(self, "batch_size", batch)
+        set_(self, "weight_decay", wd or 0.0)
+        set_(self, "stop_loss", _opt_float(self.stop_loss, "stop_loss"))
+        set_(self, "stop_within", _opt_float(self.stop_within, "stop_within"))
+        set_(self, "stop_on_solve", bool(self.stop_on_solve))
+        set_(self, "schedule", parse_schedule(self.schedule))
+        check_name("epoch_metrics", self.epoch_metrics, EPOCH_METRICS)
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> TrainConfig:
+        """Build from a run configuration, ignoring its network and dataset keys."""
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: v for k, v in config.items() if k in names})
+
+    def values_at(self, epoch: int) -> tuple[float, float]:
+        """(learning_rate, momentum) in force during ``epoch``."""
+        return values_at(self.schedule, epoch, self.learning_rate, self.momentum)
