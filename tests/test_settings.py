@@ -64,8 +64,7 @@ def test_every_variable_is_one_settings_field_with_the_table_default() -> None:
 
 
 def test_no_module_but_config_reads_a_bplab_variable() -> None:
-    """One reader: os.environ/getenv next to a BPLAB_ name only in service/config.py (and the
-    modules being rewritten, service/local.py and service/execution/, until they switch)."""
+    """One reader: os.environ/getenv next to a BPLAB_ name only in service/config.py."""
     offenders = []
     for package in ("service", "worker", "migrations", "engine"):
         for path in (ROOT / package).rglob("*.py"):
@@ -73,8 +72,7 @@ def test_no_module_but_config_reads_a_bplab_variable() -> None:
                 reads = "environ" in line or "getenv" in line
                 if reads and "BPLAB_" in line:
                     offenders.append(f"{path.relative_to(ROOT)}:{number}")
-    pending = {p for p in offenders if p.startswith(("service/execution/", "service/local.py"))}
-    pending |= {p for p in offenders if p.startswith("service/config.py:")}  # the one reader
+    pending = {p for p in offenders if p.startswith("service/config.py:")}  # the one reader
     assert sorted(set(offenders) - pending) == []
 
 

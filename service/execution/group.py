@@ -31,7 +31,7 @@ from service.db.models import Checkpoint, RunWeights
 from service.db.repository import StaleAttempt
 from service.db.retry import is_transient, with_retry
 from service.db.session import session_scope
-from service.execution.job import CheckpointPacer, RunJob, checkpoint_every
+from service.execution.job import CheckpointPacer, RunJob
 from service.execution.recording import FLUSH_ROWS, EpochRecorder, final_summary
 from service.networks import network_from_config
 from service.pruning import Decision, Pruner, summary_fields
@@ -110,7 +110,7 @@ class Population:
                 on_epochs=self._on_epochs,
                 validation=validation,
                 states=[m.state for m in live],
-                checkpoint_every=checkpoint_every(),
+                checkpoint_every=reliability.checkpoint_every(),
                 on_checkpoint=self._on_checkpoint,
                 on_finish=self._on_finish,
             )

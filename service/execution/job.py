@@ -25,36 +25,22 @@ from service.execution.recording import EpochRecorder
 
 log = logging.getLogger("bplab.runner")
 
-# Saving weights, optimizer buffers and the generator state costs one small write; every 500
-# epochs keeps that well under 1% of training time and bounds what a crash has to repeat.
-DEFAULT_CHECKPOINT_EVERY = 500
-DEFAULT_CHECKPOINT_SECONDS = 10.0
-
-
 def default_worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def checkpoint_every() -> int:
-    return int(os.environ.get("BPLAB_CHECKPOINT_EVERY", DEFAULT_CHECKPOINT_EVERY))
-
-
-def checkpoint_seconds() -> float:
-    return float(os.environ.get("BPLAB_CHECKPOINT_SECONDS", DEFAULT_CHECKPOINT_SECONDS))
-
-
 class CheckpointPacer:
-    """Whether a run's periodic checkpoint (every ``checkpoint_every()`` epochs) is taken: only
-    once ``checkpoint_seconds()`` of training have passed since its last one (or its start).
+    """Whether a run's periodic checkpoint (every ``BPLAB_CHECKPOINT_EVERY`` epochs) is taken: only
+    once ``BPLAB_CHECKPOINT_SECONDS`` of training have passed since its last one (or its start).
 
     A checkpoint bounds the work a crash loses, and costs a serialisation and a write. A run
     that trains in a fraction of a second loses next to nothing without one, and on 1,000-epoch
     XOR runs checkpoints were the largest cost after training and recording (a sixth of a
-    population task). A slow run still checkpoints every ``checkpoint_every()`` epochs.
+    population task). A slow run still checkpoints every ``BPLAB_CHECKPOINT_EVERY`` epochs.
     """
 
     def __init__(self) -> None:
-        self.seconds = checkpoint_seconds()
+        self.seconds = reliability.checkpoint_seconds()
         self.last = time.perf_counter()
 
     def due(self) -> bool:
@@ -154,4 +140,4 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-__all__ = ["CheckpointPacer", "RunJob", "checkpoint_every", "default_worker_name"]
+__all__ = ["CheckpointPacer", "RunJob", "default_worker_name"]
