@@ -17,11 +17,14 @@ from service.db import repository as repo
 from service.db.session import session_scope
 from service.errors import BadInput, NotFound
 from service.output import format_option, render
-from service.spec import DEFAULT_MAX_RUNS
+from service.spec import DEFAULT_MAX_RUNS, SweepSpec
 
 # Statuses a run does not leave by itself (retry and recover may re-queue it later).
 TERMINAL = ("succeeded", "diverged", "failed", "cancelled", "pruned")
 BROKER_CHECK_TIMEOUT_S = 5.0
+# `sweep submit` refuses a sweep one of whose runs needs more memory than this: generous,
+# since the workers' machines are not this one (`sweep run` checks against this machine's).
+SUBMIT_MEMORY_BOUND = 64 * 10**9
 # `sweep watch` asks the workers which queues they consume this often while runs wait.
 CONSUMER_CHECK_S = 15.0
 
@@ -55,6 +58,7 @@ def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: 
 
     broker_url = _require_broker(settings)
     spec = load_spec_or_exit(spec_path, max_runs)
+    _submit_estimate(spec)
     _refuse_sqlite(settings)
     _check_broker_url(broker_url)
     # Both ends checked before anything is written, so that a wrong URL, a server that does
@@ -79,6 +83,27 @@ def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: 
         err=True,
     )
     return done.sweep_id
+
+
+def _submit_estimate(spec: SweepSpec) -> None:
+    """Print the sweep's cost; refuse only a run no worker could hold.
+
+    The workers are other machines, so this one's memory says nothing about them: a run is
+    refused only above SUBMIT_MEMORY_BOUND, more than any machine a worker is likely to run on.
+    """
+    from service.spec.estimate import describe, estimate
+
+    cost = estimate(spec)
+    if cost is None:
+        return
+    if cost.largest_run_bytes > SUBMIT_MEMORY_BOUND:
+        raise BadInput(
+            f"{spec.name}: its largest run needs about {cost.largest_run_bytes / 1e9:.3g} GB, "
+            f"more than any worker is likely to have (the bound is "
+            f"{SUBMIT_MEMORY_BOUND / 1e9:.0f} GB); use fewer or smaller hidden layers, fewer "
+            "epochs or a smaller batch_size; nothing was written"
+        )
+    click.echo(describe(cost, 1).replace("on 1 worker(s)", "on one worker"), err=True)
 
 
 @click.command("republish")
@@ -136,7 +161,7 @@ def watch(
     """Follow a sweep until every run has finished, then print its results."""
     from service.commands.outcome import finish
     from service.commands.sweep import print_results
-    from service.progress import sweep_progress
+    from service.progress import epoch_poll, sweep_progress
 
     _require_sweep(settings, sweep_id)
     counts = _counts(settings, sweep_id)
@@ -145,7 +170,7 @@ def watch(
     done_at_start = sum(counts[s] for s in TERMINAL)
     idle = _IdleQueueNote(settings.broker_url)
     try:
-        with sweep_progress(total) as bar:
+        with sweep_progress(total, poll=epoch_poll(settings.database_url, sweep_id)) as bar:
             while True:
                 idle.check(counts, bar.note)
                 done = sum(counts[s] for s in TERMINAL)

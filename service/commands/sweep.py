@@ -12,7 +12,7 @@ from service.db.session import session_scope
 from service.errors import BadInput, NotFound
 from service.local import default_workers
 from service.output import format_option, render
-from service.progress import sweep_progress
+from service.progress import epoch_poll, sweep_progress
 from service.pruning import budget_line, show_fields
 from service.records import run_record
 from service.results import DISPLAY_DROP, SUMMARY_COLUMNS, display_rows, summarize
@@ -210,7 +210,7 @@ def show(settings: Settings, sweep_id: int, fmt: str) -> None:
 def _run_locally(settings: Settings, sweep_id: int, workers: int | None, fmt: str) -> None:
     with session_scope(settings.database_url, readonly=True) as session:
         queued = len(repo.run_ids(session, sweep_id, status="queued"))
-    with sweep_progress(queued) as bar:
+    with sweep_progress(queued, poll=epoch_poll(settings.database_url, sweep_id)) as bar:
         report = run_queued_locally(
             sweep_id,
             workers=workers or default_workers(),
