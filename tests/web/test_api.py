@@ -64,7 +64,8 @@ def test_status_filter(client: TestClient, dashboard_db: Populated) -> None:
 
 
 def test_curves_are_the_mean_over_seeds(client: TestClient, dashboard_db: Populated) -> None:
-    from service.curves import group_bands, load_curves
+    from service.compare import matches, parse_filters
+    from service.curves import Curve, aggregate, load_curves
     from service.db import repository as repo
     from service.db.session import session_scope
     from service.records import run_record
@@ -77,11 +78,13 @@ def test_curves_are_the_mean_over_seeds(client: TestClient, dashboard_db: Popula
     with session_scope(dashboard_db.url, readonly=True) as session:
         runs = [run_record(r) for r in repo.list_runs(session, sweep_id)]
         curves = load_curves(session, sweep_id=sweep_id, metrics=("loss",))
-    expected = dict(group_bands(runs, curves, state["sweep"]["swept"], "loss"))
-    assert len(data["groups"]) == len(expected) == 4
-    filters = {r["group"]: r["filter"].replace(",", ", ") for r in state["rows"]}
-    for group in data["groups"]:
-        band = next(b for label, b in expected.items() if label.startswith(filters[group["id"]]))
+    assert [g["id"] for g in data["groups"]] == groups and len(groups) == 4
+    for row, group in zip(state["rows"], data["groups"], strict=True):
+        members = [r for r in runs if matches(r["config"], parse_filters(row["filter"]))]
+        band = aggregate(
+            [Curve(curves[r["id"]]["epoch"], curves[r["id"]]["loss"]) for r in members]
+        )
+        assert band is not None and group["n_runs"] == len(members) == 3
         assert group["epochs"] == band.epochs.tolist()
         assert group["mean"] == pytest.approx(band.mean.tolist())
         assert group["high"] == pytest.approx(band.high.tolist())
