@@ -108,19 +108,20 @@ def parse_seeds(text: str) -> list[int]:
     """--seeds: "N" (seeds 0..N-1, as in a spec) or a comma list "5,6,7"."""
     parts = [p.strip() for p in text.split(",")]
     try:
-        if len(parts) == 1 and parts[0]:
-            count = int(parts[0])
-            if not 1 <= count <= MAX_SEED_COUNT:
-                raise ManageError(
-                    f"--seeds: a count must be in [1, {MAX_SEED_COUNT:,}], got {count} "
-                    "(or give a list such as 5,6,7)"
-                )
-            return list(range(count))
-        seeds = [seed_check(int(p), "--seeds") for p in parts]
+        numbers = [int(p) for p in parts]
     except ValueError:
         raise ManageError(
             f"--seeds: {text!r} is not a count N or a list of seeds such as 5,6,7"
         ) from None
+    if len(numbers) == 1:
+        if not 1 <= numbers[0] <= MAX_SEED_COUNT:
+            raise ManageError(
+                f"--seeds: a count must be in [1, {MAX_SEED_COUNT:,}], got {numbers[0]} "
+                "(or give a list such as 5,6,7)"
+            )
+        return list(range(numbers[0]))
+    try:
+        seeds = [seed_check(n, "--seeds") for n in numbers]
     except Invalid as exc:
         raise ManageError(f"--seeds: {exc.message}") from None
     if len(set(seeds)) != len(seeds):
