@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 
 from .config import TrainConfig
-from .control import COMPLETED, NAMES, Control, Phases, PopulationCallback, StopTraining
+from .control import COMPLETED, NAMES, Control, PopulationCallback, StopTraining
 from .history import History, Metrics, Records
 from .metrics import accuracy_kind
 from .network import Network
-from .stacked import Stack, StackedOptimizer, StackedScorer, StackedWorkspace, head, same_shape
+from .stacked import same_shape
+from .stacked_optimizer import StackedOptimizer
+from .stacked_updates import StackedUpdates
 from .state import TrainState
 from .training import prepare_set
 
@@ -125,10 +127,7 @@ class _Population:
         self.nets, self.X, self.Y, self.configs, self.rngs = nets, X, Y, configs, rngs
         self.template, self.kind, self.rows_sum_to_one = nets[0], kind, rows_sum_to_one
         K0 = len(nets)
-        self.opt_name, self.batch = configs[0].optimizer, configs[0].batch_size
-        self.running = configs[0].epoch_metrics == "running"
-        self.n = X.shape[0]
-        self.full = self.batch is None or self.batch >= self.n
+        self.opt_name = configs[0].optimizer
         self.theta = np.stack([net.theta for net in nets])
         self.opt = StackedOptimizer.zeros(self.opt_name, K0, self.theta.shape[1])
         self.first = np.ones(K0, dtype=np.int64)
@@ -181,114 +180,32 @@ class _Population:
             self.solved[members],
             checkpoint_every,
         )
-        self.phases = Phases(cfgs)
-        self.wd = np.array([c.weight_decay for c in cfgs])
-        self.opt = self.opt.take(members)
-        theta = self.theta[members]
-        self.decay_tmp = np.empty_like(theta) if (self.wd > 0).any() else None
-        self._build(theta, None)
-        self._columns()
+        val = None if self.validation is None else (self.Xv, self.Yv, self.val_kind)
+        self.updates = StackedUpdates(
+            self.template,
+            self.X,
+            self.Y,
+            cfgs,
+            self.kind,
+            self.rows_sum_to_one,
+            val,
+            self.theta[members],
+            self.opt.take(members),
+            self.rngs,
+        )
         self.records.open(members)
         return True
 
-    def _build(self, theta: Array, keep: Array | None) -> None:
-        """The stack and buffers for the rows of ``theta``: made afresh at the start, cut
-        down to the first K rows (views) when members leave."""
-        K, template, X, Y, n = theta.shape[0], self.template, self.X, self.Y, self.n
-        self.stack = Stack(template, theta)
-        if self.full:
-            # the shared input is loaded once for all members (no skip connections)
-            ws = StackedWorkspace(template, K, n, shared_input=not template.skip_connections)
-            self.scorer = StackedScorer(template, K, X, Y, self.kind, ws=ws)
-            self.ws = ws
-            # the next gradient starts from this forward pass
-            self.stack.run(ws)
-            np.subtract(ws.out, ws.y, out=ws.diff)
-        elif keep is None:
-            b = self.batch
-            assert b is not None
-            self.ws_batch = StackedWorkspace(template, K, b)
-            self.ws_rest = StackedWorkspace(template, K, n % b) if n % b else self.ws_batch
-            self.scorer = StackedScorer(template, K, X, Y, self.kind)
-            self.xb, self.yb = np.empty((K, b, X.shape[1])), np.empty((K, b, Y.shape[1]))
-            self.xr, self.yr = np.empty((K, n % b, X.shape[1])), np.empty((K, n % b, Y.shape[1]))
-            self.perms = np.empty((K, n), dtype=np.int64)
-        else:
-            self.scorer = self.scorer.head(K)
-            self.ws_batch = head(self.ws_batch, K)
-            self.ws_rest = head(self.ws_rest, K) if self.n % self.batch else self.ws_batch  # type: ignore[operator]
-            self.xb, self.yb, self.xr, self.yr = self.xb[:K], self.yb[:K], self.xr[:K], self.yr[:K]
-            self.perms = self.perms[:K]
-        if self.validation is None:
-            self.val_scorer = None
-        elif keep is None:
-            self.val_scorer = StackedScorer(template, K, self.Xv, self.Yv, self.val_kind)
-        else:
-            self.val_scorer = self.val_scorer.head(K)  # type: ignore[union-attr]
-
-    def _columns(self) -> None:
-        """(K, 1) learning rates and momenta, the output-delta factor and the decay terms,
-        for the running members and the values in force (as train(): with sgd and nesterov
-        the output deltas carry -eps)."""
-        lr, fold = self.phases.lr, self.opt.folds_learning_rate
-        neg = -lr[:, None]
-        self.decay = None
-        if self.decay_tmp is not None:
-            self.decay = self.wd[:, None] * self.template.weight_indicator
-            if fold:
-                self.decay = self.decay * neg
-        self.lr_col, self.mom_col = lr[:, None], self.phases.mom[:, None]
-        self.factor = neg[:, :, None] if fold else 1.0
-
-    def _update(self, w: StackedWorkspace) -> None:
-        stack = self.stack
-        stack.output_delta(w, self.rows_sum_to_one, self.factor)
-        stack.backprop(w)
-        _decay(stack.theta, stack.grad, self.decay, self.decay_tmp, self.wd)
-        self.opt.step(stack.theta, stack.grad, self.lr_col, self.mom_col)
-
-    def full_epoch(self) -> tuple[Array, Array | None, Array]:
-        stack, ws, scorer, running = self.stack, self.ws, self.scorer, self.running
-        if running:  # the weights this epoch starts from; also leaves ws.diff
-            metrics = scorer.score(stack, run=False)
-        self._update(ws)
-        stack.run(ws)
-        return metrics if running else scorer.score(stack, run=False)
-
-    def batch_epoch(self) -> tuple[Array, Array | None, Array]:
-        X, Y, n, step = self.X, self.Y, self.n, self.batch
-        assert step is not None
-        sums = self.scorer.running_sums() if self.running else None
-        perms = self.perms
-        for r, k in enumerate(self.control.members.tolist()):
-            perms[r] = self.rngs[k].permutation(n)
-        for start in range(0, n, step):
-            idx = perms[:, start : start + step]
-            w = self.ws_batch if idx.shape[1] == step else self.ws_rest
-            rows_x, rows_y = (self.xb, self.yb) if w is self.ws_batch else (self.xr, self.yr)
-            np.take(X, idx, axis=0, out=rows_x, mode="clip")
-            w.load_x(rows_x)
-            np.take(Y, idx, axis=0, out=rows_y, mode="clip")
-            np.copyto(w.y, rows_y.transpose(0, 2, 1))
-            self.stack.run(w)
-            if sums is not None:
-                sums.add(w, idx)  # also leaves w.diff
-            else:
-                np.subtract(w.out, w.y, out=w.diff)
-            self._update(w)
-        return self.scorer.score(self.stack) if sums is None else sums.result()
-
     def loop(self, on_epoch: MemberCallback | None, on_epochs: PopulationCallback | None) -> None:
-        control, records = self.control, self.records
-        epoch_of = self.full_epoch if self.full else self.batch_epoch
+        control, records, updates = self.control, self.records, self.updates
         while True:
             epochs = control.epochs()
-            if self.phases.changes(epochs):
-                self._columns()
-            loss, acc, max_err = epoch_of()
+            updates.values_at(epochs)
+            loss, acc, max_err = updates.epoch(control.members)
             values: dict[str, Array | None] = {"loss": loss, "accuracy": acc, "max_error": max_err}
-            if self.val_scorer is not None:
-                values["val_loss"], values["val_accuracy"], _ = self.val_scorer.score(self.stack)
+            if updates.val_scorer is not None:
+                vloss, vacc, _ = updates.val_scorer.score(updates.stack)
+                values["val_loss"], values["val_accuracy"] = vloss, vacc
             records.write(values)
             stop: list[int] = []
             if on_epoch is not None:
@@ -298,34 +215,29 @@ class _Population:
                 if asked:
                     wanted = np.fromiter(asked, dtype=np.int64)
                     stop += np.flatnonzero(np.isin(control.members, wanted)).tolist()
-            theta = self.stack.theta
+            theta = updates.stack.theta
             outcome, due = control.after_epoch(epochs, loss, max_err, theta, stop)
             for r in due if self.on_checkpoint is not None else ():
                 k, best, solved = int(control.members[r]), control.best[r], control.solved[r]
-                state = self._snapshot(k, r, int(epochs[r]), theta, self.opt, best, solved)
+                state = self._snapshot(k, r, int(epochs[r]), theta, updates.opt, best, solved)
                 self.on_checkpoint(k, state)
             if outcome is not None and outcome.any() and not self._compact(outcome, epochs):
                 return
 
     def _compact(self, outcome: Array, epochs: Array) -> bool:
         """Finished members leave the stack, the others go on; False when none is left."""
-        control, theta = self.control, self.stack.theta
+        control, updates = self.control, self.updates
+        theta, opt = updates.stack.theta, updates.opt
         self.records.close()
         members = control.members
         self.best[members], self.solved[members] = control.best, control.solved
         for r in np.flatnonzero(outcome).tolist():
-            self._finish(int(members[r]), r, int(epochs[r]), int(outcome[r]), theta, self.opt)
+            self._finish(int(members[r]), r, int(epochs[r]), int(outcome[r]), theta, opt)
         keep = np.flatnonzero(outcome == 0)
         if not keep.size:
             return False
         control.keep(keep)
-        self.phases.keep(keep)
-        self.wd = self.wd[keep]
-        if self.decay_tmp is not None:
-            self.decay_tmp = self.decay_tmp[: keep.size]
-        self.opt = self.opt.take(keep)
-        self._build(theta[keep], keep)
-        self._columns()
+        updates.keep(keep)
         self.records.open(control.members)
         return True
 
@@ -371,19 +283,6 @@ class _Population:
         self.histories[k] = history
         if self.on_finish is not None:
             self.on_finish(k, history)
-
-
-def _decay(theta: Array, grad: Array, decay: Array | None, tmp: Array | None, wd: Array) -> None:
-    """grad += lambda w for the members with weight decay (the others are left untouched,
-    so that their numbers stay those of train(), which skips the operation)."""
-    if decay is None:
-        return
-    if (wd > 0).all():
-        grad += np.multiply(theta, decay, out=tmp)
-        return
-    rows = np.flatnonzero(wd > 0)
-    if rows.size:
-        grad[rows] += theta[rows] * decay[rows]
 
 
 def _call_members(
