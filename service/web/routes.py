@@ -71,103 +71,112 @@ def _compare_args(request: Request) -> dict[str, Any]:
     }
 
 
-def build(read: Read, page: Page) -> list[Route]:
-    """The routes, reading through ``read(fn, *args)`` (a read-only session per request)."""
+def _curve_args(request: Request) -> tuple[str, int, int]:
+    """(metric, after, points) from the query string; BadRequest if one is unusable."""
+    q = request.query_params
+    metric = sweep_data.parse_metric(q.get("metric"))
+    after = sweep_data.parse_int(q.get("after"), "after", 0, 0, 10**9)
+    points = sweep_data.parse_int(q.get("points"), "points", 600, 10, sweep_data.MAX_POINTS)
+    return metric, after, points
 
-    def sweeps_page(request: Request) -> Response:
-        return page(request, "sweeps.html", {"sweeps": read(_sweep_list)})
 
-    def sweeps_api(request: Request) -> Response:
-        return _json({"sweeps": read(_sweep_list)})
+def _curves(session: Any, sweep_id: int, request: Request) -> dict[str, Any]:
+    metric, after, points = _curve_args(request)
+    sweep = sweep_data.sweep_header(session, sweep_id)
+    groups = _groups(request.query_params.get("groups"))
+    bands = sweep_data.curve_bands(session, sweep, metric, groups, after=after, points=points)
+    # A live page learns the progress from the same poll that brings the new epochs.
+    bands["counts"] = sweep["counts"]
+    bands["pending"] = sweep["pending"]
+    return bands
 
-    def sweep_page(request: Request) -> Response:
+
+def _group_runs(session: Any, sweep_id: int, group: str) -> dict[str, Any]:
+    sweep = sweep_data.sweep_header(session, sweep_id)
+    return {"group": group, "runs": sweep_data.group_runs(session, sweep, group)}
+
+
+def _run(session: Any, run_id: int) -> dict[str, Any]:
+    run = run_data.run_header(session, run_id)
+    return {"run": run, "network": run_data.network_view(session, run)}
+
+
+def _run_curve(session: Any, run_id: int, request: Request) -> dict[str, Any]:
+    metric, after, points = _curve_args(request)
+    run = run_data.run_header(session, run_id)
+    return run_data.run_curve(session, run, metric, after=after, points=points)
+
+
+class Endpoints:
+    """One method per URL, reading through ``read(fn, *args)`` (a read-only session per
+    request) and rendering through ``page(request, template, context[, status])``."""
+
+    def __init__(self, read: Read, page: Page) -> None:
+        self.read, self.page = read, page
+
+    def sweeps_page(self, request: Request) -> Response:
+        return self.page(request, "sweeps.html", {"sweeps": self.read(_sweep_list)})
+
+    def sweeps_api(self, request: Request) -> Response:
+        return _json({"sweeps": self.read(_sweep_list)})
+
+    def sweep_page(self, request: Request) -> Response:
         status = request.query_params.get("status")
-        state = read(_sweep_state, request.path_params["sweep_id"], status)
-        return page(request, "sweep.html", {**state, "status_filter": status or ""})
+        state = self.read(_sweep_state, request.path_params["sweep_id"], status)
+        return self.page(request, "sweep.html", {**state, "status_filter": status or ""})
 
-    def sweep_api(request: Request) -> Response:
+    def sweep_api(self, request: Request) -> Response:
         status = request.query_params.get("status")
-        return _json(read(_sweep_state, request.path_params["sweep_id"], status))
+        return _json(self.read(_sweep_state, request.path_params["sweep_id"], status))
 
-    def curves_api(request: Request) -> Response:
-        q = request.query_params
-        metric = sweep_data.parse_metric(q.get("metric"))
-        after = sweep_data.parse_int(q.get("after"), "after", 0, 0, 10**9)
-        points = sweep_data.parse_int(q.get("points"), "points", 600, 10, sweep_data.MAX_POINTS)
+    def curves_api(self, request: Request) -> Response:
+        return _json(self.read(_curves, request.path_params["sweep_id"], request))
 
-        def load(session: Any) -> dict[str, Any]:
-            sweep = sweep_data.sweep_header(session, request.path_params["sweep_id"])
-            bands = sweep_data.curve_bands(
-                session, sweep, metric, _groups(q.get("groups")), after=after, points=points
-            )
-            bands["counts"] = sweep["counts"]
-            bands["pending"] = sweep["pending"]
-            return bands
+    def group_runs_api(self, request: Request) -> Response:
+        group = request.query_params.get("group", "")
+        return _json(self.read(_group_runs, request.path_params["sweep_id"], group))
 
-        return _json(read(load))
-
-    def group_runs_api(request: Request) -> Response:
-        def load(session: Any) -> dict[str, Any]:
-            sweep = sweep_data.sweep_header(session, request.path_params["sweep_id"])
-            group = request.query_params.get("group", "")
-            return {"group": group, "runs": sweep_data.group_runs(session, sweep, group)}
-
-        return _json(read(load))
-
-    def compare_page(request: Request) -> Response:
+    def compare_page(self, request: Request) -> Response:
         sweep_id = request.path_params["sweep_id"]
         args = _compare_args(request)
-        state = read(_sweep_state, sweep_id, None)
+        state = self.read(_sweep_state, sweep_id, None)
         context = {**state, **args, "all_metrics": list(METRICS), "result": None, "error": None}
         if args["a_text"] or args["b_text"]:
             try:
-                context["result"] = read(sweep_data.compare_view, sweep_id, **args)
+                context["result"] = self.read(sweep_data.compare_view, sweep_id, **args)
             except BadRequest as exc:
                 # Shown on the page, next to the form, so the user can change the choice.
                 context["error"] = exc.message
-                return page(request, "compare.html", context, 400)
-        return page(request, "compare.html", context)
+                return self.page(request, "compare.html", context, 400)
+        return self.page(request, "compare.html", context)
 
-    def compare_api(request: Request) -> Response:
+    def compare_api(self, request: Request) -> Response:
         args = _compare_args(request)
-        return _json(read(sweep_data.compare_view, request.path_params["sweep_id"], **args))
+        return _json(self.read(sweep_data.compare_view, request.path_params["sweep_id"], **args))
 
-    def run_page(request: Request) -> Response:
-        def load(session: Any) -> dict[str, Any]:
-            run = run_data.run_header(session, request.path_params["run_id"])
-            return {"run": run, "network": run_data.network_view(session, run)}
+    def run_page(self, request: Request) -> Response:
+        return self.page(request, "run.html", self.read(_run, request.path_params["run_id"]))
 
-        return page(request, "run.html", read(load))
+    def run_api(self, request: Request) -> Response:
+        return _json(self.read(_run, request.path_params["run_id"]))
 
-    def run_api(request: Request) -> Response:
-        def load(session: Any) -> dict[str, Any]:
-            run = run_data.run_header(session, request.path_params["run_id"])
-            return {"run": run, "network": run_data.network_view(session, run)}
+    def run_curve_api(self, request: Request) -> Response:
+        return _json(self.read(_run_curve, request.path_params["run_id"], request))
 
-        return _json(read(load))
 
-    def run_curve_api(request: Request) -> Response:
-        q = request.query_params
-        metric = sweep_data.parse_metric(q.get("metric"))
-        after = sweep_data.parse_int(q.get("after"), "after", 0, 0, 10**9)
-        points = sweep_data.parse_int(q.get("points"), "points", 600, 10, sweep_data.MAX_POINTS)
-
-        def load(session: Any) -> dict[str, Any]:
-            run = run_data.run_header(session, request.path_params["run_id"])
-            return run_data.run_curve(session, run, metric, after=after, points=points)
-
-        return _json(read(load))
-
+def build(read: Read, page: Page) -> list[Route]:
+    """The routes (Starlette answers any method but GET and HEAD with 405)."""
+    e = Endpoints(read, page)
     return [
-        Route("/", sweeps_page),
-        Route("/sweeps/{sweep_id:int}", sweep_page),
-        Route("/sweeps/{sweep_id:int}/compare", compare_page),
-        Route("/runs/{run_id:int}", run_page),
-        Route("/api/sweeps", sweeps_api),
-        Route("/api/sweeps/{sweep_id:int}", sweep_api),
-        Route("/api/sweeps/{sweep_id:int}/curves", curves_api),
-        Route("/api/sweeps/{sweep_id:int}/compare", compare_api),
-        Route("/api/sweeps/{sweep_id:int}/runs", group_runs_api),
-        Route("/api/runs/{run_id:int}", run_api),
-        Route("/api/runs/{run_id:int}/curve", run_curve_api),
+        Route("/", e.sweeps_page),
+        Route("/sweeps/{sweep_id:int}", e.sweep_page),
+        Route("/sweeps/{sweep_id:int}/compare", e.compare_page),
+        Route("/runs/{run_id:int}", e.run_page),
+        Route("/api/sweeps", e.sweeps_api),
+        Route("/api/sweeps/{sweep_id:int}", e.sweep_api),
+        Route("/api/sweeps/{sweep_id:int}/curves", e.curves_api),
+        Route("/api/sweeps/{sweep_id:int}/compare", e.compare_api),
+        Route("/api/sweeps/{sweep_id:int}/runs", e.group_runs_api),
+        Route("/api/runs/{run_id:int}", e.run_api),
+        Route("/api/runs/{run_id:int}/curve", e.run_curve_api),
     ]
