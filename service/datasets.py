@@ -13,7 +13,10 @@ from engine import Dataset, load_dataset
 @lru_cache(maxsize=16)
 def cached_dataset(name: str) -> Dataset:
     """A process trains many runs on the same dataset: generate or read it once."""
-    return load_dataset(name)
+    from service.targets import split_targets  # csv target columns ride in the name
+
+    base, targets = split_targets(name)
+    return load_dataset(name) if targets is None else load_dataset(base, targets=targets)
 
 
 def training_data(

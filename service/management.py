@@ -41,7 +41,9 @@ class ManageError(ValueError):
 
 def data_file(dataset: str) -> Path | None:
     """The file behind a csv:/npz: dataset name (None for a generated dataset)."""
-    kind, _, arg = dataset.partition(":")
+    from service.targets import split_targets
+
+    kind, _, arg = split_targets(dataset)[0].partition(":")
     return Path(arg) if kind in FILE_KINDS and arg else None
 
 

@@ -55,26 +55,33 @@ _FILE_SHAPES: dict[tuple[str, float, int], DataShape] = {}
 
 def data_shape(dataset: str) -> DataShape | None:
     """The shape of a checked dataset name; files are read (once per version of the file)."""
+    from service.targets import split_targets  # csv target columns ride in the name
+
+    dataset, targets = split_targets(dataset)
     base, _, arg = dataset.partition(":")
     table = _GENERATED.get(base)
     if table is not None:
         patterns, inputs, outputs, one_hot = table(int(arg) if arg else 0)
         return DataShape(patterns, inputs, outputs, 0.0, 1.0, one_hot)
     if base in ("csv", "npz"):
-        return check_data_file(base, Path(arg), "dataset")
+        return check_data_file(base, Path(arg), "dataset", targets)
     return None
 
 
-def check_data_file(kind: str, path: Path, field: str) -> DataShape:
-    """Read a csv:/npz: file as a run would and describe it; Invalid names what is wrong."""
+def check_data_file(
+    kind: str, path: Path, field: str, targets: list[str | int] | None = None
+) -> DataShape:
+    """Read a csv:/npz: file as a run would and describe it; Invalid names what is wrong.
+    ``targets``: the CSV's target columns (the spec's ``targets:``; default the last)."""
     stat = path.stat()
-    key = (str(path), stat.st_mtime, stat.st_size)
+    key = (f"{path};{targets}", stat.st_mtime, stat.st_size)
     shape = _FILE_SHAPES.get(key)
     if shape is not None:
         return shape
     try:
         # the same reader the runs use, so that what passes here is what they will train on
-        data = load_dataset(f"{kind}:{path}")
+        opts = {} if targets is None else {"targets": targets}
+        data = load_dataset(f"{kind}:{path}", **opts)
     except ValueError as exc:
         raise Invalid(field, " ".join(str(exc).split())) from None
     X, Y = data.X, data.Y

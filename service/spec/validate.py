@@ -36,6 +36,7 @@ TOP_LEVEL = (
     "parameters",
     "metric",
     "run_cap",
+    "targets",  # a csv's target columns (service.targets)
 )
 TOP_LEVEL = (*TOP_LEVEL, "early_terminate")  # issue 15: service/spec/early_terminate.py
 METHODS = ("grid", "random", "tpe", "gp", "cmaes")  # the last three: service.search
@@ -85,6 +86,10 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
             f"must be a non-empty string (quote it if it looks like a number), got {show(name)}",
         )
     dataset = check_dataset(data.get("dataset"), base_dir)
+    from service.targets import apply_targets
+
+    plain_dataset = dataset
+    dataset, targets = apply_targets(data, dataset)
 
     method = data.get("method", "grid")
     if method not in METHODS:
@@ -153,7 +158,9 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
     if samples is not None:
         _check_count(samples, len(seeds), max_runs, "samples")
         drawn = draw_configs(dataset, axes_t, samples, sampler_seed)
-    spec_dict: dict[str, Any] = {"name": name, "dataset": dataset, "method": method}
+    spec_dict: dict[str, Any] = {"name": name, "dataset": plain_dataset, "method": method}
+    if targets is not None:
+        spec_dict["targets"] = targets
     if samples is not None:
         spec_dict.update(samples=samples, sampler_seed=sampler_seed)
     if run_cap is not None:

@@ -344,3 +344,36 @@ def test_db_option_beats_environment_beats_config_file(
     assert len(json.loads(listing.stdout)) == 1
     bad = CliRunner().invoke(cli, ["--db", "nonsense://x", "sweep", "list"], env={})
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
+
+
+# --- targets: multi-output CSV data from a spec -------------------------------------------------
+
+
+def test_spec_targets_name_the_csv_output_columns(lab: Bplab) -> None:
+    (lab.cwd / "two.csv").write_text("a,b,y1,y2\n0,0,0,1\n0,1,1,0\n1,0,1,0\n1,1,0,1\n")
+    spec = tiny_spec(dataset="csv:two.csv", targets=["y1", "y2"])
+    lab("sweep", "run", str(lab.write_spec("s.yaml", spec)), "-w", "2")
+    show = lab.json("sweep", "show", "1")[0]
+    assert show["spec"]["targets"] == ["y1", "y2"]
+    assert show["dataset"].endswith('two.csv;targets=["y1", "y2"]')
+    lab("run", "weights", "1", "-o", str(lab.cwd / "w.npz"))
+    import numpy as np
+
+    with np.load(lab.cwd / "w.npz") as w:
+        assert w["W1"].shape == (2, 2) and w["W2"].shape == (2, 2)  # 2 inputs, 2 outputs
+    assert {r["status"] for r in lab.json("runs", "1")} == {"succeeded"}
+    lab("sweep", "extend", "1", "--seeds", "3", "-w", "2")  # the same file, the same targets
+    assert count(lab.url, "SELECT COUNT(*) FROM runs") == 6
+    for targets, message in (
+        (["y1", "zz"], "no column named 'zz'"),
+        ([], "empty list"),
+        (["y1", "y1"], "names a column twice"),
+        ([0, 1, 2, 3], "leave at least one input column"),
+        ([True], "targets[0]: must be a column name or a column index"),
+    ):
+        bad = lab.write_spec("bad.yaml", tiny_spec(dataset="csv:two.csv", targets=targets))
+        line = one_line_exit_2(lab, "sweep", "run", str(bad))
+        assert "targets" in line and message in line, targets
+    xor = lab.write_spec("xor.yaml", tiny_spec(targets="y"))
+    assert "names columns of a csv: dataset" in one_line_exit_2(lab, "sweep", "plan", str(xor))
+    assert count(lab.url, "SELECT COUNT(*) FROM sweeps") == 1
