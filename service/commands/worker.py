@@ -80,6 +80,8 @@ def worker(
         argv += ["--queues", queues]
 
     env = dict(os.environ)
+    # The tasks read the settings afresh: `bplab --db URL worker` must reach them as well.
+    env["BPLAB_DATABASE_URL"] = settings.database_url
     for name in BLAS_THREAD_VARIABLES:
         env[name] = "1"
     click.echo(
