@@ -164,9 +164,20 @@ def test_running_sweep_updates_without_reload(
     assert page.evaluate("() => window.__sameDocument") == "yes"  # no reload happened
     assert any("after=40" in u for u in curve_calls)  # the poll asked only for new epochs
 
+    # A running run's page follows it the same way.
+    run_id = min(attempts)
+    page.goto(f"{server.base}/runs/{run_id}")
+    page.wait_for_selector("#chart-max-epoch:text-is('90')", timeout=10_000)
+    page.evaluate("() => { window.__sameDocument = 'run'; }")
+    _write_epochs(dashboard_db.url, attempts, 91, 120)
+    page.wait_for_selector("#chart-max-epoch:text-is('120')", timeout=10_000)
+    assert page.evaluate("() => window.__sameDocument") == "run"
+
+    _open_sweep(page, server.base, sweep_id)
+    page.evaluate("() => { window.__sameDocument = 'yes'; }")
     with session_scope(dashboard_db.url) as s:
         for run_id, attempt in attempts.items():
-            repo.finish_run(s, run_id, attempt, status="succeeded", epochs_run=90, final_loss=0.18)
+            repo.finish_run(s, run_id, attempt, status="succeeded", epochs_run=120, final_loss=0.15)
     page.wait_for_selector("#live-badge", state="hidden", timeout=10_000)
     assert "succeeded 4" in page.locator("#counts").inner_text()
     assert page.evaluate("() => window.__sameDocument") == "yes"
