@@ -14,14 +14,22 @@ every running member, in this order:
 3. a member that goes on gets a checkpoint after every ``checkpoint_every``-th epoch;
 4. a member that reached its ``epochs`` ends "completed".
 
-Before an epoch it gives the learning rate and momentum in force (``Phases``, the schedule).
-The engine does no I/O here either: the caller answers through the callbacks.
+The callbacks run before the decision (they see only the metrics, never the control's
+state), so a loop calls them first and passes on what they asked; the precedence above
+holds all the same. Before an epoch the control gives the learning rate and momentum in
+force (``phase``, ``Phases``: the schedule). No I/O: the caller answers through callbacks.
 
-A population's common epoch (all finite, nobody stops) must cost a few whole-array
-operations, not K calls: ``Control.decide`` first screens the members with whole-array
-tests that are true whenever ``Rule.judge`` could decide anything for a member (non-finite
-numbers, max_error below an unsolved member's stop_within, loss below its stop_loss) and
-asks the rule for the screened members only. The rule is written once, in ``Rule``.
+``One`` decides for a single net on Python numbers (``train``'s loop pays no array
+operation for it); ``Control`` decides for a population's running members. A population's
+common epoch (all finite, nobody stops) must cost a few whole-array operations, not K
+calls: ``Control`` first screens the members with whole-array tests that are true whenever
+``Rule.judge`` could decide anything for a member (non-finite numbers, max_error below an
+unsolved member's stop_within, loss below its stop_loss) and asks the rule for the
+screened members only. Either way the rule is the one written in ``Rule.judge``.
+
+API for a caller (the service's pruning, say): ``on_epochs(members, epochs, metrics)``,
+accepted by ``train`` and ``train_population`` alike (``PopulationCallback``), sees every
+running member's metrics of the epoch as arrays and returns the members to stop now.
 """
 
 from __future__ import annotations
@@ -197,7 +205,8 @@ class Control:
         self.any_within = not np.isnan(self.within).all()
         self.any_stop_loss = not np.isnan(self.stop_loss).all()
         # no member reaches its last epoch before this many epochs have run
-        self.first_limit_it = int((self.limit - self.first).min())
+        left = self.limit - self.first
+        self.first_limit_it = int(left.min()) if left.size else 0
 
     def epochs(self) -> Array:
         """Each running member's number for the epoch about to run."""
