@@ -22,6 +22,7 @@ from service import compare as cmp
 from service.curves import Curve, aggregate
 from service.db import dashboard_queries as dq
 from service.db import repository as repo
+from service.db.queries import last_val_accuracy
 from service.results import PENDING, SUMMARY_COLUMNS, param_value, summarize
 from service.web.errors import BadRequest, NotFoundError
 
@@ -80,7 +81,8 @@ def parse_statuses(text: str | None) -> list[str] | None:
     if not text:
         return None
     names = [s.strip() for s in text.split(",") if s.strip()]
-    allowed = (*repo.RUN_STATUSES, "pruned")
+    # "pruned" even before the schema has it: a filter that matches nothing is no error
+    allowed = list(dict.fromkeys((*repo.RUN_STATUSES, "pruned")))
     bad = [s for s in names if s not in allowed]
     if bad:
         raise BadRequest(f"status: unknown status {bad[0]!r}; allowed: {', '.join(allowed)}")
@@ -94,6 +96,11 @@ def results_table(
     label, filter (for compare), runs and whether it only diverged."""
     by = sweep["swept"]
     runs = dq.sweep_runs(session, sweep["id"], statuses)
+    if any(r["config"].get("validation_split") for r in runs):
+        # The runs table has no val_accuracy: `bplab results` reads the last epoch's.
+        found = last_val_accuracy(session, sweep["id"])
+        for run in runs:
+            run["val_accuracy"] = found.get(run["id"])
     keys = _keys(runs, by)
     members: dict[str, list[dict[str, Any]]] = {}
     for run in runs:

@@ -16,7 +16,9 @@ function num(v) {
 // The columns `bplab results` prints, each with what it shows and what it sorts by.
 function tableColumns() {
   const rows = state.rows;
-  const extra = ["cancelled", "pending", "pruned"].filter((c) => rows.some((r) => r[c]));
+  // Columns empty in every row are left out, as `bplab results` leaves them out.
+  const extra = ["cancelled", "pruned", "pending"].filter((c) => rows.some((r) => r[c]));
+  const has = (key) => rows.some((r) => r[key] !== null && r[key] !== undefined);
   const cols = state.sweep.swept.map((n) => ({ name: n, show: (r) => r[n], key: (r) => r[n] }));
   cols.push({ name: "seeds", show: (r) => r.seeds, key: (r) => r.seeds });
   cols.push({ name: "ok/div/fail", show: (r) => `${r.succeeded}/${r.diverged}/${r.failed}`, key: (r) => r.succeeded });
@@ -26,11 +28,19 @@ function tableColumns() {
       (r.final_loss_sd === null ? "" : ` ± ${Number(num(r.final_loss_sd).toPrecision(2))}`) });
   cols.push({ name: "best loss", show: (r) => bplab.fmt(r.best_loss), key: (r) => num(r.best_loss) });
   cols.push({ name: "accuracy", show: (r) => bplab.fmt(r.accuracy_mean), key: (r) => num(r.accuracy_mean) });
-  cols.push({ name: "solved", key: (r) => num(r.success_rate), show: (r) =>
-    r.success_rate === null ? "-" : `${Math.round(100 * r.success_rate)}%` });
-  cols.push({ name: "epochs to solve", key: (r) => num(r.solved_epoch_median), show: (r) =>
-    r.solved_epoch_median === null ? "-" :
-      `${r.solved_epoch_median} [${r.solved_epoch_q1}–${r.solved_epoch_q3}]` });
+  if (has("val_loss_mean")) {
+    cols.push({ name: "val loss", show: (r) => bplab.fmt(r.val_loss_mean), key: (r) => num(r.val_loss_mean) });
+  }
+  if (has("val_accuracy_mean")) {
+    cols.push({ name: "val acc", show: (r) => bplab.fmt(r.val_accuracy_mean), key: (r) => num(r.val_accuracy_mean) });
+  }
+  if (has("success_rate")) {
+    cols.push({ name: "solved", key: (r) => num(r.success_rate), show: (r) =>
+      r.success_rate === null ? "-" : `${Math.round(100 * r.success_rate)}%` });
+    cols.push({ name: "epochs to solve", key: (r) => num(r.solved_epoch_median), show: (r) =>
+      r.solved_epoch_median === null ? "-" :
+        `${r.solved_epoch_median} [${r.solved_epoch_q1}–${r.solved_epoch_q3}]` });
+  }
   cols.push({ name: "wall s", show: (r) => bplab.fmt(r.wall_time_mean_s), key: (r) => num(r.wall_time_mean_s) });
   return cols;
 }
