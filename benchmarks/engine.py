@@ -333,20 +333,25 @@ def main() -> None:
         action="store_true",
         help="also time the population rows with the member-major layout forced",
     )
+    parser.add_argument(
+        "--bplab-only",
+        action="store_true",
+        help="time bplab alone (no scikit-learn, no PyTorch): for before/after comparisons",
+    )
     args = parser.parse_args()
     rows: list[dict] = []
     pop_rows: list[dict] = []
     with threadpool_limits(limits=1):
         for w in workloads(args.quick) if args.only != "population" else []:
             eps = {}
-            runners = {
-                "bplab": lambda s, w=w: run_bplab(w, s),
-                "sklearn": lambda s, w=w: run_sklearn(w, s),
-                "torch": lambda s, w=w: run_torch(w, s, evaluate=False),
-            }
+            runners = {"bplab": lambda s, w=w: run_bplab(w, s)}
+            if not args.bplab_only:
+                runners["sklearn"] = lambda s, w=w: run_sklearn(w, s)
+                runners["torch"] = lambda s, w=w: run_torch(w, s, evaluate=False)
             if w["batch"] is not None:
                 runners["bplab running"] = lambda s, w=w: run_bplab(w, s, "running")
-                runners["torch+eval"] = lambda s, w=w: run_torch(w, s, evaluate=True)
+                if not args.bplab_only:
+                    runners["torch+eval"] = lambda s, w=w: run_torch(w, s, evaluate=True)
             for lib, t in best_times(runners, args.repeats).items():
                 eps[lib] = None if t is None else w["epochs"] / t
             row = {
