@@ -158,7 +158,10 @@ def extend(
         return
 
     def record(session: Any) -> list[int]:
-        return extend_sweep(session, sweep_id, seeds=seeds, more=more, more_seeds=more_seeds)
+        try:  # planned again under the sweep's lock: another extend may have come first
+            return extend_sweep(session, sweep_id, seeds=seeds, more=more, more_seeds=more_seeds)
+        except ManageError as exc:
+            raise BadInput(str(exc)) from None
 
     if sweep["backend"] == "celery":
         _extend_on_celery(settings, sweep_id, record)
