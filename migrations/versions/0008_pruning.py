@@ -1,7 +1,7 @@
 """Early stopping (issue 15): the 'pruned' run status, what pruned a run, pruned_configs.
 
 Revision ID: 0008_pruning
-Revises: 0006_search
+Revises: 0007_management
 Create Date: 2026-12-03 10:00:00
 
 - runs.status may be 'pruned' (the CHECK constraint is widened).
@@ -35,7 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from service.config import get_settings
 
 revision: str = "0008_pruning"
-down_revision: str | None = "0006_search"
+down_revision: str | None = "0007_management"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
