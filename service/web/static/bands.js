@@ -60,7 +60,9 @@ class BandChart {
     const shown = this.groups.filter((g) => g.shown);
     const xs = [...new Set(shown.flatMap((g) => g.epochs))].sort((a, b) => a - b);
     const at = new Map(xs.map((x, i) => [x, i]));
-    const clean = (v) => (v === null || (this.log && v <= 0) ? null : v);
+    // A diverging run reaches 1e288 within a few epochs: held at a ceiling, the axis keeps
+    // readable ticks (uPlot's log axis gives up over hundreds of decades).
+    const clean = (v) => (v === null || (this.log && v <= 0) ? null : Math.min(v, 1e12));
     const columns = [xs];
     for (const g of shown) {
       for (const key of ["mean", "low", "high"]) {
@@ -89,7 +91,9 @@ class BandChart {
       width, height: 360, series, bands,
       legend: { show: false },
       scales: { x: { time: false }, y: this.log ? { distr: 3 } : {} },
-      axes: [{ label: "epoch" }, {}],
+      // Short tick labels (1e+7, 0.001) in a fixed gutter: a diverged run's range would
+      // otherwise push long ones off the canvas.
+      axes: [{ label: "epoch" }, { size: 60, values: (u, ticks) => ticks.map(bplab.tick) }],
       cursor: { drag: { x: true, y: false } },
       hooks: { setCursor: [(u) => this.showValues(u, shown)] },
     };

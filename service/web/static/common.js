@@ -31,6 +31,12 @@ const bplab = {
     return String(value);
   },
 
+  tick(v) {
+    if (v === null || v === undefined) return "";
+    const a = Math.abs(v);
+    return a !== 0 && (a >= 1e5 || a < 1e-3) ? v.toExponential(0) : String(Number(v.toPrecision(3)));
+  },
+
   statusSpans(container, counts) {
     container.replaceChildren();
     for (const [status, n] of Object.entries(counts)) {

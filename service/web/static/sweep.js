@@ -25,7 +25,8 @@ function tableColumns() {
   for (const c of extra) cols.push({ name: c, show: (r) => r[c], key: (r) => r[c] });
   cols.push({ name: "final loss", key: (r) => num(r.final_loss_mean), show: (r) =>
     r.final_loss_mean === null ? "-" : bplab.fmt(r.final_loss_mean) +
-      (r.final_loss_sd === null ? "" : ` ± ${Number(num(r.final_loss_sd).toPrecision(2))}`) });
+      (r.final_loss_sd === null ? "" : ` ± ${typeof r.final_loss_sd === "string"
+        ? r.final_loss_sd : Number(r.final_loss_sd.toPrecision(2))}`) });
   cols.push({ name: "best loss", show: (r) => bplab.fmt(r.best_loss), key: (r) => num(r.best_loss) });
   cols.push({ name: "accuracy", show: (r) => bplab.fmt(r.accuracy_mean), key: (r) => num(r.accuracy_mean) });
   if (has("val_loss_mean")) {
