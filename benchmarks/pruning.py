@@ -60,7 +60,7 @@ GRIDS: dict[str, dict[str, Any]] = {
         "dataset": "digits",
         "seeds": 3,
         "metric": "val_loss",
-        "min_epochs": 2,
+        "min_epochs": 5,
         "parameters": {
             "learning_rate": [0.003, 0.01, 0.03, 0.1],
             "hidden": [8, 32],

@@ -21,6 +21,15 @@ FIELD = "early_terminate"
 # More brackets than this would start the last one past any sensible epoch budget
 # (min_epochs * eta**b grows geometrically).
 MAX_BRACKETS = 10
+# What the peers call these keys (Hyperband's and Ray's eta, Ray's grace_period, Optuna's
+# min_resource, W&B's min_iter), for the did-you-mean of an unknown key.
+ALIASES = {
+    "eta": "reduction_factor",
+    "grace_period": "min_epochs",
+    "min_resource": "min_epochs",
+    "min_iter": "min_epochs",
+    "mode": "metric",
+}
 
 
 def check_early_terminate(raw: Any, axes: dict[str, Axis]) -> dict[str, Any]:
@@ -29,7 +38,8 @@ def check_early_terminate(raw: Any, axes: dict[str, Axis]) -> dict[str, Any]:
         raise Invalid(FIELD, f"must be a mapping with type: {' | '.join(TYPES)}, got {show(raw)}")
     for key in raw:
         if key not in KEYS:
-            message = unknown_name("key", None, KEYS, keep_order=True, hint=suggest(str(key), KEYS))
+            hint = suggest(str(key), KEYS, ALIASES)
+            message = unknown_name("key", None, KEYS, keep_order=True, hint=hint)
             raise Invalid(f"{FIELD}.{key}", message)
     kind = raw.get("type")
     if kind not in TYPES:
