@@ -27,7 +27,11 @@ def _record_then_break_the_data(bplab: Bplab) -> None:
     from service.sweeps import create_sweep_from_spec
 
     with session_scope(bplab.url) as session:
-        create_sweep_from_spec(session, load_spec(spec), backend="local")
+        sweep_id = create_sweep_from_spec(session, load_spec(spec), backend="local")
+        # as if recorded before data files were hashed: resume refuses a changed file (issue 19)
+        from service.db.management import set_data_hash
+
+        set_data_hash(session, sweep_id, None)
     data.write_text("a,y\n0,zero\n")
 
 
