@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from engine import Dataset, Network
+from engine import Dataset
 from service.datasets import cached_dataset
 from service.db import dashboard_queries as dq
 from service.db import repository as repo
 from service.inspection import hidden_rows, layer_weights, unit_names
 from service.networks import network_from_config
 from service.records import RUN_FIELDS
+from service.web.errors import NotFoundError
 from service.web.sweep_data import finite_list
 
 # A dataset of thousands of patterns would make a page nobody reads: show the first ones.
@@ -27,8 +28,6 @@ MAX_PATTERNS = 256
 
 def run_header(session: Session, run_id: int) -> dict[str, Any]:
     """The run's fields and parameters and its sweep's name; NotFoundError if none."""
-    from service.web.errors import NotFoundError
-
     row = repo.get_run(session, run_id) if 0 < run_id < 2**31 else None
     if row is None:
         raise NotFoundError(f"run {run_id} does not exist")
@@ -76,15 +75,11 @@ def network_view(session: Session, run: dict[str, Any]) -> dict[str, Any]:
     if dataset is None:
         view["note"] = f"dataset {config.get('dataset')!r} cannot be read; no hidden values"
         return view
-    rows = _hidden(net, dataset, names)
+    rows = hidden_rows(net, dataset, names)
     view["patterns"] = rows[:MAX_PATTERNS]
     view["patterns_total"] = len(rows)
     view["pattern_columns"] = list(rows[0]) if rows else []
     return view
-
-
-def _hidden(net: Network, dataset: Dataset, names: list[list[str]]) -> list[dict[str, Any]]:
-    return hidden_rows(net, dataset, names)
 
 
 def _dataset(name: str) -> Dataset | None:
