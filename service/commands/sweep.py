@@ -161,7 +161,8 @@ def list_sweeps(
     if path is None or path.exists():  # a reader never creates the file: no file, no sweeps
         with session_scope(settings.database_url, readonly=True) as session:
             rows = filter_sweeps(session, name, dataset, wanted, compact=fmt == "table")
-    if not rows and fmt == "table" and (name or dataset or tags):
+    filtered = name or dataset or tags
+    if not rows and fmt == "table" and filtered and (path is None or path.exists()):
         click.echo("no sweep matches these filters")
         return
     if not rows and fmt == "table":

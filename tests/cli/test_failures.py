@@ -52,6 +52,12 @@ def commands(tmp: Path) -> dict[str, list[str]]:
         "export": ["export", "1", "-o", str(tmp / "e.csv")],
         "inspect": ["inspect", "1"],
         "sql": ["sql", "SELECT COUNT(*) AS n FROM runs"],
+        # issue 19's (sweep delete: tests/cli/test_manage.py)
+        "best": ["best", "1"],
+        "sweep extend": ["sweep", "extend", "1", "--seeds", "3", "--workers", "1"],
+        "sweep rename": ["sweep", "rename", "1", "tiny"],
+        "sweep tag": ["sweep", "tag", "1", "owner=ana"],
+        "sweep note": ["sweep", "note", "1", "a note"],
         "worker": ["worker"],
     }
 
@@ -74,6 +80,7 @@ READERS = {
     "export",
     "inspect",
     "sql",
+    "best",
 }
 
 
