@@ -6,11 +6,9 @@ See ``engine.network`` for the parameter layout these act on.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from .costs import MEAN_COSTS, output_delta
 
 if TYPE_CHECKING:
     from .network import Network
@@ -139,20 +137,3 @@ def backward_layers(
             dot(rows, deltas[k], out=tmp)
             dj += tmp
         grad_hidden(outs[j], dj, tmp)
-
-
-def output_deltas(net: Network, ws: Any, rows_sum_to_one: bool, factor: Any) -> None:
-    """dE/di at the outputs into ``ws.deltas[-1]`` from ``ws.out`` and ``ws.diff = out - y``,
-    times ``factor``, for one net's workspace or a stack's (``factor`` per member, (K, 1, 1))."""
-    scale = (1.0 / ws.m if net.cost in MEAN_COSTS else 1.0) * factor
-    output_delta(
-        net.cost,
-        net.output_activation,
-        ws.out,
-        ws.y,
-        ws.diff,
-        ws.deltas[-1],
-        ws.tmps[-1],
-        scale,
-        rows_sum_to_one,
-    )

@@ -36,9 +36,9 @@ from .activations import (
     OUTPUT_ACTIVATIONS,
     check_name,
 )
-from .costs import COSTS, MEAN_COSTS, cost_sum
+from .costs import COSTS, MEAN_COSTS, cost_sum, output_delta
 from .initializers import check_init, init_layer
-from .layers import Workspace, backward_layers, forward_layers, output_deltas
+from .layers import Workspace, backward_layers, forward_layers
 from .masks import normalise_masks
 
 Array = np.ndarray
@@ -212,7 +212,18 @@ class Network:
         """dE/di at the outputs from ``ws.out`` and ``ws.diff = out - y``, times ``factor``
         (a trainer passes -learning_rate: backprop is linear in the output deltas, so the
         gradient then comes out as the step, without a pass over the parameters)."""
-        output_deltas(self, ws, rows_sum_to_one, factor)
+        scale = (1.0 / ws.m if self.cost in MEAN_COSTS else 1.0) * factor
+        output_delta(
+            self.cost,
+            self.output_activation,
+            ws.out,
+            ws.y,
+            ws.diff,
+            ws.deltas[-1],
+            ws.tmps[-1],
+            scale,
+            rows_sum_to_one,
+        )
 
     # -- public maths -------------------------------------------------------
     def _check_x(self, X: Array) -> Array:

@@ -38,7 +38,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import DERIVATIVES, FORWARD
-from .layers import output_deltas
 from .network import Network, forward_layers
 from .verify import _einsum_ok, _gemm_ok, _sample_major
 
@@ -200,8 +199,9 @@ class Stack:
     def output_delta(
         self, ws: StackedWorkspace, rows_sum_to_one: bool, factor: float | Array = 1.0
     ) -> None:
-        """``Network.output_delta``; ``factor``: 1.0, or per member (K, 1, 1)."""
-        output_deltas(self.template, ws, rows_sum_to_one, factor)
+        """``Network.output_delta``, whose arithmetic broadcasts over the members; ``factor``:
+        1.0, or per member (K, 1, 1)."""
+        self.template.output_delta(ws, rows_sum_to_one, factor)  # type: ignore[arg-type]
 
 
 def _units(a: Array) -> Array:

@@ -218,24 +218,22 @@ class _Updates:
             self.net.run(self.ws)
             np.subtract(self.ws.out, self.ws.y, out=self.ws.diff)
 
-    def _update(self, w: Workspace) -> None:
-        net = self.net
-        net.output_delta(w, self.rows_sum_to_one, self.factor)
-        net.backprop(w)
-        if self.decay is not None:
-            net.grad += np.multiply(net.theta, self.decay, out=self.decay_tmp)
-        self.opt.step(net.theta, net.grad, self.lr, self.mom)
-
     def full_epoch(self, rng: np.random.Generator) -> tuple[float, float | None, float]:
-        scorer, running = self.scorer, self.running
+        net, ws, scorer, running, decay = self.net, self.ws, self.scorer, self.running, self.decay
         if running:  # the weights this epoch starts from; also leaves ws.diff
             metrics = scorer.score(run=False)
-        self._update(self.ws)
-        self.net.run(self.ws)
+        net.output_delta(ws, self.rows_sum_to_one, self.factor)
+        net.backprop(ws)
+        if decay is not None:
+            net.grad += np.multiply(net.theta, decay, out=self.decay_tmp)
+        self.opt.step(net.theta, net.grad, self.lr, self.mom)
+        net.run(ws)
         return metrics if running else scorer.score(run=False)
 
     def batch_epoch(self, rng: np.random.Generator) -> tuple[float, float | None, float]:
         net, X, Y, n, batch = self.net, self.X, self.Y, self.n, self.batch
+        theta, grad, decay, step = net.theta, net.grad, self.decay, self.opt.step
+        rows_sum_to_one, factor, lr, mom = self.rows_sum_to_one, self.factor, self.lr, self.mom
         sums = self.scorer.running_sums() if self.running else None
         perm = rng.permutation(n)
         for start in range(0, n, batch):  # type: ignore[arg-type]
@@ -253,7 +251,11 @@ class _Updates:
                 sums.add(w, idx)  # also leaves w.diff
             else:
                 np.subtract(w.out, w.y, out=w.diff)
-            self._update(w)
+            net.output_delta(w, rows_sum_to_one, factor)
+            net.backprop(w)
+            if decay is not None:
+                grad += np.multiply(theta, decay, out=self.decay_tmp)
+            step(theta, grad, lr, mom)
         return self.scorer.score() if sums is None else sums.result()
 
 
