@@ -10,6 +10,7 @@ Create Date: 2026-12-05 12:00:00
 - sweep_tags: key -> value labels of a sweep (`bplab sweep tag`), one row per key, so that
   `sweep list --tag k=v` is an indexed SQL filter on both databases (a JSON column would need
   a different operator on each).
+- checkpoints of runs that have ended are deleted (from now on, where the run ends).
 - uq_runs_sweep_id_config_key_seed: a sweep holds each (configuration, seed) cell once.
   Submission already expanded distinct cells; `sweep extend` adds only missing ones, and the
   index makes a second copy impossible even when two extends race.
@@ -61,6 +62,13 @@ def upgrade() -> None:
         "runs",
         ["sweep_id", "config_key", "seed"],
         unique=True,
+    )
+    # Checkpoints of runs that have ended were kept until now; a finished run never resumes
+    # (a retry starts from epoch 0), so they only took room. From here on the finishing
+    # transaction deletes them (service.db.attempts.drop_finished_checkpoints).
+    op.execute(
+        "DELETE FROM checkpoints WHERE run_id IN (SELECT id FROM runs WHERE status IN "
+        "('succeeded', 'diverged', 'failed', 'cancelled'))"
     )
     _grant(grant=True)
 
