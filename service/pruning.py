@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from service.db import pruning as db
+from service.db import repository as repo
+from service.db.repository import StaleAttempt
 from service.db.retry import with_retry
 from service.db.session import session_scope
 
@@ -295,6 +297,22 @@ def _standing(session: Any, runs: Sequence[_Run | None]) -> dict[int, Decision]:
     return out
 
 
+def finish_unstarted(job: Any, epoch: int, decision: Decision) -> str | None:
+    """End a claimed run of a configuration already pruned, without training it (its
+    attempt's fenced write through ``job``, a RunJob); its final status, None if not ours."""
+    summary = {"status": "pruned", "epochs_run": epoch, **summary_fields(decision)}
+
+    def body(session: Any) -> None:
+        if not repo.finish_runs(session, [(job.run_id, job.attempt, summary)]):
+            raise StaleAttempt(job.run_id, job.attempt)
+
+    try:
+        job.transaction(body, "pruned")
+    except StaleAttempt:
+        return job.after_stale()
+    return "pruned"
+
+
 def summary_fields(decision: Decision | None) -> dict[str, Any]:
     """The run columns a final write sets: a pruned run's decision, None for any other."""
     if decision is None:
@@ -342,6 +360,7 @@ __all__ = [
     "Decision",
     "Pruner",
     "epoch_budget",
+    "finish_unstarted",
     "judge",
     "rungs",
     "score",

@@ -34,7 +34,7 @@ from service.db.session import session_scope
 from service.execution.job import CheckpointPacer, RunJob
 from service.execution.recording import FLUSH_ROWS, EpochRecorder, final_summary
 from service.networks import network_from_config
-from service.pruning import Decision, Pruner, summary_fields
+from service.pruning import Decision, Pruner, finish_unstarted, summary_fields
 
 log = logging.getLogger("bplab.population")
 
@@ -332,7 +332,7 @@ class Population:
         m = self.live[k]
         assert m.history is not None and m.rec is not None
         summary = final_summary(m.rec, m.history, time.perf_counter() - m.started)
-        return {**summary, **summary_fields(m.pruned)}
+        return {**summary, **self._pruned_fields(m)}
 
     def _final_write(self, session: Session, m: Member) -> str:
         """The member's summary (its weights are already in), or, when it was stopped, its
@@ -345,7 +345,7 @@ class Population:
             repo.release_run(session, m.run_id, m.attempt)
             return "queued"
         summary = final_summary(m.rec, h, time.perf_counter() - m.started)
-        summary.update(summary_fields(m.pruned))
+        summary.update(self._pruned_fields(m))
         if not repo.finish_runs(session, [(m.run_id, m.attempt, summary)]):
             raise StaleAttempt(m.run_id, m.attempt)
         return str(summary["status"])
@@ -355,6 +355,11 @@ class Population:
     def _ended(m: Member) -> bool:
         """Trained to its end or pruned: its summary is final (a stopped run goes back)."""
         return m.history.outcome != "stopped" or m.pruned is not None  # type: ignore[union-attr]
+
+    @staticmethod
+    def _pruned_fields(m: Member) -> dict[str, Any]:
+        # A member that diverged, solved or completed in the epoch it was judged ends as that.
+        return summary_fields(m.pruned if m.history.outcome == "stopped" else None)  # type: ignore[union-attr]
 
     def _prune_claimed(self, live: list[Member]) -> list[Member]:
         """Load the rule of the members' sweep; a run whose configuration a rule has already
@@ -367,18 +372,7 @@ class Population:
         for k, decision in standing.items():
             m = live[k]
             m.pruned, m.done = decision, True
-            start = m.checkpoint[0] if m.checkpoint else 0
-            summary = {"status": "pruned", "epochs_run": start, **summary_fields(decision)}
-
-            def body(session: Session, m: Member = m, summary: dict = summary) -> None:
-                if not repo.finish_runs(session, [(m.run_id, m.attempt, summary)]):
-                    raise StaleAttempt(m.run_id, m.attempt)
-
-            try:
-                m.job.transaction(body, "pruned")
-                m.status = "pruned"
-            except StaleAttempt:
-                m.status = m.job.after_stale()
+            m.status = finish_unstarted(m.job, m.checkpoint[0] if m.checkpoint else 0, decision)
         keep = [k for k in range(len(live)) if k not in standing]
         self.pruner.bind(keep, [live[k].run_id for k in keep])
         return [live[k] for k in keep]
