@@ -63,6 +63,10 @@ OUTCOMES = ("completed", "stop_loss", "solved", "diverged", "stopped")
 PopulationCallback = Callable[[Array, Array, dict[str, Array | None]], Collection[int] | None]
 
 
+# bound once: the single net's loop calls One.after_epoch every epoch
+_isfinite, _add_reduce = math.isfinite, np.add.reduce
+
+
 class StopTraining(Exception):  # noqa: N818 - the name is the public contract
     """Raise inside ``on_epoch`` to stop training (outcome "stopped")."""
 
@@ -161,7 +165,7 @@ class One:
     ) -> tuple[int, bool]:
         """(outcome code, whether a checkpoint is due) after ``epoch``; ``stop``: the
         caller's callbacks asked to stop."""
-        finite = math.isfinite(loss) and math.isfinite(np.add.reduce(theta))
+        finite = _isfinite(loss) and _isfinite(_add_reduce(theta))
         if finite and loss < self.best:
             self.best = loss
         code, self.solved = self.rule.judge(epoch, loss, max_err, finite, self.solved)
