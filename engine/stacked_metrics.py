@@ -1,7 +1,10 @@
 """Per-member metrics of a stack: ``engine.metrics``'s Scorer and RunningSums for K members.
 
 Each member's loss is summed as the single net sums it (one BLAS ddot per member, see
-``_dots``); maxima and counts are exact in any order.
+``_dots``); maxima and counts are exact in any order. Why not ``engine.metrics.Scorer``
+itself: it reduces one net's (units, m) arrays to Python numbers, K calls for a
+population; these reduce every member's own axes of (K, units, m) arrays at once. The
+arithmetic from the sums to the metrics is Scorer's own (``result``).
 """
 
 from __future__ import annotations

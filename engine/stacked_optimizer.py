@@ -1,7 +1,10 @@
 """The optimizers of ``engine.optimizers`` for K members at once, rows of (K, P) arrays.
 
 Every operation is the single net's, elementwise, with the member's own learning rate and
-momentum as (K, 1) columns: each row gets the single optimizer's bits.
+momentum as (K, 1) columns: each row gets the single optimizer's bits. Why not the classes
+of ``engine.optimizers`` themselves: they take one scalar learning rate and momentum per
+step and keep one step count (Adam), where a population has K of each; run per member
+they would cost K calls per step, the overhead a population exists to avoid.
 """
 
 from __future__ import annotations
