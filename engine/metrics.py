@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .costs import MEAN_COSTS, cost_sum
@@ -26,6 +28,16 @@ def accuracy_kind(output_activation: str, Y: Array) -> str | None:
     if output_activation == "sigmoid" and bool(np.isin(Y, (0.0, 1.0)).all()):
         return "binary"
     return None
+
+
+def from_sums(
+    total: Any, correct: Any, max_err: Any, n: int, mean: bool, kind: str | None
+) -> tuple[Any, Any, Any]:
+    """(loss, accuracy, max_error) from the sums over the n rows of a set: numbers for one
+    net, (K,) arrays for a population (the same arithmetic, so the same bits)."""
+    loss = total / n if mean else total
+    accuracy = None if kind is None else correct / n
+    return loss, accuracy, max_err
 
 
 class Scorer:
@@ -96,9 +108,7 @@ class Scorer:
         self, total: float, correct: int, max_err: float
     ) -> tuple[float, float | None, float]:
         """(loss, accuracy, max_error) from the sums over every row of the set."""
-        loss = total / self.n if self.mean else total
-        accuracy = None if self.kind is None else correct / self.n
-        return loss, accuracy, max_err
+        return from_sums(total, correct, max_err, self.n, self.mean, self.kind)
 
     def running_sums(self) -> RunningSums:
         return RunningSums(self)

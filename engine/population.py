@@ -198,6 +198,7 @@ class _Population:
 
     def loop(self, on_epoch: MemberCallback | None, on_epochs: PopulationCallback | None) -> None:
         control, records, updates = self.control, self.records, self.updates
+        on_checkpoint = self.on_checkpoint
         while True:
             epochs = control.epochs()
             updates.values_at(epochs)
@@ -217,10 +218,11 @@ class _Population:
                     stop += np.flatnonzero(np.isin(control.members, wanted)).tolist()
             theta = updates.stack.theta
             outcome, due = control.after_epoch(epochs, loss, max_err, theta, stop)
-            for r in due if self.on_checkpoint is not None else ():
-                k, best, solved = int(control.members[r]), control.best[r], control.solved[r]
-                state = self._snapshot(k, r, int(epochs[r]), theta, updates.opt, best, solved)
-                self.on_checkpoint(k, state)
+            if due and on_checkpoint is not None:
+                for r in due:
+                    k, best, solved = int(control.members[r]), control.best[r], control.solved[r]
+                    state = self._snapshot(k, r, int(epochs[r]), theta, updates.opt, best, solved)
+                    on_checkpoint(k, state)
             if outcome is not None and outcome.any() and not self._compact(outcome, epochs):
                 return
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .costs import _ONE_BELOW, _TINY, MEAN_COSTS
-from .metrics import Scorer
+from .metrics import from_sums
 from .network import EVAL_CHUNK, Network
 from .stacked import Stack, StackedWorkspace, head
 
@@ -109,8 +109,11 @@ class StackedScorer:
                 max_err = np.where(e <= max_err, max_err, e)  # as Scorer: nan propagates
         return self.result(total, correct, max_err)
 
-    # ``Scorer.result`` per member: (loss, accuracy, max_error) arrays from the set's sums
-    result = Scorer.result
+    def result(
+        self, total: Array, correct: Array, max_err: Array
+    ) -> tuple[Array, Array | None, Array]:
+        """``Scorer.result`` per member: (loss, accuracy, max_error) from the set's sums."""
+        return from_sums(total, correct, max_err, self.n, self.mean, self.kind)
 
     def running_sums(self) -> StackedRunningSums:
         return StackedRunningSums(self)

@@ -266,7 +266,7 @@ def _as_population(on_epochs: PopulationCallback) -> Callable[[int, Metrics], bo
     def ask(epoch: int, metrics: Metrics) -> bool:
         cols = {k: None if v is None else np.array([v]) for k, v in metrics.items()}
         stop = on_epochs(member, np.array([epoch], dtype=np.int64), cols)
-        return bool(stop) and 0 in stop
+        return stop is not None and 0 in stop
 
     return ask
 
