@@ -500,3 +500,31 @@ def test_on_epochs_stops_a_single_net_as_a_population_of_one():
     net, rng = build([2, 2, 1], 0)
     h = train(net, XOR.X, XOR.Y, cfg, rng=rng, on_epochs=lambda m, e, x: [1])
     assert h.outcome == "completed" and h.epochs == 100
+
+
+@pytest.mark.parametrize("K", [1, 2, 3])
+@pytest.mark.parametrize("batch_size", [2, 3])
+def test_small_populations_with_mini_batches(K, batch_size):
+    """A population of one to three members, one output unit, mini-batches: the one-unit
+    gradient's np.einsum once passed its bit check by chance (the check compared 3 numbers
+    per draw for one member) and gave other bits than np.dot; the check now compares at
+    least engine.verify.TRIAL_RESULTS numbers."""
+    configs = [
+        TrainConfig(learning_rate=0.3 + 0.1 * k, momentum=0.5, epochs=25, batch_size=batch_size)
+        for k in range(K)
+    ]
+    check_population([2, 2, 1], XOR, configs, seeds=list(range(K)))
+
+
+@pytest.mark.parametrize("K,rows,m", [(1, 3, 2), (2, 3, 2), (1, 3, 4), (8, 3, 4), (1, 5, 3)])
+def test_einsum_is_used_only_where_it_gives_np_dot_bits(K, rows, m):
+    from engine import verify
+
+    rng = np.random.default_rng(31)
+    for _ in range(200 if verify._einsum_ok(K, rows, m) else 0):
+        a = rng.standard_normal((K, rows, m))
+        dl = rng.standard_normal((K, 1, m))
+        out = np.zeros((K, rows + 2))
+        np.einsum("kip,kp->ki", a, dl[:, 0], out=out[:, 1 : 1 + rows])
+        for k in range(K):
+            assert np.array_equal(out[k, 1 : 1 + rows], np.dot(a[k], dl[k].T)[:, 0])
