@@ -104,7 +104,7 @@ def train_population(
     run = _Population(nets, X, Y, configs, rngs, kind, rows_sum_to_one, validation)
     run.on_checkpoint, run.on_finish = on_checkpoint, on_finish
     run.restore(states)
-    if run.start(checkpoint_every):
+    if run.start(checkpoint_every if on_checkpoint is not None else None):
         with np.errstate(all="ignore"):
             run.loop(on_epoch, on_epochs)
     return run.histories  # type: ignore[return-value]

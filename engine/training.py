@@ -302,7 +302,7 @@ def train(
     if state is not None:
         _restore(state, net, opt, rng)
         first, best, solved = state.epoch + 1, state.best_loss, state.solved_epoch
-    control = One(config, best, solved, checkpoint_every)
+    control = One(config, best, solved, checkpoint_every if on_checkpoint is not None else None)
     rows = _Rows(net, max(0, config.epochs - first + 1), kind, validation)
     updates = _Updates(net, X, Y, config, kind, rows_sum_to_one, opt)
     ask = None if on_epochs is None else _as_population(on_epochs)
@@ -330,8 +330,8 @@ def train(
             if ask is not None and ask(epoch, metrics):
                 stop = True
             code, due = control.after_epoch(epoch, loss, max_err, theta, stop)
-            if due and on_checkpoint is not None:
-                on_checkpoint(_snapshot(net, opt, rng, epoch, control))
+            if due:
+                on_checkpoint(_snapshot(net, opt, rng, epoch, control))  # type: ignore[misc]
             if code:
                 break
     return rows.history(first, last, code or 5, _snapshot(net, opt, rng, last, control))
