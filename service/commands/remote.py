@@ -58,7 +58,7 @@ def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: 
 
     broker_url = _require_broker(settings)
     spec = load_spec_or_exit(spec_path, max_runs)
-    _submit_estimate(spec)
+    estimate_line = _submit_estimate(spec)
     _refuse_sqlite(settings)
     _check_broker_url(broker_url)
     # Both ends checked before anything is written, so that a wrong URL, a server that does
@@ -69,6 +69,8 @@ def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: 
         check_broker(broker_url, timeout=BROKER_CHECK_TIMEOUT_S)
     except BrokerUnavailable as exc:
         raise BadInput(f"{exc}; nothing was written") from None
+    if estimate_line:  # only once nothing stands in the way: a refusal stays one line
+        click.echo(estimate_line, err=True)
     try:
         done = dispatch_spec(spec, settings.database_url, broker_url)
     except DispatchError as exc:
@@ -85,8 +87,8 @@ def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: 
     return done.sweep_id
 
 
-def _submit_estimate(spec: SweepSpec) -> None:
-    """Print the sweep's cost; refuse only a run no worker could hold.
+def _submit_estimate(spec: SweepSpec) -> str | None:
+    """The sweep's cost as a line to print; refuse only a run no worker could hold.
 
     The workers are other machines, so this one's memory says nothing about them: a run is
     refused only above SUBMIT_MEMORY_BOUND, more than any machine a worker is likely to run on.
@@ -95,7 +97,7 @@ def _submit_estimate(spec: SweepSpec) -> None:
 
     cost = estimate(spec)
     if cost is None:
-        return
+        return None
     if cost.largest_run_bytes > SUBMIT_MEMORY_BOUND:
         raise BadInput(
             f"{spec.name}: its largest run needs about {cost.largest_run_bytes / 1e9:.3g} GB, "
@@ -103,7 +105,7 @@ def _submit_estimate(spec: SweepSpec) -> None:
             f"{SUBMIT_MEMORY_BOUND / 1e9:.0f} GB); use fewer or smaller hidden layers, fewer "
             "epochs or a smaller batch_size; nothing was written"
         )
-    click.echo(describe(cost, 1).replace("on 1 worker(s)", "on one worker"), err=True)
+    return describe(cost, 1).replace("on 1 worker(s)", "on one worker")
 
 
 @click.command("republish")

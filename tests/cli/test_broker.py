@@ -97,7 +97,7 @@ def test_watch_says_when_no_worker_consumes_the_queue(
     }
     code, lines = invoke(["sweep", "submit", str(spec)], env)
     assert code == 0, lines
-    sweep_id = lines[0]
+    sweep_id = next(line for line in lines if line.isdigit())  # stdout's id, beside stderr
     code, lines = invoke(["sweep", "watch", sweep_id, "--timeout", "2", "--interval", "0.2"], env)
     assert code == 1, lines
     note = [line for line in lines if "no worker consumes" in line]
