@@ -101,8 +101,8 @@ def test_plot_sweep_png_and_legend(finished, out_dir) -> None:
     assert legend == [
         "learning_rate=0.5, hidden=2 (10)",
         "learning_rate=0.5, hidden=3 (10)",
-        "learning_rate=2.0, hidden=2 (10)",
-        "learning_rate=2.0, hidden=3 (10)",
+        "learning_rate=2, hidden=2 (10)",
+        "learning_rate=2, hidden=3 (10)",
     ]
     assert fig.axes[0].get_yscale() == "log"
     by_lr = bplab("plot", str(sid), "-o", str(out_dir / "lr.png"), "--by", "learning_rate")
