@@ -140,6 +140,7 @@ def test_list_sweeps_and_status_counts(db_url, session, make_sweep):
         "diverged": 0,
         "failed": 0,
         "cancelled": 0,
+        "pruned": 0,
     }
     listed = repo.list_sweeps(session)
     assert [row["id"] for row in listed] == [a, b]

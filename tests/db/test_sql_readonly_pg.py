@@ -45,6 +45,7 @@ OBJECTS = {
     "search_trials",
     "search_leases",
     "sweep_tags",  # 0007_management
+    "pruned_configs",  # 0008_pruning
 }
 NO_SQL_SETTINGS = {"BPLAB_SQL_ROLE": None, "BPLAB_SQL_PASSWORD": None, "BPLAB_SQL_URL": None}
 
