@@ -1,0 +1,1 @@
+"""The docker-compose stack run for real under a private Docker engine (issue 23)."""
