@@ -211,12 +211,15 @@ def test_submit_a_sweep_to_two_workers_and_read_the_results(stack: Stack) -> Non
             "diverged": 0,
             "failed": 0,
             "cancelled": 0,
+            "pruned": 0,
         }
     ]
 
     # The same results through the read side of the CLI, with the PostgreSQL URL.
     results = stack.bplab("results", str(sweep_id), "--format", "json")
     assert results.returncode == 0, results.stderr
+    # watch's rows also name their sweep (issue 18 item 10); otherwise they are the table's
+    assert all(g.pop("sweep_id") == sweep_id for g in summary)
     assert json.loads(results.stdout) == summary
     listed = stack.bplab("runs", str(sweep_id), "--format", "json")
     assert listed.returncode == 0, listed.stderr
@@ -348,7 +351,8 @@ def test_submit_with_an_unreachable_broker_writes_nothing(stack: Stack) -> None:
     result = stack.bplab(
         "sweep", "submit", str(write_spec(stack)), env=stack.env(BPLAB_BROKER_URL=broker)
     )
-    assert result.returncode == 1, result.stdout + result.stderr
+    # a broker that cannot be reached is bad input: one line, exit 2 (issue 18)
+    assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout == ""
     assert f"redis://:***@127.0.0.1:{port}/0" in result.stderr
     assert "hunter2" not in result.stderr
@@ -364,10 +368,11 @@ def test_submit_to_an_unmigrated_database_publishes_nothing(
     result = stack.bplab(
         "sweep", "submit", str(write_spec(stack)), env=stack.env(BPLAB_DATABASE_URL=empty_pg_url)
     )
-    assert result.returncode == 1, result.stdout + result.stderr
+    # checked before anything is written: one line, exit 2 (issue 18)
+    assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout == ""
     assert "bplab db upgrade" in result.stderr
-    assert "nothing was written or published" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     time.sleep(2)  # time enough for a worker to log a message, had one been published
     assert stack.redis().llen(stack.queue) == 0
     assert stack.worker_logs().count("] received") == received_before

@@ -65,6 +65,7 @@ def test_recover_masks_the_broker_password(db_url: str) -> None:
 
 
 def test_unknown_sweeps_are_a_clear_error(db_url: str) -> None:
+    bplab(db_url, "db", "upgrade")  # a database with no sweep (readers create none)
     for command in ("cancel", "retry", "recover"):
         out = bplab(db_url, "sweep", command, "999", expect=2)  # NotFound: a usage error
         assert "sweep 999 does not exist" in out.output

@@ -49,7 +49,11 @@ def test_valid_groups_reach_the_config() -> None:
             "no hidden layer",
         ),
         ({"input_groups": [], "group_hidden": [6]}, "parameters.input_groups", "non-empty"),
-        ({"input_groups": [24, 0], "group_hidden": [6, 6]}, "parameters.input_groups[1]", ">= 1"),
+        (
+            {"input_groups": [24, 0], "group_hidden": [6, 6]},
+            "parameters.input_groups[1]",
+            "integer in [1, 100,000]",
+        ),
         ({"group_hidden": {"values": [[6, 6]]}}, "parameters.group_hidden", "cannot be swept"),
     ],
 )
@@ -67,11 +71,11 @@ def test_width_is_checked_for_generated_datasets_only(tmp_path) -> None:
     assert config["input_groups"] == [3, 3]
     data = tmp_path / "d.csv"
     data.write_text("a,b,c,y\n0,1,0,1\n")
-    # a file's width is only known when it is read: the runner checks it then
-    spec = parse_spec(
-        {
-            "dataset": f"csv:{data}",
-            "parameters": {"input_groups": [5, 5], "group_hidden": [1, 1], "hidden": 2},
-        }
-    )
-    assert spec.configs()[0]["input_groups"] == [5, 5]
+    # a file is read when the spec is checked (issue 18), so its width is checked then too
+    with pytest.raises(SpecError, match="has 3 inputs"):
+        parse_spec(
+            {
+                "dataset": f"csv:{data}",
+                "parameters": {"input_groups": [5, 5], "group_hidden": [1, 1], "hidden": 2},
+            }
+        )
