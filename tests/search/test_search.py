@@ -105,6 +105,7 @@ class SqlBackend:
 
     def __init__(self, url: str, slots: int = 2, stall: threading.Event | None = None) -> None:
         self.url, self.slots, self.stall = url, slots, stall
+        self.stalling = threading.Event()  # set when the stall begins
         self.submitted: list[int] = []
 
     def submit(self, run_ids: list[int]) -> None:
@@ -122,6 +123,7 @@ class SqlBackend:
     def wait(self, timeout: float) -> None:
         if self.stall is not None and self.stall.is_set():
             self.stall.clear()
+            self.stalling.set()
             time.sleep(2.5)  # past the lease: the other driver takes over meanwhile
         time.sleep(min(timeout, 0.02))
 
@@ -141,9 +143,11 @@ def test_two_drivers_at_once_ask_no_configuration_twice(db_url: str):
         reports[name] = driver.run()
 
     threads = [threading.Thread(target=go, args=("a", a))]
+    stall.set()  # a stalls at its first wait, b (waiting for the lease) takes over
     threads[0].start()
-    time.sleep(0.3)
-    stall.set()  # a stalls at its next wait, b (waiting for the lease) takes over
+    # b starts once a is stalled, not after a fixed sleep: a fast machine finished the whole
+    # search before a sleep of 0.3 s was over, and nothing was taken over
+    assert backend_a.stalling.wait(30)
     threads.append(threading.Thread(target=go, args=("b", b)))
     threads[1].start()
     for t in threads:
