@@ -33,7 +33,7 @@ from .stacked import same_shape
 from .stacked_optimizer import StackedOptimizer
 from .stacked_updates import StackedUpdates
 from .state import TrainState
-from .training import prepare_set
+from .training import prepare_set, train
 
 Array = np.ndarray
 
@@ -100,6 +100,26 @@ def train_population(
     without waiting for the slowest one. NaN or infinite X or Y: ValueError.
     """
     _check(nets, configs, rngs, states)
+    if len(nets) == 1:
+        # A population of one is a single net: train() gives it the same numbers (the
+        # population's guarantee) at less than half the cost per epoch on small nets (XOR
+        # 2-2-1: ~15 against ~34 us), and every lone run of a sweep comes this way.
+        return [
+            _alone(
+                nets[0],
+                X,
+                Y,
+                configs[0],
+                rngs[0],
+                on_epoch,
+                on_epochs,
+                validation,
+                None if states is None else states[0],
+                checkpoint_every,
+                on_checkpoint,
+                on_finish,
+            )
+        ]
     X, Y, kind, rows_sum_to_one = prepare_set(nets[0], X, Y, checkpoint_every, validation)
     run = _Population(nets, X, Y, configs, rngs, kind, rows_sum_to_one, validation)
     run.on_checkpoint, run.on_finish = on_checkpoint, on_finish
@@ -108,6 +128,39 @@ def train_population(
         with np.errstate(all="ignore"):
             run.loop(on_epoch, on_epochs)
     return run.histories  # type: ignore[return-value]
+
+
+def _alone(
+    net: Network,
+    X: Array,
+    Y: Array,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    on_epoch: MemberCallback | None,
+    on_epochs: PopulationCallback | None,
+    validation: tuple[Array, Array] | None,
+    state: TrainState | None,
+    checkpoint_every: int | None,
+    on_checkpoint: Callable[[int, TrainState], None] | None,
+    on_finish: Callable[[int, History], None] | None,
+) -> History:
+    """Member 0 of a population of one, trained by ``train`` with the callbacks adapted."""
+    history = train(
+        net,
+        X,
+        Y,
+        config,
+        rng=rng,
+        on_epoch=None if on_epoch is None else (lambda e, m: on_epoch(0, e, m)),
+        validation=validation,
+        state=state,
+        checkpoint_every=checkpoint_every,
+        on_checkpoint=None if on_checkpoint is None else (lambda st: on_checkpoint(0, st)),
+        on_epochs=on_epochs,
+    )
+    if on_finish is not None:
+        on_finish(0, history)
+    return history
 
 
 class _Population:
