@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 # A population of a few XOR nets trained ~8,000 epochs/s here through a worker when this was
 # written (all members at once), a run alone ~13,000; the engine alone now trains 4-8
-# members at 11,000-17,000 epochs/s (engine/minor.py), so a LONG run still lasts over a
+# members at 11,000-17,000 epochs/s (member-major), so a LONG run still lasts over a
 # second: long enough to be hit mid-way, short enough that the retried runs, trained one by
 # one after the fault, take a few seconds. Checkpoints every 4,000 epochs.
 SHORT = 3_003
