@@ -5,7 +5,7 @@ anywhere is a ValueError listing them.
 """
 
 from .activations import ACTIVATIONS, OUTPUT_ACTIVATIONS
-from .config import EPOCH_METRICS, TrainConfig
+from .config import EPOCH_METRICS, TRAINING_DEFAULTS, TrainConfig
 from .control import OUTCOMES, PopulationCallback, StopTraining
 from .costs import COSTS
 from .datasets import DATASETS, Dataset, load_dataset
@@ -23,6 +23,7 @@ __all__ = [
     "COSTS",
     "DATASETS",
     "EPOCH_METRICS",
+    "TRAINING_DEFAULTS",
     "INITS",
     "OPTIMIZERS",
     "OUTCOMES",

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import ACTIVATIONS, COSTS, EPOCH_METRICS, INITS, OPTIMIZERS, OUTPUT_ACTIVATIONS
+from engine import (
+    ACTIVATIONS,
+    COSTS,
+    EPOCH_METRICS,
+    INITS,
+    OPTIMIZERS,
+    OUTPUT_ACTIVATIONS,
+    TRAINING_DEFAULTS,
+)
 
 from .errors import Invalid, show, unknown_name
 
@@ -208,14 +216,14 @@ PARAMETERS: dict[str, Parameter] = {
     for p in [
         _param(
             "learning_rate",
-            0.5,
+            TRAINING_DEFAULTS["learning_rate"],
             "eps, the step size: dw = -eps dE/dw + alpha dw(t-1); > 0",
             positive_float,
             "float",
         ),
         _param(
             "momentum",
-            0.9,
+            TRAINING_DEFAULTS["momentum"],
             "alpha, the fraction of the previous weight change added; in [0, 1)",
             unit_interval,
             "float",
@@ -250,7 +258,7 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         _param(
             "optimizer",
-            "sgd",
+            TRAINING_DEFAULTS["optimizer"],
             f"weight update: {', '.join(OPTIMIZERS)} (sgd = the paper's momentum rule)",
             choice("optimizer", OPTIMIZERS),
         ),
@@ -264,7 +272,7 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         _param(
             "epochs",
-            1000,
+            TRAINING_DEFAULTS["epochs"],
             "the most epochs (sweeps through the training set) to run; 1 to 1,000,000",
             epoch_count,
             "int",
@@ -279,7 +287,7 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         _param(
             "weight_decay",
-            0.0,
+            TRAINING_DEFAULTS["weight_decay"],
             "L2 coefficient lambda: dE/dw += lambda w (weights, not biases); >= 0",
             float_check(0.0),
             "float",
@@ -309,7 +317,7 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         _param(
             "stop_loss",
-            None,
+            TRAINING_DEFAULTS["stop_loss"],
             "stop when the loss falls below this (> 0); null = never",
             nullable(positive_float),
             "float",
@@ -317,7 +325,7 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         _param(
             "stop_within",
-            0.5,
+            TRAINING_DEFAULTS["stop_within"],
             "'solved' = every output within this of its target (> 0); its first epoch is "
             "recorded; null = not tracked",
             nullable(positive_float),
@@ -325,7 +333,10 @@ PARAMETERS: dict[str, Parameter] = {
             positive_float,
         ),
         _param(
-            "stop_on_solve", False, "stop at the first solved epoch (needs stop_within)", boolean
+            "stop_on_solve",
+            TRAINING_DEFAULTS["stop_on_solve"],
+            "stop at the first solved epoch (needs stop_within)",
+            boolean,
         ),
         _param(
             "validation_split",
@@ -343,7 +354,7 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         _param(
             "epoch_metrics",
-            "exact",
+            TRAINING_DEFAULTS["epoch_metrics"],
             "what each epoch's metrics and stop criteria describe: exact = the net after the "
             "epoch, over the whole training set; running = summed over the epoch's batches, "
             "each before its update, as scikit-learn and Keras report (no extra pass)",

@@ -12,6 +12,7 @@ from typing import Any
 
 from .combinations import check_combinations
 from .datasets import check_dataset, input_width
+from .early_terminate import check_early_terminate
 from .errors import Invalid, SpecError, show, suggest, unknown_name
 from .parameters import (
     ALIASES,
@@ -22,7 +23,6 @@ from .parameters import (
     positive_int,
     seed_check,
 )
-from .early_terminate import check_early_terminate
 from .sweep import DISTRIBUTIONS, Axis, Distribution, SweepSpec, draw_configs, value_key
 
 DEFAULT_MAX_RUNS = 10_000

@@ -41,7 +41,7 @@ def test_rule_precedence():
 
 
 def test_one_stop_requests_checkpoints_and_the_last_epoch():
-    cfg = TrainConfig(epochs=6, stop_within=0.5)
+    cfg = TrainConfig(epochs=6, stop_within=0.5, stop_on_solve=True)
     theta = np.zeros(3)
     one = One(cfg, math.inf, None, checkpoint_every=2)
     assert one.after_epoch(1, 3.0, 0.9, theta, False) == (GO_ON, False)
@@ -119,7 +119,9 @@ def test_every_member_scheduled_past_its_last_phase():
     the values hold was kept in an integer array, and infinity did not fit in it."""
     configs = [
         TrainConfig(learning_rate=0.5, momentum=0.9, schedule=[{"until": 5, "learning_rate": 0.1}]),
-        TrainConfig(learning_rate=0.3, schedule=[{"until": 2, "momentum": 0.5}, {"until": 4}]),
+        TrainConfig(
+            learning_rate=0.3, momentum=0.0, schedule=[{"until": 2, "momentum": 0.5}, {"until": 4}]
+        ),
     ]
     phases = Phases(configs)
     seen = []

@@ -232,7 +232,9 @@ def test_masks_and_validation():
 def test_members_solve_diverge_stop_at_different_epochs():
     data = load_dataset("parity:3")
     configs = [
-        TrainConfig(learning_rate=0.1, momentum=0.9, epochs=3000, stop_within=0.4),
+        TrainConfig(
+            learning_rate=0.1, momentum=0.9, epochs=3000, stop_within=0.4, stop_on_solve=True
+        ),
         TrainConfig(learning_rate=1e6, momentum=0.9, epochs=3000),  # diverges at once
         TrainConfig(learning_rate=0.1, momentum=0.9, epochs=3000, stop_loss=0.3),
         TrainConfig(learning_rate=0.1, momentum=0.9, epochs=3000),  # stopped by its callback
@@ -260,7 +262,9 @@ def test_members_solve_diverge_stop_at_different_epochs():
 
 def test_xor_sweep_many_members_with_solve():
     configs = [
-        TrainConfig(learning_rate=lr, momentum=mom, epochs=1500, stop_within=0.4)
+        TrainConfig(
+            learning_rate=lr, momentum=mom, epochs=1500, stop_within=0.4, stop_on_solve=True
+        )
         for lr in (0.1, 0.5, 1.0, 2.0)
         for mom in (0.0, 0.9)
     ]

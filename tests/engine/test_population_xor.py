@@ -28,7 +28,10 @@ def test_xor_population_compacted_many_times_matches_single_runs():
     sizes (whose shared-input products are verified afresh), and all match."""
     K = 48
     hists = check_population(
-        [2, 2, 1], XOR, _configs(K, epochs=600, stop_within=0.3), seeds=list(range(K))
+        [2, 2, 1],
+        XOR,
+        _configs(K, epochs=600, stop_within=0.3, stop_on_solve=True),
+        seeds=list(range(K)),
     )
     assert sum(h.outcome == "solved" for h in hists) >= 10
     assert len({h.epochs for h in hists}) > 5

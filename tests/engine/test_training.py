@@ -72,7 +72,9 @@ def test_resume_is_bit_identical(optimizer, batch_size, epoch_metrics):
 
 
 def test_xor_221_learns_for_most_seeds():
-    cfg = TrainConfig(learning_rate=0.5, momentum=0.9, epochs=3000, stop_within=0.5)
+    cfg = TrainConfig(
+        learning_rate=0.5, momentum=0.9, epochs=3000, stop_within=0.5, stop_on_solve=True
+    )
     outcomes = [_run(seed, cfg)[1] for seed in range(20)]
     solved = [h for h in outcomes if h.outcome == "solved"]
     assert len(solved) >= 15
