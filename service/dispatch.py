@@ -135,14 +135,20 @@ def publish_stored(
     queue: str | None = None,
     sweep_id: int | None = None,
     min_groups: int = SUBMIT_MIN_TASKS,
+    alone: bool = False,
 ) -> int:
     """Publish runs already recorded as queued (a retry, a reconciler's pass), grouped by
     shape; the runs sent. ``database_url`` None: the configured database. ``min_groups``: at
     least that many tasks per shape when it has that many runs, to spread a retry over the
     workers as a new sweep is; 1 keeps the runs of one shape together, as the runs of one
-    task that were handed back or lost together came."""
-    with session_scope(database_url, readonly=True) as session:
-        groups = group_run_ids(session, run_ids, min_groups=min_groups)
+    task that were handed back or lost together came. ``alone``: one task per run, for runs
+    whose process died while it trained them: one of them may be what killed it (a poison
+    run), and in a population it would take the others down with it on every attempt."""
+    if alone:
+        groups = [[int(r)] for r in run_ids]
+    else:
+        with session_scope(database_url, readonly=True) as session:
+            groups = group_run_ids(session, run_ids, min_groups=min_groups)
     try:
         return publish_groups(groups, broker_url, queue=queue)
     except BrokerUnavailable as exc:

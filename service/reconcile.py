@@ -91,16 +91,24 @@ def reconcile(
             backend=backend,
         )
         if broker_url:
-            to_publish = set(leases.celery_runs(session, report.requeued))
-            to_publish |= _lost_messages(session, report, broker_url, queue, grace_s, sweep_id)
-            report.republished = sorted(to_publish)
+            expired = set(leases.celery_runs(session, report.requeued))
+            lost = _lost_messages(session, report, broker_url, queue, grace_s, sweep_id)
+            lost -= expired
+            report.republished = sorted(expired | lost)
             leases.mark_published(session, report.republished)
     if report.republished:
         from service.dispatch import DispatchError, publish_stored
 
         assert broker_url is not None
         try:
-            publish_stored(url, report.republished, broker_url, queue=queue, min_groups=1)
+            # Runs whose messages were lost were never trained: they travel on together, one
+            # population task per shape. Runs whose worker died while training them travel
+            # alone: one of them may be a poison run that kills its process, and in a
+            # population it would use up its companions' attempts with its own.
+            if lost:
+                publish_stored(url, sorted(lost), broker_url, queue=queue, min_groups=1)
+            if expired:
+                publish_stored(url, sorted(expired), broker_url, queue=queue, alone=True)
         except DispatchError as exc:
             # Still queued in the database, with a fresh grace period: a later pass publishes
             # them once the broker is back (they will not be in its queue).

@@ -167,7 +167,8 @@ def test_runs_handed_back_at_the_time_limit_travel_on_as_one_population(
         }
     )
     worker = stack.start_bplab_worker()
-    sweep_id, run_ids = make_sweep(stack, seeds=3, epochs=30_003, population=3)
+    # long enough to outlast a 1 s limit even when the machine is idle (~0.5 s at 30,003)
+    sweep_id, run_ids = make_sweep(stack, seeds=3, epochs=150_003, population=3)
     wait_all_terminal(stack, sweep_id, timeout=150)
     counts = check_sweep(stack, sweep_id)
     assert counts["succeeded"] == len(run_ids), counts
