@@ -9,17 +9,10 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
     "contracts"
 ]
-# Broken by code its owner is changing; each is expected to fail (strict: once it passes, the
-# test fails until the id is taken off this list).
-KNOWN_BROKEN = {
-    "commands-acyclic": "service.commands.remote <-> service.commands.sweep (issue 14 item 5)",
-}
 
 
 def _lint_imports(*contract_ids: str) -> subprocess.CompletedProcess[str]:
@@ -45,23 +38,10 @@ def test_the_rules_are_all_there() -> None:
         "worker-acyclic",
         "commands-acyclic",
     }
-    assert set(KNOWN_BROKEN) <= {c["id"] for c in CONTRACTS}
 
 
 def test_import_contracts_are_kept() -> None:
-    kept = [c["id"] for c in CONTRACTS if c["id"] not in KNOWN_BROKEN]
+    kept = [c["id"] for c in CONTRACTS]
     result = _lint_imports(*kept)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Contracts: {len(kept)} kept, 0 broken." in result.stdout
-
-
-@pytest.mark.parametrize(
-    "contract_id",
-    [
-        pytest.param(cid, marks=pytest.mark.xfail(strict=True, reason=why))
-        for cid, why in KNOWN_BROKEN.items()
-    ],
-)
-def test_known_broken_contract(contract_id: str) -> None:
-    result = _lint_imports(contract_id)
-    assert result.returncode == 0, result.stdout

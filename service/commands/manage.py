@@ -89,7 +89,7 @@ def _more_spec(path: str | None, max_runs: int) -> tuple[SweepSpec | None, bool]
     """--spec loaded and checked, and whether it names its own seeds."""
     if path is None:
         return None, False
-    from service.commands.sweep import load_spec_or_exit
+    from service.commands.common import load_spec_or_exit
 
     spec = load_spec_or_exit(path, max_runs)
     with open(path, encoding="utf-8") as fh:  # readable: load_spec just read it
@@ -169,9 +169,9 @@ def extend(
     with session_scope(settings.database_url) as session:
         added = record(session)
     click.echo(_added(sweep_id, added, plan.seeds_added, plan.configs_added), err=True)
-    from service.commands.sweep import _run_locally
+    from service.commands.common import run_locally
 
-    _run_locally(settings, sweep_id, workers, fmt)
+    run_locally(settings, sweep_id, workers, fmt)
 
 
 def _extend_on_celery(settings: Settings, sweep_id: int, record: Any) -> None:

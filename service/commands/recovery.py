@@ -103,7 +103,7 @@ def retry(
             raise click.ClickException(str(exc)) from None
         click.echo(f"published on {mask_url(settings.broker_url)}", err=True)
         return
-    from service.commands.sweep import print_results
+    from service.commands.common import print_results
     from service.local import default_workers, run_in_pool
     from service.progress import sweep_progress
 

@@ -50,7 +50,7 @@ def submit(settings: Settings, spec_path: str, max_runs: int) -> None:
 
 def submit_spec(settings: Settings, spec_path: str, max_runs: int, *, print_id: bool) -> int:
     """What `sweep submit` does (and `sweep run` with a broker configured); the sweep id."""
-    from service.commands.sweep import load_spec_or_exit
+    from service.commands.common import load_spec_or_exit
     from service.db.session import get_engine
     from service.dispatch import DispatchError
     from service.dispatch import submit_spec as dispatch_spec
@@ -161,8 +161,8 @@ def watch(
     settings: Settings, sweep_id: int, interval: float, timeout: float | None, fmt: str
 ) -> None:
     """Follow a sweep until every run has finished, then print its results."""
+    from service.commands.common import print_results
     from service.commands.outcome import finish
-    from service.commands.sweep import print_results
     from service.progress import epoch_poll, sweep_progress
 
     _require_sweep(settings, sweep_id)

@@ -41,7 +41,7 @@ def _adaptive_sweep(settings: Settings, sweep_id: int) -> Any | None:
 
 
 def _spec(spec_path: str, max_runs: int):  # noqa: ANN202 - a SweepSpec
-    from service.commands.sweep import load_spec_or_exit
+    from service.commands.common import load_spec_or_exit
 
     return load_spec_or_exit(spec_path, max_runs)
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 import click
 import yaml
 
-from service.commands.outcome import finish, refuse_live_resume, warn_oversubscribed
+from service.commands.common import load_spec_or_exit, run_locally
+from service.commands.outcome import refuse_live_resume, warn_oversubscribed
 from service.config import Settings, mask_url
 from service.db import repository as repo
 from service.db.session import session_scope
 from service.errors import BadInput, NotFound
 from service.local import default_workers
 from service.output import format_option, render
-from service.progress import epoch_poll, sweep_progress
 from service.pruning import budget_line, show_fields
-from service.records import run_record
-from service.results import DISPLAY_DROP, SUMMARY_COLUMNS, display_rows, summarize
-from service.spec import DEFAULT_MAX_RUNS, SpecError, SweepSpec, load_spec
+from service.spec import DEFAULT_MAX_RUNS, SweepSpec
 from service.spec.estimate import Estimate, crowded, describe, estimate, too_big
-from service.sweeps import create_sweep_from_spec, requeue_abandoned, run_queued_locally
+from service.sweeps import create_sweep_from_spec, requeue_abandoned
 
 # Expanding a sweep holds every run's configuration in memory (~4 kB each): 2,000,000 runs
 # took 8 GB before the first was written. 100,000 runs stay under half a gigabyte.
@@ -57,13 +55,6 @@ def check_cost(spec: SweepSpec, workers: int, *, warn: bool = False) -> Estimate
     if warning is not None:
         click.echo(warning, err=True)
     return cost
-
-
-def load_spec_or_exit(path: str, max_runs: int) -> SweepSpec:
-    try:
-        return load_spec(path, max_runs=max_runs)
-    except SpecError as exc:
-        raise BadInput(str(exc)) from None
 
 
 @sweep.command()
@@ -119,7 +110,7 @@ def run_sweep(
     with session_scope(settings.database_url) as session:
         sweep_id = create_sweep_from_spec(session, spec, backend="local")
     click.echo(f"sweep {sweep_id}: {spec.name}", err=True)
-    _run_locally(settings, sweep_id, workers, fmt)
+    run_locally(settings, sweep_id, workers, fmt)
 
 
 @sweep.command()
@@ -139,7 +130,7 @@ def resume(settings: Settings, sweep_id: int, workers: int | None, force: bool, 
     taken_back = requeue_abandoned(sweep_id, url=settings.database_url, force=force)
     if taken_back:
         click.echo(f"re-queued {taken_back} abandoned run(s)", err=True)
-    _run_locally(settings, sweep_id, workers, fmt)
+    run_locally(settings, sweep_id, workers, fmt)
 
 
 @sweep.command("list")
@@ -206,43 +197,6 @@ def show(settings: Settings, sweep_id: int, fmt: str) -> None:
         click.echo(yaml.safe_dump(sweep_row.spec, sort_keys=False))
     else:
         render([{**info, "spec": sweep_row.spec}], fmt)
-
-
-def _run_locally(settings: Settings, sweep_id: int, workers: int | None, fmt: str) -> None:
-    with session_scope(settings.database_url, readonly=True) as session:
-        queued = len(repo.run_ids(session, sweep_id, status="queued"))
-    with sweep_progress(queued, poll=epoch_poll(settings.database_url, sweep_id)) as bar:
-        report = run_queued_locally(
-            sweep_id,
-            workers=workers or default_workers(),
-            url=settings.database_url,
-            on_done=lambda _rid, status: bar.advance(status),
-        )
-    print_results(settings, sweep_id, fmt)
-    left = report.count("queued") + sum(1 for s in report.statuses.values() if s is None)
-    finish(settings, sweep_id, interrupted=report.interrupted, left=left)
-
-
-def print_results(settings: Settings, sweep_id: int, fmt: str, by: list[str] | None = None) -> None:
-    from service.commands.results import with_val_accuracy
-
-    with session_scope(settings.database_url, readonly=True) as session:
-        sweep_row = repo.get_sweep(session, sweep_id)
-        if sweep_row is None:
-            raise NotFound(f"sweep {sweep_id} does not exist (see `bplab sweep list`)")
-        group_by = by if by is not None else list(sweep_row.swept)
-        title = f"sweep {sweep_id}: {sweep_row.name}"
-        runs = [run_record(r) for r in repo.list_runs(session, sweep_id)]
-        with_val_accuracy(session, sweep_id, runs)
-    rows = summarize(runs, group_by)
-    if fmt == "table":
-        shown, columns = display_rows(rows, group_by)
-        render(shown, fmt, columns=columns, title=title, drop=DISPLAY_DROP)
-    else:
-        # Every row names its sweep: a script that ran `sweep run --format json` needs the id
-        # to ask for anything more, and stderr's "sweep N:" line is no place to parse it from.
-        rows = [{"sweep_id": sweep_id, **row} for row in rows]
-        render(rows, fmt, columns=["sweep_id", *group_by, *SUMMARY_COLUMNS])
 
 
 def _get_sweep_or_exit(settings: Settings, sweep_id: int):  # noqa: ANN202 - an ORM row

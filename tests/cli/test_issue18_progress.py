@@ -49,11 +49,10 @@ def queue(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # submit refuses SQLite
 def test_submit_prints_estimate_and_refuses_what_fits_nowhere(
     db_url: str, tmp_path: Path, queue: str
 ) -> None:
-    if db_url.startswith("sqlite"):
-        pytest.skip("submit needs a database the workers share")  # refused: test_broker
     bp = Bplab(db_url, tmp_path)
     bp.env.update(BPLAB_BROKER_URL="redis://127.0.0.1:6379/0", BPLAB_QUEUE=queue)
     small = bp.write_spec(
