@@ -59,7 +59,7 @@ def parse_spec(
         raise SpecError(source, exc.field, exc.message) from None
 
 
-def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> SweepSpec:
+def _check_top_level(data: Any) -> None:
     if data is None:
         raise Invalid("document", "is empty: a spec needs at least `dataset:`")
     if not isinstance(data, dict):
@@ -77,20 +77,11 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
                 str(key), unknown_name("key", None, TOP_LEVEL, keep_order=True, hint=hint)
             )
 
-    # `name:` left empty (null) means the default, as if the key were absent.
-    data = {key: value for key, value in data.items() if value is not None}
-    name = data.get("name", default_name)
-    if not isinstance(name, str) or not name.strip():
-        raise Invalid(
-            "name",
-            f"must be a non-empty string (quote it if it looks like a number), got {show(name)}",
-        )
-    dataset = check_dataset(data.get("dataset"), base_dir)
-    from service.targets import apply_targets
 
-    plain_dataset = dataset
-    dataset, targets = apply_targets(data, dataset)
-
+def _method_keys(
+    data: dict[str, Any],
+) -> tuple[str, int | None, int, int | None, dict[str, Any] | None]:
+    """(method, samples, sampler_seed, run_cap, metric): the keys that belong to the method."""
     method = data.get("method", "grid")
     if method not in METHODS:
         raise Invalid("method", f"must be one of {', '.join(METHODS)}, got {show(method)}")
@@ -119,9 +110,11 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
         for key in ("samples", "sampler_seed"):
             if key in data:
                 raise Invalid(key, "only used with method: random (this sweep is a grid)")
+    return method, samples, sampler_seed, run_cap, metric
 
-    seeds = _seeds(data.get("seeds", 1), max_runs)
-    raw = data.get("parameters")
+
+def _parameter_axes(raw: Any, method: str) -> dict[str, Axis]:
+    """Every parameter's axis, in the spec's order (the first varies slowest), defaults last."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -137,8 +130,6 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
             )
             message = unknown_name("parameter", None, PARAMETERS, keep_order=True, hint=hint)
             raise Invalid(f"parameters.{key}", message)
-
-    # Grid order is the order the spec lists its parameters: the first varies slowest.
     axes = {key: _axis(PARAMETERS[key], raw[key], method) for key in raw}
     for name_, param in PARAMETERS.items():
         axes.setdefault(name_, Axis(name_, (param.check(param.default, f"parameters.{name_}"),)))
@@ -146,10 +137,33 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
         raise Invalid(
             "parameters.stop_on_solve", "true needs stop_within (a tolerance > 0), which is null"
         )
+    return axes
 
+
+def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> SweepSpec:
+    _check_top_level(data)
+    # `name:` left empty (null) means the default, as if the key were absent.
+    data = {key: value for key, value in data.items() if value is not None}
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name.strip():
+        raise Invalid(
+            "name",
+            f"must be a non-empty string (quote it if it looks like a number), got {show(name)}",
+        )
+    dataset = check_dataset(data.get("dataset"), base_dir)
+    from service.targets import apply_targets
+
+    plain_dataset = dataset
+    dataset, targets = apply_targets(data, dataset)
+
+    method, samples, sampler_seed, run_cap, metric = _method_keys(data)
+    seeds = _seeds(data.get("seeds", 1), max_runs)
+    axes = _parameter_axes(data.get("parameters"), method)
     _check_groups(axes, dataset)
     check_combinations(axes, dataset)
     if run_cap is not None:
+        from service.search import spec as adaptive
+
         metric = metric or adaptive.default_metric()
         adaptive.check_metric_recorded(metric, axes)
 

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.compose, pytest.mark.timeout(1500)]
 def test_compose_stack_runs_a_sweep_and_survives_a_killed_worker(tmp_path: Path) -> None:
     missing = [tool for tool in ("dockerd", "docker", "debootstrap") if not shutil.which(tool)]
     if os.geteuid() != 0 or missing:
-        pytest.skip(
+        pytest.fail(
             f"needs root and {missing or 'nothing more'}: apt-get install docker.io debootstrap "
             "(.ci/run does), then run as root"
         )
