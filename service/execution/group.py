@@ -63,6 +63,7 @@ class Member:
     started: float = field(default_factory=time.perf_counter)
     pacer: CheckpointPacer = field(default_factory=CheckpointPacer)
     pruned: Decision | None = None  # the sweep's early_terminate stopped it
+    checkpointed: bool = False  # a checkpoint of this attempt landed: it got further
 
 
 class Population:
@@ -118,8 +119,10 @@ class Population:
         except self.release_on as exc:
             for m in live:
                 if not m.done:
+                    # Only an attempt that got nowhere counts against the run: a long run
+                    # that checkpoints before each time limit goes on until it is done.
                     tries = m.attempt - m.retry_base
-                    if tries >= reliability.max_attempts():
+                    if tries >= reliability.max_attempts() and not m.checkpointed:
                         msg = f"{type(exc).__name__}: {exc} (gave up after {tries} attempt(s))"
                         m.status = m.job.fail(msg)
                     else:
@@ -291,6 +294,7 @@ class Population:
                     m.done = True
                 continue
             m.rec.written()  # type: ignore[union-attr]
+            m.checkpointed |= k in checkpoints
             if k in results:
                 m.status = results[k]
                 m.done = True

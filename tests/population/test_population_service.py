@@ -290,7 +290,17 @@ def test_a_time_limit_hands_unfinished_runs_back_until_attempts_are_used(
         _finish_as_the_reference(db_url, ref, ids)
     for r in ids:
         assert f"run {r}: attempt 2 resumes from its checkpoint at epoch 100" in caplog.text
-    # and a run that keeps hitting the limit fails after BPLAB_MAX_ATTEMPTS attempts
+    # attempts that checkpointed do not count: hit by the limit every 120 epochs, checkpointing
+    # every 50, these runs take three attempts with BPLAB_MAX_ATTEMPTS at 2, and finish
+    longer = _sweep(db_url, runs[:2])
+    for expected in ("queued", "queued", "succeeded"):
+        got = execute_runs(
+            longer, url=db_url, should_stop=_time_limit_at(120), release_on=(FakeTimeLimit,)
+        )
+        assert set(got.values()) == {expected}
+    # and a run that keeps hitting the limit with no new checkpoint fails after
+    # BPLAB_MAX_ATTEMPTS attempts
+    monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "1000")
     more = _sweep(db_url, runs[:2])
     for expected in ("queued", "failed"):
         got = execute_runs(
