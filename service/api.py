@@ -26,8 +26,9 @@ import pandas as pd
 from service.config import get_settings, load_settings
 from service.db import queries
 from service.db import repository as repo
+from service.db.models import SUMMARY_METRICS
 from service.db.session import session_scope, sqlite_file
-from service.records import run_record
+from service.records import run_record, sweep_record
 from service.results import param_value
 
 EPOCH_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy", "max_error")
@@ -38,11 +39,7 @@ RUN_COLUMNS = (
     "status",
     "seed",
     "epochs_run",
-    "final_loss",
-    "best_loss",
-    "accuracy",
-    "val_loss",
-    "solved_epoch",
+    *SUMMARY_METRICS,
     "wall_time_s",
     "attempt",
     "worker",
@@ -94,14 +91,7 @@ def _sweep_and_runs(url: str, sweep_id: int) -> tuple[dict[str, Any], list[dict[
         row = repo.get_sweep(session, sweep_id)
         if row is None:
             raise LookupError(f"sweep {sweep_id} does not exist")
-        sweep = {
-            "id": row.id,
-            "name": row.name,
-            "dataset": row.dataset,
-            "method": row.method,
-            "swept": list(row.swept),
-            "spec": row.spec,
-        }
+        sweep = sweep_record(row)
         records = [run_record(r) for r in repo.list_runs(session, sweep_id)]
     return sweep, records
 

@@ -71,32 +71,11 @@ def submit_spec(spec: Any, database_url: str, broker_url: str) -> Submitted:
     """
     from service.sweeps import create_sweep_from_spec
 
-    try:
-        check_broker(broker_url, timeout=BROKER_CHECK_TIMEOUT_S)
-    except BrokerUnavailable as exc:
-        raise DispatchError(f"{exc}; nothing was written") from None
-    started = time.perf_counter()
-    try:
-        with session_scope(database_url) as session:
-            sweep_id = create_sweep_from_spec(session, spec, backend="celery")
-            run_ids = repo.run_ids(session, sweep_id)
-            # same-shape runs travel together: one population task per group (issue 8)
-            groups = group_run_ids(session, run_ids, min_groups=SUBMIT_MIN_TASKS)
-    except Exception as exc:  # not migrated, unreachable, ...: rolled back, nothing published
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DispatchError(
-            f"cannot record the sweep in {mask_url(database_url)}: {first}; "
-            "nothing was written or published"
-        ) from None
-    written = time.perf_counter()
-    try:
-        sent = publish_groups(groups, broker_url)
-    except BrokerUnavailable as exc:
-        raise DispatchError(
-            f"sweep {sweep_id} is recorded with {len(run_ids)} queued run(s), but {exc}. "
-            f"The runs stay queued; publish them again with `bplab sweep republish {sweep_id}`."
-        ) from None
-    return Submitted(sweep_id, sent, len(groups), written - started, time.perf_counter() - written)
+    def record(session: Any) -> tuple[int, Sequence[int]]:
+        sweep_id = create_sweep_from_spec(session, spec, backend="celery")
+        return sweep_id, repo.run_ids(session, sweep_id)
+
+    return _record_then_publish(database_url, broker_url, record)
 
 
 def submit_runs(
@@ -108,21 +87,40 @@ def submit_runs(
     """More runs of an existing sweep (``sweep extend``): ``record(session)`` writes them and
     returns their ids in one transaction, then they are published grouped by shape, as
     submit_spec does for a new sweep. Errors as there."""
+    return _record_then_publish(
+        database_url, broker_url, lambda session: (sweep_id, record(session))
+    )
+
+
+def _record_then_publish(
+    database_url: str,
+    broker_url: str,
+    record: Callable[[Any], tuple[int, Sequence[int]]],
+) -> Submitted:
+    """``record(session)`` -> (sweep id, new run ids) in one transaction, then the runs published,
+    same-shape runs together as one population task each (issue 8)."""
     try:
         check_broker(broker_url, timeout=BROKER_CHECK_TIMEOUT_S)
     except BrokerUnavailable as exc:
         raise DispatchError(f"{exc}; nothing was written") from None
     started = time.perf_counter()
-    with session_scope(database_url) as session:
-        run_ids = list(record(session))
-        groups = group_run_ids(session, run_ids, min_groups=SUBMIT_MIN_TASKS)
+    try:
+        with session_scope(database_url) as session:
+            sweep_id, run_ids = record(session)
+            groups = group_run_ids(session, list(run_ids), min_groups=SUBMIT_MIN_TASKS)
+    except Exception as exc:  # not migrated, unreachable, ...: rolled back, nothing published
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DispatchError(
+            f"cannot record the runs in {mask_url(database_url)}: {first}; "
+            "nothing was written or published"
+        ) from None
     written = time.perf_counter()
     try:
         sent = publish_groups(groups, broker_url)
     except BrokerUnavailable as exc:
         raise DispatchError(
-            f"sweep {sweep_id} has {len(run_ids)} more queued run(s), but {exc}. "
-            f"The runs stay queued; publish them with `bplab sweep republish {sweep_id}`."
+            f"sweep {sweep_id} is recorded with {len(run_ids)} new queued run(s), but {exc}. "
+            f"The runs stay queued; publish them again with `bplab sweep republish {sweep_id}`."
         ) from None
     return Submitted(sweep_id, sent, len(groups), written - started, time.perf_counter() - written)
 

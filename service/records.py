@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.db.models import SUMMARY_METRICS
+
 RUN_FIELDS = (
     "id",
     "sweep_id",
@@ -11,11 +13,7 @@ RUN_FIELDS = (
     "seed",
     "attempt",
     "epochs_run",
-    "final_loss",
-    "best_loss",
-    "accuracy",
-    "val_loss",
-    "solved_epoch",
+    *SUMMARY_METRICS,
     "wall_time_s",
     "worker",
     "error",
@@ -24,6 +22,21 @@ RUN_FIELDS = (
     "pruned_value",
     "pruned_threshold",
 )
+
+
+def sweep_record(sweep: Any) -> dict[str, Any]:
+    """A sweep row as the results commands, `best` and the Python API read it."""
+    return {
+        "id": sweep.id,
+        "name": sweep.name,
+        "dataset": sweep.dataset,
+        "method": sweep.method,
+        "swept": list(sweep.swept),
+        "n_runs": sweep.n_runs,
+        "backend": sweep.backend,
+        "created_at": sweep.created_at.isoformat(),
+        "spec": sweep.spec,
+    }
 
 
 def run_record(run: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from service.db import repository as repo
 from service.db.session import session_scope
 from service.errors import BadInput, NotFound
 from service.output import format_option, output_path, render, writing_to
-from service.records import public_run, run_record
+from service.records import public_run, run_record, sweep_record
 from service.results import (
     DISPLAY_DROP,
     SUMMARY_COLUMNS,
@@ -31,17 +31,7 @@ def load_sweep(settings: Settings, sweep_id: int) -> tuple[dict[str, Any], list[
         row = repo.get_sweep(session, sweep_id)
         if row is None:
             raise NotFound(f"sweep {sweep_id} does not exist (see `bplab sweep list`)")
-        sweep = {
-            "id": row.id,
-            "name": row.name,
-            "dataset": row.dataset,
-            "method": row.method,
-            "swept": list(row.swept),
-            "n_runs": row.n_runs,
-            "backend": row.backend,
-            "created_at": row.created_at.isoformat(),
-            "spec": row.spec,
-        }
+        sweep = sweep_record(row)
         runs = [run_record(r) for r in repo.list_runs(session, sweep_id)]
         with_val_accuracy(session, sweep_id, runs)
     return sweep, runs

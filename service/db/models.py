@@ -42,6 +42,9 @@ NAMING_CONVENTION = {
 # pruned: stopped early by the sweep's early_terminate rule (service.pruning).
 RUN_STATUSES = ("queued", "running", "succeeded", "diverged", "failed", "cancelled", "pruned")
 TERMINAL_STATUSES = ("succeeded", "diverged", "failed", "cancelled", "pruned")
+# The summary metrics of a run, the ones every reader of results shows (tables, the dashboard,
+# the Python API, exports) and a search objective may be computed from.
+SUMMARY_METRICS = ("final_loss", "best_loss", "accuracy", "val_loss", "solved_epoch")
 
 # Run columns copied out of the config so that SQL can filter and group on them.
 SWEPT_COLUMNS = (

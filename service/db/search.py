@@ -17,7 +17,7 @@ from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.models import EpochMetric, Run, SearchLease, SearchTrial, Sweep
+from service.db.models import SUMMARY_METRICS, EpochMetric, Run, SearchLease, SearchTrial, Sweep
 from service.db.repository import config_key, derived_columns
 from service.db.types import db_ago, db_now
 
@@ -27,17 +27,7 @@ _runs: Table = Run.__table__  # type: ignore[assignment]
 _sweeps: Table = Sweep.__table__  # type: ignore[assignment]
 
 # The run columns a search objective may read (service.search.objective).
-OUTCOME_FIELDS = (
-    "status",
-    "seed",
-    "epochs",
-    "epochs_run",
-    "final_loss",
-    "best_loss",
-    "accuracy",
-    "val_loss",
-    "solved_epoch",
-)
+OUTCOME_FIELDS = ("status", "seed", "epochs", "epochs_run", *SUMMARY_METRICS)
 
 
 class LeaseLost(Exception):
