@@ -2,8 +2,8 @@
 
 `bplab sweep drive ID` is this module's own command. For the commands that already exist
 (`sweep plan | run | resume | submit | watch`, `results`) an adaptive sweep takes its own
-path here and every other sweep goes on exactly as before: ``register`` wraps their
-callbacks, so the grid and random code is untouched.
+path here and every other sweep goes on exactly as before: ``route`` wraps their
+callbacks when service.commands first imports them, so the grid and random code is untouched.
 """
 
 from __future__ import annotations
@@ -253,10 +253,26 @@ def _results(sweep_id: int, by: str | None, sort: str | None, fmt: str, **_: Any
     return True
 
 
-def _route(command: click.Command, adaptive: Callable[..., bool]) -> None:
-    """Let ``adaptive`` handle the command first; when it declines, the original runs."""
+# The existing commands whose adaptive sweeps this module takes, by their path under `bplab`;
+# service.commands names the same paths (LazyCommand.adaptive_route) and calls ``route`` when
+# it first imports one of those commands.
+ADAPTIVE_ROUTES: dict[str, Callable[..., bool]] = {
+    "sweep plan": _plan,
+    "sweep run": _run,
+    "sweep resume": _resume,
+    "sweep submit": _submit,
+    "sweep watch": _watch,
+    "results": _results,
+}
+
+
+def route(path: str, command: click.Command) -> None:
+    """Let the search handle ``bplab PATH`` first; when it declines, the original runs."""
     original = command.callback
     assert original is not None
+    if getattr(original, "adaptive_route", None) == path:
+        return  # routed already: a command is imported once, but a second CLI may load it
+    adaptive = ADAPTIVE_ROUTES[path]
 
     @functools.wraps(original)
     def callback(*args: Any, **kwargs: Any) -> Any:
@@ -264,15 +280,5 @@ def _route(command: click.Command, adaptive: Callable[..., bool]) -> None:
             return None
         return original(*args, **kwargs)
 
+    callback.adaptive_route = path  # type: ignore[attr-defined]
     command.callback = callback
-
-
-def register(group: click.Group) -> None:
-    """Add `sweep drive` and route the existing commands' adaptive sweeps here."""
-    sweep = group.commands["sweep"]
-    assert isinstance(sweep, click.Group)
-    sweep.add_command(drive_command)
-    routes = {"plan": _plan, "run": _run, "resume": _resume, "submit": _submit, "watch": _watch}
-    for name, handler in routes.items():
-        _route(sweep.commands[name], handler)
-    _route(group.commands["results"], _results)

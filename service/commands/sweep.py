@@ -38,11 +38,6 @@ workers_option = click.option(
 )
 
 
-@click.group()
-def sweep() -> None:
-    """Plan, run and inspect sweeps."""
-
-
 def check_cost(spec: SweepSpec, workers: int, *, warn: bool = False) -> Estimate | None:
     """Refuse a sweep whose largest run cannot fit in this machine's memory; the estimate."""
     cost = estimate(spec)
@@ -57,7 +52,7 @@ def check_cost(spec: SweepSpec, workers: int, *, warn: bool = False) -> Estimate
     return cost
 
 
-@sweep.command()
+@click.command()
 @click.argument("spec_path", metavar="SPEC")
 @max_runs_option
 @format_option
@@ -81,7 +76,7 @@ def plan(spec_path: str, max_runs: int, fmt: str) -> None:
     render(rows, fmt, columns=["config", *spec.swept])
 
 
-@sweep.command("run")
+@click.command("run")
 @click.argument("spec_path", metavar="SPEC")
 @workers_option
 @max_runs_option
@@ -113,7 +108,7 @@ def run_sweep(
     run_locally(settings, sweep_id, workers, fmt)
 
 
-@sweep.command()
+@click.command()
 @click.argument("sweep_id", type=int)
 @workers_option
 @click.option("--force", is_flag=True, help="Also take back runs whose process may still be alive.")
@@ -133,7 +128,7 @@ def resume(settings: Settings, sweep_id: int, workers: int | None, force: bool, 
     run_locally(settings, sweep_id, workers, fmt)
 
 
-@sweep.command("list")
+@click.command("list")
 @click.option("--name", default=None, help="Only sweeps whose name contains this text.")
 @click.option("--dataset", default=None, help="Only sweeps whose dataset contains this text.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY[=VALUE]", help="Only sweeps tagged so.")
@@ -165,7 +160,7 @@ def list_sweeps(
     render(rows, fmt, drop=[*idle, "backend", "method", "created_at", "dataset"])
 
 
-@sweep.command()
+@click.command()
 @click.argument("sweep_id", type=int)
 @format_option
 @click.pass_obj

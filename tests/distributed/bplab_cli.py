@@ -1,8 +1,7 @@
-"""The `bplab` CLI as the tests run it: the real one, plus the distributed commands if missing.
+"""The `bplab` CLI as the tests run it, by path, so that subprocesses need no PYTHONPATH.
 
-TEMPORARY: service/commands/__init__.py (not ours to edit) does not attach `bplab worker` and
-`bplab sweep submit|watch|status|republish` yet. Once it does, ``bplab_cli()`` returns the real
-CLI unchanged and this module can go (use ``[sys.executable, "-m", "service.cli"]`` instead).
+``bplab_cli()`` is the real CLI (service.cli.cli); every command, the distributed ones
+included, is attached there (lazily: service.commands).
 """
 
 from __future__ import annotations
@@ -18,24 +17,7 @@ BPLAB = [sys.executable, str(Path(__file__).resolve())]
 
 def bplab_cli() -> click.Group:
     from service.cli import cli
-    from service.commands.remote import REMOTE_COMMANDS
-    from service.commands.worker import worker
 
-    if "sweep" not in cli.commands:
-        from service.commands.sweep import sweep
-
-        cli.add_command(sweep)
-    sweep_group = cli.commands["sweep"]
-    assert isinstance(sweep_group, click.Group)
-    for command in REMOTE_COMMANDS:
-        if command.name not in sweep_group.commands:
-            sweep_group.add_command(command)
-    if "runs" not in cli.commands:
-        from service.commands.runs import runs
-
-        cli.add_command(runs)
-    if "worker" not in cli.commands:
-        cli.add_command(worker)
     return cli
 
 

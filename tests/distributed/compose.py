@@ -75,7 +75,7 @@ def resolve_command(cli: click.Group, args: list[str]) -> click.Command | None:
             break
         if not isinstance(command, click.Group):
             break
-        sub = command.commands.get(arg)
+        sub = command.get_command(click.Context(command), arg)  # lazy groups import it here
         if sub is None:
             return None
         command = sub
