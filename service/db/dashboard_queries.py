@@ -289,3 +289,19 @@ def last_epochs(session: Session, run_ids: Sequence[int]) -> dict[int, int]:
         )
         out.update({int(r): int(e) for r, e in session.execute(q)})
     return out
+
+
+def pruned_runs(
+    session: Session, run_ids: Sequence[int]
+) -> dict[int, tuple[int, int | None, float | None, float | None]]:
+    """{run id: (seed, pruned_epoch, pruned_value, pruned_threshold)} of those of the runs an
+    early_terminate rule stopped: what the chart marks where it stopped (service.web)."""
+    out: dict[int, tuple[int, int | None, float | None, float | None]] = {}
+    ids = [int(r) for r in run_ids]
+    cols = (_runs.c.pruned_epoch, _runs.c.pruned_value, _runs.c.pruned_threshold)
+    for start in range(0, len(ids), _ID_CHUNK):
+        q = select(_runs.c.id, _runs.c.seed, *cols).where(
+            _runs.c.id.in_(ids[start : start + _ID_CHUNK]), _runs.c.status == "pruned"
+        )
+        out.update({int(r): (int(seed), e, v, t) for r, seed, e, v, t in session.execute(q)})
+    return out

@@ -19,12 +19,13 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from service import compare as cmp
-from service.curves import Curve, aggregate
+from service.curves import Band, Curve, aggregate
 from service.db import dashboard_queries as dq
 from service.db import repository as repo
 from service.db.queries import last_val_accuracy
 from service.results import PENDING, SUMMARY_COLUMNS, param_value, summarize
 from service.web.errors import BadRequest, NotFoundError
+from service.web.pruned_marks import group_marks
 
 CURVE_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Curves drawn when the page opens: the best configurations only. Hundreds of bands on one
@@ -53,6 +54,8 @@ def sweep_header(session: Session, sweep_id: int) -> dict[str, Any]:
         "counts": {s: counts[s] for s in dq.status_order(list(counts))},
         "pending": sum(counts.get(s, 0) for s in PENDING),
         "elapsed_s": timing["elapsed_s"],
+        # the rule's type, metric and unit word the chart's marks of pruned runs
+        "early_terminate": (row.spec or {}).get("early_terminate"),
     }
 
 
@@ -247,41 +250,42 @@ def curve_bands(
     rows = dq.decimated_epochs(session, run_ids, metric, width, on_grid=len(strides) == 1)
     for rid, epoch, value in rows:
         per_run.setdefault(rid, []).append((epoch, math.nan if value is None else value))
-    out_groups = [_band(g, members[g].label, members[g].run_ids, per_run, after) for g in groups]
-    brief = dq.run_briefs(session, run_ids)
-    pruned_ids = [rid for rid in run_ids if brief.get(rid, (0, ""))[1] == "pruned"]
-    last = dq.last_epochs(session, pruned_ids)
-    pruned_set = set(pruned_ids)
-    pruned = [
-        {"run": rid, "group": g, "epoch": last.get(rid)}
-        for g in groups
-        for rid in members[g].run_ids
-        if rid in pruned_set
+    bands = {g: _aggregate(members[g].run_ids, per_run) for g in groups}
+    out_groups = [
+        _band(g, members[g].label, len(members[g].run_ids), bands[g], after) for g in groups
     ]
+    pruned = dq.pruned_runs(session, run_ids)
+    last = dq.last_epochs(session, [rid for rid, p in pruned.items() if p[1] is None])
+    for out in out_groups:
+        out["pruned"] = group_marks(bands[out["id"]], members[out["id"]].run_ids, pruned, last)
     return {
         "metric": metric,
         "width": width,
         "max_epochs": budget,
         "after": after,
         "groups": out_groups,
-        "pruned": pruned,
+        # every pruned run of the plotted configurations, for the list under the chart
+        "pruned": [
+            {"run": r["run"], "group": out["id"], "epoch": mark["epoch"]}
+            for out in out_groups
+            for mark in out["pruned"]
+            for r in mark["runs"]
+        ],
     }
 
 
-def _band(
-    gid: str,
-    label: str,
-    run_ids: list[int],
-    per_run: dict[int, list[tuple[int, float]]],
-    after: int,
-) -> dict[str, Any]:
+def _aggregate(run_ids: list[int], per_run: dict[int, list[tuple[int, float]]]) -> Band | None:
+    """The configuration's mean and band over the runs that recorded something."""
     curves = []
     for rid in run_ids:
         pts = per_run.get(rid)
         if pts:
             curves.append(Curve(np.array([e for e, _ in pts]), np.array([v for _, v in pts])))
-    band = aggregate(curves) if curves else None
-    out: dict[str, Any] = {"id": gid, "label": label, "n_runs": len(run_ids), "epochs": []}
+    return aggregate(curves) if curves else None
+
+
+def _band(gid: str, label: str, n_runs: int, band: Band | None, after: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": gid, "label": label, "n_runs": n_runs, "epochs": []}
     out.update(mean=[], low=[], high=[], last_epoch=0)
     if band is None:
         return out

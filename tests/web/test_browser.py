@@ -17,29 +17,8 @@ import pytest
 
 from tests.web.conftest import EVIL, Populated, Server, start_server, stop_server
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 # The real browser against SQLite only: the PostgreSQL paths are the API tests' job.
 pytestmark = pytest.mark.parametrize("dashboard_db", ["sqlite"], indirect=True)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -47,17 +26,6 @@ def server(dashboard_db: Populated, tmp_path: Path) -> Iterator[Server]:
     s = start_server(dashboard_db.url, tmp_path)
     yield s
     stop_server(s)
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    p = browser.new_page(viewport={"width": 1200, "height": 900})
-    p.errors = []  # type: ignore[attr-defined]
-    p.on("pageerror", lambda e: p.errors.append(str(e)))
-    p.on("console", lambda m: p.errors.append(m.text) if m.type == "error" else None)
-    p.on("dialog", lambda d: (p.errors.append(f"dialog: {d.message}"), d.dismiss()))
-    yield p
-    p.close()
 
 
 def _configurations(url: str, sweep_id: int) -> int:

@@ -9,6 +9,7 @@ class BandChart {
     this.legend = legend;
     this.groups = [];          // {id, label, epochs, mean, low, high, shown, color}
     this.log = options.log;
+    this.rule = options.rule || null;  // the sweep's early_terminate, for the pruned marks
     this.plot = null;
   }
 
@@ -35,7 +36,13 @@ class BandChart {
     let changed = false;
     for (const fresh of groups) {
       const g = this.groups.find((h) => h.id === fresh.id);
-      if (!g || !fresh.epochs.length) continue;
+      if (!g) continue;
+      // marks come whole on every poll: a run pruned since, or a mark's place moved
+      if (JSON.stringify(g.pruned) !== JSON.stringify(fresh.pruned)) {
+        g.pruned = fresh.pruned;
+        changed = true;
+      }
+      if (!fresh.epochs.length) continue;
       const keep = g.epochs.filter((e) => e <= after).length;
       for (const key of ["epochs", "mean", "low", "high"]) {
         g[key] = g[key].slice(0, keep).concat(fresh[key]);
@@ -56,13 +63,18 @@ class BandChart {
     return Math.min(...this.groups.map((g) => g.epochs.length ? g.epochs[g.epochs.length - 1] : 0));
   }
 
+  // A value as the chart can draw it: none where the log scale cannot show it.
+  clean(v) {
+    return v === null || v === undefined || (this.log && v <= 0) ? null : Math.min(v, 1e12);
+  }
+
   data() {
     const shown = this.groups.filter((g) => g.shown);
     const xs = [...new Set(shown.flatMap((g) => g.epochs))].sort((a, b) => a - b);
     const at = new Map(xs.map((x, i) => [x, i]));
     // A diverging run reaches 1e288 within a few epochs: held at a ceiling, the axis keeps
     // readable ticks (uPlot's log axis gives up over hundreds of decades).
-    const clean = (v) => (v === null || (this.log && v <= 0) ? null : Math.min(v, 1e12));
+    const clean = (v) => this.clean(v);
     const columns = [xs];
     for (const g of shown) {
       for (const key of ["mean", "low", "high"]) {
@@ -95,7 +107,7 @@ class BandChart {
       // otherwise push long ones off the canvas.
       axes: [{ label: "epoch" }, { size: 60, values: (u, ticks) => ticks.map(bplab.tick) }],
       cursor: { drag: { x: true, y: false } },
-      hooks: { setCursor: [(u) => this.showValues(u, shown)] },
+      hooks: { setCursor: [(u) => this.showValues(u, shown)], draw: [(u) => this.placeMarks(u, shown)] },
     };
     if (this.plot) this.plot.destroy();
     this.container.replaceChildren();
@@ -118,8 +130,75 @@ class BandChart {
       const value = bplab.el("span", "", { class: "value" });
       this.values.set(g.id, value);
       label.append(box, swatch, `${g.label} (${g.n_runs})`, value);
+      if (g.pruned && g.pruned.length) {
+        label.append(bplab.el("span", this.prunedLegend(g), { class: "pruned-note" }));
+      }
       this.legend.append(label);
     }
+    if (this.groups.some((g) => g.pruned && g.pruned.length)) {
+      const key = bplab.el("span", null, { class: "pruned-key" });
+      key.append(bplab.el("span", null, { class: "pruned-mark" }),
+                 this.rule && this.rule.unit === "run"
+                   ? "seeds pruned there (the mean goes on over the others); hover for values"
+                   : "pruned there: every seed stopped; hover for values");
+      this.legend.append(key);
+    }
+  }
+
+  // Pruned runs, marked where they stopped on their configuration's mean curve (one mark per
+  // configuration and epoch, see service/web/pruned_marks.py). Elements over the plot rather
+  // than canvas paint: each keeps its hover text, and the browser tests read them back.
+  placeMarks(u, shown) {
+    for (const old of u.over.querySelectorAll(".pruned-mark")) old.remove();
+    let drawn = 0;
+    for (const g of shown) {
+      for (const mark of g.pruned || []) {
+        const y = this.clean(mark.y);
+        if (y === null) continue;
+        const left = u.valToPos(mark.epoch, "x");
+        const top = u.valToPos(y, "y");
+        const inside = left >= 0 && left <= u.over.clientWidth && top >= 0 && top <= u.over.clientHeight;
+        if (!inside) continue;  // zoomed away
+        const text = this.markText(g, mark);
+        const node = bplab.el("div", null, { class: "pruned-mark", title: text, "aria-label": text,
+                                             "data-group": g.id, "data-epoch": mark.epoch,
+                                             "data-y": y, "data-runs": mark.runs.length });
+        node.style.left = `${left}px`;
+        node.style.top = `${top}px`;
+        node.style.borderColor = bplab.color(g.color);
+        u.over.append(node);
+        drawn += 1;
+      }
+    }
+    this.container.dataset.prunedMarks = String(drawn);
+  }
+
+  // The hover text: when, which seeds, the value the rule read and the threshold it missed.
+  markText(g, mark) {
+    const rule = this.rule || {};
+    const metric = rule.metric || "value";
+    const how = rule.type ? `${rule.type}, unit: ${rule.unit}` : "early_terminate";
+    const n = mark.runs.length;
+    if (rule.unit === "config") {
+      const r = mark.runs[0];
+      return `${g.label}: pruned at epoch ${mark.epoch}, all ${n} seed${n === 1 ? "" : "s"} (${how}): ` +
+             `${rule.aggregate || "mean"} ${metric} over seeds ${bplab.fmt(r.value)} missed the ` +
+             `threshold ${bplab.fmt(r.threshold)}`;
+    }
+    const seeds = mark.runs.map((r) => `seed ${r.seed} (run ${r.run}): ${metric} ${bplab.fmt(r.value)} ` +
+                                       `missed the threshold ${bplab.fmt(r.threshold)}`);
+    return `${g.label}: ${n} of ${g.n_runs} seeds pruned at epoch ${mark.epoch} (${how}): ${seeds.join("; ")}`;
+  }
+
+  prunedLegend(g) {
+    const epochs = g.pruned.map((m) => m.epoch);
+    if (this.rule && this.rule.unit === "config") {
+      const r = g.pruned[0].runs[0];
+      return `pruned at epoch ${epochs[0]} (${this.rule.aggregate || "mean"} ${this.rule.metric} ${bplab.fmt(r.value)}, ` +
+             `threshold ${bplab.fmt(r.threshold)})`;
+    }
+    const n = g.pruned.reduce((sum, m) => sum + m.runs.length, 0);
+    return `${n} seed${n === 1 ? "" : "s"} pruned at epoch${epochs.length === 1 ? "" : "s"} ${epochs.join(", ")}`;
   }
 
   showValues(u, shown) {

@@ -173,7 +173,7 @@ async function refreshTable(chart) {
 
 document.addEventListener("DOMContentLoaded", async () => {
   const chart = new BandChart(document.getElementById("chart"), document.getElementById("legend"),
-                              { log: true });
+                              { log: true, rule: state.sweep.early_terminate });
   performance.mark("bplab-start");
   // The curves are fetched while the table is built.
   const curves = loadCurves(chart, true);
