@@ -60,17 +60,15 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Click's listing of the subcommands, from the summaries of those not yet imported."""
-        names = self.list_commands(ctx)
+        loaded = self.commands
+        names = [n for n in self.list_commands(ctx) if n not in loaded or not loaded[n].hidden]
         if not names:
             return
         limit = formatter.width - 6 - max(len(name) for name in names)
         rows = []
         for name in names:
-            command = self.commands.get(name)
-            if command is None:  # a stand-in with the summary as its help, shortened as click would
-                stand_in = click.Command(name, help=self.lazy_commands[name].summary)
-                rows.append((name, stand_in.get_short_help_str(limit)))
-            elif not command.hidden:
-                rows.append((name, command.get_short_help_str(limit)))
+            # not imported yet: a stand-in with the summary as its help, shortened as click would
+            command = loaded.get(name) or click.Command(name, help=self.lazy_commands[name].summary)
+            rows.append((name, command.get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)

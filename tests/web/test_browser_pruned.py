@@ -93,29 +93,37 @@ def _shown(value: float) -> str:
     return repr(float(f"{value:.4g}"))
 
 
-def _check_marks_sit_on_their_curves(page: Any, base: str, sweep_id: int) -> list[dict]:
+def _marks_where_the_runs_stopped(
+    page: Any, server: Server, url: str, sweep_id: int
+) -> tuple[list[dict], dict[tuple[str, int], list[dict]]]:
+    """Opens the sweep's page; its marks, checked to be one per configuration and epoch the
+    database says runs were pruned at, each on that configuration's mean curve; and those
+    runs by (group, epoch)."""
+    _open(page, server.base, sweep_id)
+    expected = _expected(page, url, sweep_id)
+    assert expected, "the rule pruned nothing among the plotted configurations"
     marks = _marks(page)
-    data = _curves(base, sweep_id, page.evaluate("state.default_groups"))
+    assert {(m["group"], m["epoch"]) for m in marks} == set(expected)
+    data = _curves(server.base, sweep_id, page.evaluate("state.default_groups"))
     curves = {g["id"]: dict(zip(g["epochs"], g["mean"], strict=True)) for g in data["groups"]}
     for m in marks:
         assert m["visible"]
+        assert m["runs"] == len(expected[(m["group"], m["epoch"])])
         # on the configuration's mean curve, at the epoch the runs stopped
         assert m["y"] == pytest.approx(curves[m["group"]][m["epoch"]], rel=1e-9)
     assert page.locator("#chart").get_attribute("data-pruned-marks") == str(len(marks))
-    return marks
+    return marks, expected
 
 
 def test_unit_config_marks_each_pruned_configuration_once(
     page: Any, server: Server, pruned_db: PrunedSweeps
 ) -> None:
-    _open(page, server.base, pruned_db.by_config)
-    expected = _expected(page, pruned_db.url, pruned_db.by_config)
-    assert expected, "the rule pruned nothing among the plotted configurations"
-    marks = _check_marks_sit_on_their_curves(page, server.base, pruned_db.by_config)
-    assert {(m["group"], m["epoch"]) for m in marks} == set(expected)
+    marks, expected = _marks_where_the_runs_stopped(
+        page, server, pruned_db.url, pruned_db.by_config
+    )
     for m in marks:
         stopped = expected[(m["group"], m["epoch"])]
-        assert m["runs"] == len(stopped) == 2  # both seeds stop together
+        assert len(stopped) == 2  # both seeds stop together
         run = stopped[0]
         assert f"pruned at epoch {m['epoch']}, all 2 seeds (asha, unit: config)" in m["title"]
         assert f"mean loss over seeds {_shown(run['pruned_value'])}" in m["title"]
@@ -132,14 +140,9 @@ def test_unit_config_marks_each_pruned_configuration_once(
 def test_unit_run_marks_the_seeds_where_each_stopped(
     page: Any, server: Server, pruned_db: PrunedSweeps
 ) -> None:
-    _open(page, server.base, pruned_db.by_run)
-    expected = _expected(page, pruned_db.url, pruned_db.by_run)
-    assert expected, "the rule pruned nothing among the plotted configurations"
-    marks = _check_marks_sit_on_their_curves(page, server.base, pruned_db.by_run)
-    assert {(m["group"], m["epoch"]) for m in marks} == set(expected)
+    marks, expected = _marks_where_the_runs_stopped(page, server, pruned_db.url, pruned_db.by_run)
     for m in marks:
         stopped = expected[(m["group"], m["epoch"])]
-        assert m["runs"] == len(stopped)
         assert (
             f"{len(stopped)} of 3 seeds pruned at epoch {m['epoch']} (asha, unit: run)"
             in (m["title"])
