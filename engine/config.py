@@ -36,6 +36,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "stop_within": 0.5,
     "stop_on_solve": False,
     "epoch_metrics": "exact",
+    # per-run early stopping (engine.patience): off unless patience > 0 or restore_best
+    "patience": 0,
+    "min_delta": 0.0,
+    "restore_best": False,
 }
 
 
@@ -61,7 +65,10 @@ class TrainConfig:
     its target (max |o - e| < stop_within); ``stop_on_solve`` then stops there.
     ``schedule``: phases, see ``engine.schedule``. ``epoch_metrics``: "exact" or
     "running", see EPOCH_METRICS; with a full batch "running" gives each epoch the
-    metrics of the weights it started from.
+    metrics of the weights it started from. ``patience``: stop after this many epochs in a
+    row whose monitored value (val_loss with a validation set, else loss) is not lower than
+    the best by more than ``min_delta`` (0 or None = never); ``restore_best``: end with the
+    best epoch's weights; see ``engine.patience``.
     """
 
     learning_rate: float = TRAINING_DEFAULTS["learning_rate"]
@@ -75,6 +82,9 @@ class TrainConfig:
     stop_on_solve: bool = TRAINING_DEFAULTS["stop_on_solve"]
     schedule: tuple[Phase, ...] = field(default=())
     epoch_metrics: str = TRAINING_DEFAULTS["epoch_metrics"]
+    patience: int | None = TRAINING_DEFAULTS["patience"]
+    min_delta: float = TRAINING_DEFAULTS["min_delta"]
+    restore_best: bool = TRAINING_DEFAULTS["restore_best"]
 
     def __post_init__(self) -> None:
         lr = float(self.learning_rate)
@@ -103,6 +113,13 @@ class TrainConfig:
         set_(self, "stop_on_solve", bool(self.stop_on_solve))
         set_(self, "schedule", parse_schedule(self.schedule))
         check_name("epoch_metrics", self.epoch_metrics, EPOCH_METRICS)
+        patience = 0 if self.patience is None else self.patience
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be an int >= 0 or None, got {self.patience!r}")
+        set_(self, "patience", patience)
+        set_(self, "min_delta", _opt_float(self.min_delta, "min_delta") or 0.0)
+        if not isinstance(self.restore_best, bool):
+            raise ValueError(f"restore_best must be True or False, got {self.restore_best!r}")
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TrainConfig:

@@ -8,6 +8,9 @@ every running member, in this order:
    weights ends the member "diverged"; else the best loss is kept, a member whose every
    output is within ``stop_within`` of its target is solved at that epoch (and stops
    "solved" under ``stop_on_solve``), a loss below ``stop_loss`` stops it "stop_loss";
+   then early stopping (``engine.patience``, when the config asks for it): the monitored
+   value (val_loss with a validation set, else loss) is followed, and a member out of
+   patience stops "patience";
 2. the caller, through its callbacks: ``on_epoch`` raising ``StopTraining`` (cancel), or
    ``on_epochs`` returning members to stop now (a pruning decision): "stopped", unless the
    metrics already ended the member;
@@ -41,21 +44,23 @@ from typing import Any
 
 import numpy as np
 
+from .patience import Tracker, TrackerRows
 from .schedule import values_at
 
 Array = np.ndarray
 Metrics = dict[str, Any]
 
 # Outcome codes (0: the member goes on) and their names in History.outcome.
-GO_ON, DIVERGED, SOLVED, STOP_LOSS, STOPPED, COMPLETED = 0, 1, 2, 3, 4, 5
+GO_ON, DIVERGED, SOLVED, STOP_LOSS, STOPPED, COMPLETED, PATIENCE = 0, 1, 2, 3, 4, 5, 6
 NAMES = {
     DIVERGED: "diverged",
     SOLVED: "solved",
     STOP_LOSS: "stop_loss",
     STOPPED: "stopped",
     COMPLETED: "completed",
+    PATIENCE: "patience",
 }
-OUTCOMES = ("completed", "stop_loss", "solved", "diverged", "stopped")
+OUTCOMES = ("completed", "stop_loss", "solved", "diverged", "stopped", "patience")
 
 # on_epochs(members, epochs, metrics): every running member's epoch at once, arrays aligned
 # with ``members`` (member indices; accuracy/val_* arrays or None); returns the members to
@@ -154,21 +159,39 @@ class One:
     ``train`` pays no array operations for it."""
 
     def __init__(
-        self, config: Any, best: float, solved: int | None, checkpoint_every: int | None
+        self,
+        config: Any,
+        best: float,
+        solved: int | None,
+        checkpoint_every: int | None,
+        tracker: Tracker | None = None,
     ) -> None:
         self.rule = Rule.of(config)
         self.best, self.solved = best, solved
         self.every = checkpoint_every or 0
+        self.tracker = tracker  # early stopping, when the config asks for it
 
     def after_epoch(
-        self, epoch: int, loss: float, max_err: float, theta: Array, stop: bool
+        self,
+        epoch: int,
+        loss: float,
+        max_err: float,
+        theta: Array,
+        stop: bool,
+        monitored: float = math.nan,
+        metrics: Metrics | None = None,
     ) -> tuple[int, bool]:
         """(outcome code, whether a checkpoint is due) after ``epoch``; ``stop``: the
-        caller's callbacks asked to stop."""
+        caller's callbacks asked to stop; ``monitored``, ``metrics``: the value early
+        stopping follows and the epoch's metrics (needed with a tracker only)."""
         finite = _isfinite(loss) and _isfinite(_add_reduce(theta))
         if finite and loss < self.best:
             self.best = loss
         code, self.solved = self.rule.judge(epoch, loss, max_err, finite, self.solved)
+        tracker = self.tracker
+        out = tracker is not None and tracker.after_epoch(epoch, monitored, metrics or {}, theta)
+        if out and code == GO_ON:
+            code = PATIENCE
         if stop and code == GO_ON:
             code = STOPPED
         due = code == GO_ON and self.every > 0 and epoch % self.every == 0
@@ -192,8 +215,10 @@ class Control:
         best: Array,
         solved: Array,
         checkpoint_every: int | None,
+        tracking: TrackerRows | None = None,
     ) -> None:
         self.rules = [Rule.of(c) for c in configs]
+        self.tracking = tracking  # early stopping, when some member's config asks for it
         self.members, self.first = members, first
         self.best, self.solved = best, solved
         self.limit = np.array([r.epochs for r in self.rules], dtype=np.int64)
@@ -217,13 +242,30 @@ class Control:
         return self.first + self.it
 
     def after_epoch(
-        self, epochs: Array, loss: Array, max_err: Array, theta: Array, stop: Collection[int]
+        self,
+        epochs: Array,
+        loss: Array,
+        max_err: Array,
+        theta: Array,
+        stop: Collection[int],
+        values: dict[str, Array | None] | None = None,
     ) -> tuple[Array | None, list[int]]:
         """(outcome codes, or None when every member goes on; rows due a checkpoint).
 
-        ``stop``: the rows whose callbacks asked to stop this epoch.
+        ``stop``: the rows whose callbacks asked to stop this epoch; ``values``: the epoch's
+        metric arrays (early stopping follows val_loss when there is one, else loss).
         """
         outcome = self._judge(epochs, loss, max_err, theta)
+        if self.tracking is not None:
+            vals = values or {}
+            val_loss = vals.get("val_loss")
+            out = self.tracking.after_epoch(
+                epochs, loss if val_loss is None else val_loss, vals, theta
+            )
+            if out is not None:
+                if outcome is None:
+                    outcome = np.zeros(len(epochs), dtype=np.int8)
+                outcome[out & (outcome == GO_ON)] = PATIENCE
         last = self.it >= self.first_limit_it  # some member may have reached its epochs
         if outcome is None and (stop or last):
             outcome = np.zeros(len(epochs), dtype=np.int8)
@@ -279,9 +321,15 @@ class Control:
         self._refresh()
         return outcome
 
+    def tracked_fields(self, row: int) -> dict[str, Any]:
+        """The TrainState early-stopping fields of ``row`` (none when nothing tracks)."""
+        return {} if self.tracking is None else self.tracking.fields(row)
+
     def keep(self, rows: Array) -> None:
         """Only the members in ``rows`` go on."""
         self.rules = [self.rules[r] for r in rows.tolist()]
+        if self.tracking is not None:
+            self.tracking.keep(rows)
         for name in ("members", "first", "best", "solved", "limit", "within", "stop_loss"):
             setattr(self, name, getattr(self, name)[rows])
         self._refresh()

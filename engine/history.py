@@ -22,6 +22,12 @@ class History:
     Arrays cover epochs ``start_epoch .. epochs`` (``epochs`` is the number of the
     last epoch run; ``start_epoch`` is 1 unless resumed). ``accuracy`` is None when
     the task has none; ``val_*`` are None without a validation set.
+
+    Early stopping (``engine.patience``, when the config has patience or restore_best):
+    ``best_epoch`` is the epoch of the best monitored value (outcome "patience": the run
+    stopped at best_epoch + patience). ``restored_best``: the net ends with the best epoch's
+    weights (restore_best), whose metrics are ``best_metrics``; ``state`` is still the
+    state after the last epoch run.
     """
 
     start_epoch: int
@@ -35,6 +41,9 @@ class History:
     solved_epoch: int | None
     best_loss: float
     state: TrainState
+    best_epoch: int | None = None
+    restored_best: bool = False
+    best_metrics: Metrics | None = None
 
     @property
     def final_loss(self) -> float:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from .control import COMPLETED, NAMES, Control, PopulationCallback, StopTraining
 from .history import History, Metrics, Records
 from .metrics import accuracy_kind
 from .network import Network
+from .patience import TrackerRows, restorable, state_fields, tracks
 from .stacked import same_shape
 from .stacked_optimizer import StackedOptimizer
 from .stacked_updates import StackedUpdates
@@ -194,11 +196,13 @@ class _Population:
             names += ["val_loss"] + (["val_accuracy"] if self.val_kind is not None else [])
         self.records = Records(names)
         self.histories: list[History | None] = [None] * K0
+        self.states: list[TrainState | None] = [None] * K0
         self.on_checkpoint: Callable[[int, TrainState], None] | None = None
         self.on_finish: Callable[[int, History], None] | None = None
 
     def restore(self, states: Sequence[TrainState | None] | None) -> None:
         for k, state in enumerate(states or ()):
+            self.states[k] = state
             if state is None:
                 continue
             if state.optimizer != self.opt_name:
@@ -220,11 +224,16 @@ class _Population:
         limit = np.array([c.epochs for c in self.configs], dtype=np.int64)
         counts = np.maximum(0, limit - self.first + 1)
         for k in np.flatnonzero(counts == 0).tolist():
-            self._finish(k, k, int(self.first[k] - 1), COMPLETED, self.theta, self.opt)
+            tracked = state_fields(self.states[k])
+            self._finish(k, k, int(self.first[k] - 1), COMPLETED, self.theta, self.opt, tracked)
         members = np.flatnonzero(counts > 0)
         if members.size == 0:
             return False
         cfgs = [self.configs[k] for k in members.tolist()]
+        tracking = None
+        if any(tracks(c) for c in cfgs):
+            states = [self.states[k] for k in members.tolist()]
+            tracking = TrackerRows(cfgs, states, self.theta[members])
         self.control = Control(
             cfgs,
             members,
@@ -232,6 +241,7 @@ class _Population:
             self.best[members],
             self.solved[members],
             checkpoint_every,
+            tracking,
         )
         val = None if self.validation is None else (self.Xv, self.Yv, self.val_kind)
         self.updates = StackedUpdates(
@@ -270,12 +280,13 @@ class _Population:
                     wanted = np.fromiter(asked, dtype=np.int64)
                     stop += np.flatnonzero(np.isin(control.members, wanted)).tolist()
             theta = updates.stack.theta
-            outcome, due = control.after_epoch(epochs, loss, max_err, theta, stop)
+            outcome, due = control.after_epoch(epochs, loss, max_err, theta, stop, values)
             if due and on_checkpoint is not None:
                 for r in due:
-                    k, best, solved = int(control.members[r]), control.best[r], control.solved[r]
+                    k, tracked = int(control.members[r]), control.tracked_fields(r)
+                    best, solved = control.best[r], control.solved[r]
                     state = self._snapshot(k, r, int(epochs[r]), theta, updates.opt, best, solved)
-                    on_checkpoint(k, state)
+                    on_checkpoint(k, replace(state, **tracked))  # + early-stopping fields
             if outcome is not None and outcome.any() and not self._compact(outcome, epochs):
                 return
 
@@ -287,7 +298,8 @@ class _Population:
         members = control.members
         self.best[members], self.solved[members] = control.best, control.solved
         for r in np.flatnonzero(outcome).tolist():
-            self._finish(int(members[r]), r, int(epochs[r]), int(outcome[r]), theta, opt)
+            code, tracked = int(outcome[r]), control.tracked_fields(r)
+            self._finish(int(members[r]), r, int(epochs[r]), code, theta, opt, tracked)
         keep = np.flatnonzero(outcome == 0)
         if not keep.size:
             return False
@@ -319,8 +331,17 @@ class _Population:
         )
 
     def _finish(
-        self, k: int, row: int, last: int, code: int, theta: Array, opt: StackedOptimizer
+        self,
+        k: int,
+        row: int,
+        last: int,
+        code: int,
+        theta: Array,
+        opt: StackedOptimizer,
+        tracked: dict[str, Any],
     ) -> None:
+        """Member k's History (its net left with its final weights); ``tracked``: its
+        early-stopping figures, as TrainState fields."""
         best, solved, records = float(self.best[k]), int(self.solved[k]), self.records
         history = History(
             start_epoch=int(self.first[k]),
@@ -333,8 +354,14 @@ class _Population:
             outcome=NAMES[code],
             solved_epoch=None if solved < 0 else solved,
             best_loss=best,
-            state=self._snapshot(k, row, last, theta, opt, best, solved),
+            state=replace(self._snapshot(k, row, last, theta, opt, best, solved), **tracked),
         )
+        if tracks(self.configs[k]):
+            history.best_epoch = tracked.get("best_epoch")
+            kept = tracked.get("best_theta")
+            if kept is not None and restorable(history.outcome):  # restore_best
+                self.nets[k].theta[...] = kept
+                history.restored_best, history.best_metrics = True, tracked["best_metrics"]
         self.histories[k] = history
         if self.on_finish is not None:
             self.on_finish(k, history)

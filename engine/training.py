@@ -36,6 +36,7 @@ from .history import History, Metrics
 from .metrics import Scorer, accuracy_kind
 from .network import Network, Workspace
 from .optimizers import Optimizer, make_optimizer
+from .patience import Tracker, tracks
 from .state import TrainState
 
 Array = np.ndarray
@@ -63,6 +64,7 @@ def _snapshot(
         rng_state=dict(rng.bit_generator.state),
         best_loss=control.best,
         solved_epoch=control.solved,
+        **({} if control.tracker is None else control.tracker.fields()),
     )
 
 
@@ -302,7 +304,9 @@ def train(
     if state is not None:
         _restore(state, net, opt, rng)
         first, best, solved = state.epoch + 1, state.best_loss, state.solved_epoch
-    control = One(config, best, solved, checkpoint_every if on_checkpoint is not None else None)
+    tracker = Tracker(config, net.theta, state) if tracks(config) else None
+    every = checkpoint_every if on_checkpoint is not None else None
+    control = One(config, best, solved, every, tracker)
     rows = _Rows(net, max(0, config.epochs - first + 1), kind, validation)
     updates = _Updates(net, X, Y, config, kind, rows_sum_to_one, opt)
     ask = None if on_epochs is None else _as_population(on_epochs)
@@ -329,9 +333,20 @@ def train(
                     stop = True
             if ask is not None and ask(epoch, metrics):
                 stop = True
-            code, due = control.after_epoch(epoch, loss, max_err, theta, stop)
+            if tracker is None:
+                code, due = control.after_epoch(epoch, loss, max_err, theta, stop)
+            else:  # early stopping follows val_loss when there is a validation set
+                monitored = metrics.get("val_loss", loss)
+                code, due = control.after_epoch(
+                    epoch, loss, max_err, theta, stop, monitored, metrics
+                )
             if due:
                 on_checkpoint(_snapshot(net, opt, rng, epoch, control))  # type: ignore[misc]
             if code:
                 break
-    return rows.history(first, last, code or 5, _snapshot(net, opt, rng, last, control))
+    history = rows.history(first, last, code or 5, _snapshot(net, opt, rng, last, control))
+    if tracker is not None:
+        history.best_epoch = tracker.best_epoch
+        if tracker.restore_into(net.theta, history.outcome):
+            history.restored_best, history.best_metrics = True, tracker.best_metrics
+    return history

@@ -44,12 +44,18 @@ def assert_same_state(s1: TrainState, s2: TrainState) -> None:
     for key in s1.buffers:
         assert same(s1.buffers[key], s2.buffers[key]), key
     assert s1.rng_state == s2.rng_state
+    # early stopping (engine.patience): the figures a resumed run decides from
+    assert (s1.wait, s1.best_epoch) == (s2.wait, s2.best_epoch)
+    assert same_float(s1.monitor_best, s2.monitor_best)
+    assert same(s1.best_theta, s2.best_theta) and s1.best_metrics == s2.best_metrics
 
 
 def assert_same_history(h1, h2) -> None:
     assert (h1.start_epoch, h1.epochs, h1.outcome) == (h2.start_epoch, h2.epochs, h2.outcome)
     assert h1.solved_epoch == h2.solved_epoch
     assert same_float(h1.best_loss, h2.best_loss)
+    assert (h1.best_epoch, h1.restored_best) == (h2.best_epoch, h2.restored_best)
+    assert h1.best_metrics == h2.best_metrics
     for name in ("loss", "max_error", "accuracy", "val_loss", "val_accuracy"):
         assert same(getattr(h1, name), getattr(h2, name)), name
     assert_same_state(h1.state, h2.state)
