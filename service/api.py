@@ -26,7 +26,7 @@ import pandas as pd
 from service.config import get_settings, load_settings
 from service.db import queries
 from service.db import repository as repo
-from service.db.models import SUMMARY_METRICS
+from service.db.models import PATIENCE_FIELDS, SUMMARY_METRICS
 from service.db.session import session_scope, sqlite_file
 from service.records import run_record, sweep_record
 from service.results import param_value
@@ -40,6 +40,7 @@ RUN_COLUMNS = (
     "seed",
     "epochs_run",
     *SUMMARY_METRICS,
+    *PATIENCE_FIELDS,
     "wall_time_s",
     "attempt",
     "worker",

@@ -47,6 +47,9 @@ MEMBER_KEYS = frozenset(
         "stop_within",
         "stop_on_solve",
         "log_every",
+        "patience",
+        "min_delta",
+        "restore_best",
     }
 )
 

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 from service.db import management as mgmt
 from service.db import repository as repo
 from service.spec import SweepSpec
+from service.spec.checks import seed_check
 from service.spec.errors import Invalid
-from service.spec.parameters import PARAMETERS, seed_check
+from service.spec.parameters import PARAMETERS
 from service.spec.sweep import Axis
 
 FILE_KINDS = ("csv", "npz")

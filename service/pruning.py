@@ -340,18 +340,22 @@ def budget_line(spec: Any) -> str | None:
 
 
 def show_fields(session: Any, sweep_id: int, spec: dict[str, Any]) -> dict[str, Any]:
-    """`sweep show`'s fields on pruning ({} for a sweep without early_terminate)."""
+    """`sweep show`'s fields on early stopping: the early_terminate rule and what it pruned,
+    the runs patience stopped, the epochs trained of the full budget ({} when neither)."""
     rule = (spec or {}).get("early_terminate")
-    if rule is None:
-        return {}
     got = db.pruned_summary(session, sweep_id)
+    if rule is None and not got["stopped_runs"]:
+        return {}
     full = got["epochs_full"]
     share = f" ({got['epochs_trained'] / full:.0%})" if full else ""
-    return {
-        "early_terminate": ", ".join(f"{k}={v}" for k, v in rule.items()),
-        "configs_pruned": got["pruned_configs"],
-        "epochs_trained": f"{got['epochs_trained']:,} of {full:,}{share}",
-    }
+    out: dict[str, Any] = {}
+    if rule is not None:
+        out["early_terminate"] = ", ".join(f"{k}={v}" for k, v in rule.items())
+        out["configs_pruned"] = got["pruned_configs"]
+    if got["stopped_runs"]:
+        out["runs_stopped_by_patience"] = got["stopped_runs"]
+    out["epochs_trained"] = f"{got['epochs_trained']:,} of {full:,}{share}"
+    return out
 
 
 __all__ = [

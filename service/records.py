@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.db.models import SUMMARY_METRICS
+from service.db.models import PATIENCE_FIELDS, SUMMARY_METRICS
 
 RUN_FIELDS = (
     "id",
@@ -21,6 +21,8 @@ RUN_FIELDS = (
     "pruned_epoch",
     "pruned_value",
     "pruned_threshold",
+    # patience / restore_best: the best epoch, and the epoch at which patience stopped the run
+    *PATIENCE_FIELDS,
 )
 
 

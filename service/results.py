@@ -29,6 +29,10 @@ SUMMARY_COLUMNS = (
     "solved_epoch_q1",
     "solved_epoch_median",
     "solved_epoch_q3",
+    # patience (per-run early stopping): runs it stopped, their median stop and best epochs
+    "stopped",
+    "stopped_epoch_median",
+    "best_epoch_median",
     "wall_time_mean_s",
 )
 
@@ -102,6 +106,8 @@ def _summary_row(params: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         [r["wall_time_s"] for r in runs if r.get("wall_time_s") is not None], dtype=float
     )
     q1, median, q3 = np.percentile(solved, [25, 50, 75]) if solved.size else (None, None, None)
+    stopped = [r["stopped_epoch"] for r in runs if r.get("stopped_epoch") is not None]
+    best_epochs = [r["best_epoch"] for r in finished if r.get("best_epoch") is not None]
     row = dict(params)
     row.update(
         seeds=len(runs),
@@ -121,6 +127,9 @@ def _summary_row(params: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str
         solved_epoch_q1=_num(q1),
         solved_epoch_median=_num(median),
         solved_epoch_q3=_num(q3),
+        stopped=len(stopped),
+        stopped_epoch_median=float(np.median(stopped)) if stopped else None,
+        best_epoch_median=float(np.median(best_epochs)) if best_epochs else None,
         wall_time_mean_s=float(wall.mean()) if wall.size else None,
     )
     return row
@@ -166,6 +175,12 @@ def display_rows(
         if any(row.get(key) is not None for row in rows)
     ]
     solving = any(row["success_rate"] is not None for row in rows)
+    # patience: how many seeds it stopped and where (median), and the median best epoch
+    early = [
+        label
+        for label, key in (("stopped at", "stopped"), ("best epoch", "best_epoch_median"))
+        if any(row.get(key) for row in rows)
+    ]
     out = []
     for row in rows:
         shown = {name: row[name] for name in by}
@@ -181,6 +196,8 @@ def display_rows(
         shown["epochs to solve"] = _median_iqr(
             row["solved_epoch_median"], row["solved_epoch_q1"], row["solved_epoch_q3"]
         )
+        shown["stopped at"] = _stopped(row["stopped"], row["stopped_epoch_median"])
+        shown["best epoch"] = row["best_epoch_median"]
         shown["wall s"] = row["wall_time_mean_s"]
         out.append(shown)
     columns = [
@@ -193,6 +210,7 @@ def display_rows(
         "accuracy",
         *val,
         *(("solved", "epochs to solve") if solving else ()),
+        *early,
         "wall s",
     ]
     return out, columns
@@ -212,3 +230,8 @@ def _median_iqr(median: float | None, q1: float | None, q3: float | None) -> str
     if median is None:
         return None
     return f"{median:g} [{q1:g}–{q3:g}]"
+
+
+def _stopped(count: int, median: float | None) -> str | None:
+    """Runs patience stopped and their median stop epoch: "2 @ 87"."""
+    return None if not count or median is None else f"{count} @ {median:g}"

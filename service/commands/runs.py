@@ -56,10 +56,12 @@ def runs(
         render([public_run(r) for r in records], fmt)
         return
     rows = [{**{p: param_value(r["params"], p) for p in swept}, **r} for r in records]
+    # patience / restore_best: shown when some run tracked them
+    early = [c for c in ("best_epoch", "stopped_epoch") if any(r[c] is not None for r in rows)]
     render(
         rows,
         fmt,
-        columns=[RUN_TABLE_COLUMNS[0], *swept, *RUN_TABLE_COLUMNS[1:]],
+        columns=[RUN_TABLE_COLUMNS[0], *swept, *RUN_TABLE_COLUMNS[1:], *early],
         drop=("best_loss", "epochs_run", "seed"),
     )
 

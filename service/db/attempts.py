@@ -33,6 +33,8 @@ _SUMMARY_FIELDS = (
     "val_loss",
     "solved_epoch",
     "wall_time_s",
+    "best_epoch",
+    "stopped_epoch",
 )
 
 

@@ -14,7 +14,14 @@ from typing import Any
 from sqlalchemy import Table, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from service.db.models import RUN_STATUSES, SUMMARY_METRICS, EpochMetric, Run, Sweep
+from service.db.models import (
+    PATIENCE_FIELDS,
+    RUN_STATUSES,
+    SUMMARY_METRICS,
+    EpochMetric,
+    Run,
+    Sweep,
+)
 from service.db.types import SafeFloat
 
 _epochs: Table = EpochMetric.__table__  # type: ignore[assignment]
@@ -22,7 +29,15 @@ _runs: Table = Run.__table__  # type: ignore[assignment]
 _sweeps: Table = Sweep.__table__  # type: ignore[assignment]
 
 # The summary fields of a run the dashboard shows (the same ones `bplab results` reads).
-RUN_COLUMNS = ("id", "seed", "status", "epochs_run", *SUMMARY_METRICS, "wall_time_s")
+RUN_COLUMNS = (
+    "id",
+    "seed",
+    "status",
+    "epochs_run",
+    *SUMMARY_METRICS,
+    *PATIENCE_FIELDS,
+    "wall_time_s",
+)
 # SQLite allows at most 32,766 bound parameters a statement.
 _ID_CHUNK = 5000
 

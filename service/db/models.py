@@ -45,6 +45,8 @@ TERMINAL_STATUSES = ("succeeded", "diverged", "failed", "cancelled", "pruned")
 # The summary metrics of a run, the ones every reader of results shows (tables, the dashboard,
 # the Python API, exports) and a search objective may be computed from.
 SUMMARY_METRICS = ("final_loss", "best_loss", "accuracy", "val_loss", "solved_epoch")
+# Per-run early stopping (engine.patience): the best epoch, where patience stopped the run.
+PATIENCE_FIELDS = ("best_epoch", "stopped_epoch")
 
 # Run columns copied out of the config so that SQL can filter and group on them.
 SWEPT_COLUMNS = (
@@ -160,6 +162,11 @@ class Run(Base):
     pruned_epoch: Mapped[int | None] = mapped_column(Integer)
     pruned_value: Mapped[float | None] = mapped_column(SafeFloat)
     pruned_threshold: Mapped[float | None] = mapped_column(SafeFloat)
+    # Per-run early stopping (engine.patience): the epoch of the best monitored value of a run
+    # with patience or restore_best (with restore_best its final weights and summary are that
+    # epoch's), and the epoch at which patience stopped it (NULL: not stopped so).
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    stopped_epoch: Mapped[int | None] = mapped_column(Integer)
     # `sweep retry --pruned`: train to the end whatever the rule says.
     prune_exempt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 

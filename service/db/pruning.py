@@ -123,6 +123,7 @@ def pruned_summary(session: Session, sweep_id: int) -> dict[str, Any]:
             func.count().filter(_runs.c.status == "pruned"),
             func.coalesce(func.sum(_runs.c.epochs_run), 0),
             func.coalesce(func.sum(_runs.c.epochs), 0),
+            func.count(_runs.c.stopped_epoch),
         ).where(_runs.c.sweep_id == sweep_id)
     ).one()
     configs = session.execute(
@@ -133,6 +134,7 @@ def pruned_summary(session: Session, sweep_id: int) -> dict[str, Any]:
         "pruned_configs": int(configs),
         "epochs_trained": int(runs[1]),
         "epochs_full": int(runs[2]),
+        "stopped_runs": int(runs[3]),  # stopped by patience (per-run early stopping)
     }
 
 

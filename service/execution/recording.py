@@ -84,9 +84,15 @@ def final_summary(recorder: EpochRecorder, history: Any, wall_time_s: float) -> 
     """The status and summary columns of a run that trained to its end (not stopped).
 
     ``history`` is the engine's History of this attempt; the recorder knows the last epoch
-    and metrics even when the attempt resumed from a checkpoint.
+    and metrics even when the attempt resumed from a checkpoint. A run stopped by patience
+    ends "succeeded" (Keras's EarlyStopping ends training normally) with ``stopped_epoch``.
+    With restore_best its final weights are the best epoch's, and so are final_loss,
+    accuracy and val_loss (they describe the weights kept); epochs_run stays the last epoch
+    trained and best_loss the lowest training loss seen.
     """
     last = recorder.last_metrics or {}
+    if history.restored_best and history.best_metrics is not None:
+        last = history.best_metrics
     return {
         "status": "diverged" if history.outcome == "diverged" else "succeeded",
         "epochs_run": recorder.last_epoch if recorder.last_epoch is not None else history.epochs,
@@ -96,6 +102,8 @@ def final_summary(recorder: EpochRecorder, history: Any, wall_time_s: float) -> 
         "val_loss": _float(last.get("val_loss")),
         "solved_epoch": history.solved_epoch,
         "wall_time_s": wall_time_s,
+        "best_epoch": history.best_epoch,
+        "stopped_epoch": history.epochs if history.outcome == "patience" else None,
     }
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from service.spec.checks import int_check
 from service.spec.errors import Invalid, show, unknown_name
-from service.spec.parameters import int_check
 
 ADAPTIVE_METHODS = ("tpe", "gp", "cmaes")
 METRIC_NAMES = (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .checks import epoch_count, positive_float, unit_interval
 from .errors import Invalid, show, suggest, unknown_name
-from .parameters import ALIASES, epoch_count, positive_float, unit_interval
+from .parameters import ALIASES
 
 _PHASE_KEYS = {"until": epoch_count, "learning_rate": positive_float, "momentum": unit_interval}
 

@@ -10,19 +10,12 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from .checks import int_check, integer, positive_int, seed_check
 from .combinations import check_combinations
 from .datasets import check_dataset, input_width
 from .early_terminate import check_early_terminate
 from .errors import Invalid, SpecError, show, suggest, unknown_name
-from .parameters import (
-    ALIASES,
-    PARAMETERS,
-    Parameter,
-    int_check,
-    integer,
-    positive_int,
-    seed_check,
-)
+from .parameters import ALIASES, PARAMETERS, Parameter
 from .sweep import DISTRIBUTIONS, Axis, Distribution, SweepSpec, draw_configs, value_key
 
 DEFAULT_MAX_RUNS = 10_000

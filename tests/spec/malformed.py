@@ -114,6 +114,20 @@ CASES: list[Case] = [
     ),
     ("validation_split_one", _grid(validation_split=1.0), "parameters.validation_split"),
     ("log_every_zero", _grid(log_every=0), "parameters.log_every"),
+    # Per-run early stopping (patience, min_delta, restore_best).
+    ("patience_negative", _grid(patience=-1), "parameters.patience"),
+    ("patience_fraction", _grid(patience=2.5), "parameters.patience"),
+    ("patience_boolean", "dataset: xor\nparameters:\n  patience: true\n", "parameters.patience"),
+    ("patience_in_list", _grid(patience=[5, -3]), "parameters.patience[1]"),
+    ("patience_too_large", _grid(patience=10**7), "parameters.patience"),
+    ("min_delta_negative", _grid(min_delta=-0.001), "parameters.min_delta"),
+    ("min_delta_word", _grid(min_delta="small"), "parameters.min_delta"),
+    ("restore_best_string", _grid(restore_best="yes"), "parameters.restore_best"),
+    (
+        "patience_distribution_below_zero",
+        _random(patience={"distribution": "int_uniform", "min": -2, "max": 10}),
+        "parameters.patience.min",
+    ),
     # Distributions and choices.
     (
         "distribution_in_grid",

@@ -14,7 +14,7 @@ CONFIG_KEYS = {
     "dataset", "hidden", "learning_rate", "momentum", "cost", "activation", "output_activation",
     "optimizer", "batch_size", "epochs", "init", "weight_decay", "skip_connections", "stop_loss",
     "stop_within", "stop_on_solve", "validation_split", "log_every", "schedule",
-    "input_groups", "group_hidden", "epoch_metrics",
+    "input_groups", "group_hidden", "epoch_metrics", "patience", "min_delta", "restore_best",
 }  # fmt: skip
 
 
@@ -43,8 +43,8 @@ def test_documented_defaults() -> None:
         "batch_size": "full", "epochs": 1000, "init": 0.3, "weight_decay": 0.0,
         "skip_connections": False, "input_groups": None, "group_hidden": None,
         "stop_loss": None, "stop_within": 0.5,
-        "stop_on_solve": False, "validation_split": 0.0, "log_every": 1,
-        "epoch_metrics": "exact", "schedule": [],
+        "stop_on_solve": False, "patience": 0, "min_delta": 0.0, "restore_best": False,
+        "validation_split": 0.0, "log_every": 1, "epoch_metrics": "exact", "schedule": [],
     }  # fmt: skip
     rows = defaults_table()
     assert [row[0] for row in rows] == list(PARAMETERS)
