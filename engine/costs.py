@@ -16,6 +16,9 @@ softmax + categorical cross-entropy when each target row sums to 1); every
 other pair goes through the general chain rule, so any cost pairs with any
 output activation.
 
+``dead_zone`` is the 1986 paper's error margin: an output within the margin of its
+target has no error and no delta (TrainConfig.error_margin).
+
 Arrays are unit-major, (d_out, n), as in the network's buffers; ``output_delta`` also
 takes a population's stacked (K, d_out, n) arrays (it reduces over axis -2 only). Functions take
 ``diff = o - e`` precomputed: the training loop computes it once
@@ -112,3 +115,18 @@ def output_delta(
         s = np.einsum("...ij,...ij->...j", tmp, o)[..., None, :]
         np.subtract(tmp, s, out=delta)
         delta *= o
+
+
+def dead_zone(diff: Array, margin: float | Array, tmp: Array) -> Array:
+    """The 1986 paper's dead zone: set the error ``diff = o - e`` to 0 where an output is
+    within ``margin`` of its target (for 0/1 targets: above 1 - margin when the target is
+    1, below margin when it is 0), and return where (bool, diff's shape). ``margin``: a
+    float, or per member (K, 1, 1); a member's margin 0 changes nothing. ``tmp``: scratch.
+
+    The caller also zeroes the output deltas there: with sigmoid or identity outputs they
+    are 0 already, softmax couples its units and would pass the others' error on.
+    """
+    np.abs(diff, out=tmp)
+    inside = tmp < margin
+    np.copyto(diff, 0.0, where=inside)
+    return inside

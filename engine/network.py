@@ -36,7 +36,7 @@ from .activations import (
     OUTPUT_ACTIVATIONS,
     check_name,
 )
-from .costs import COSTS, MEAN_COSTS, cost_sum, output_delta
+from .costs import COSTS, MEAN_COSTS, cost_sum, dead_zone, output_delta
 from .initializers import check_init, init_layer
 from .layers import Workspace, backward_layers, forward_layers
 from .masks import normalise_masks
@@ -207,12 +207,21 @@ class Network:
             self.grad *= self.free
 
     def output_delta(
-        self, ws: Workspace, rows_sum_to_one: bool = False, factor: float = 1.0
+        self,
+        ws: Workspace,
+        rows_sum_to_one: bool = False,
+        factor: float = 1.0,
+        margin: float | Array = 0.0,
     ) -> None:
         """dE/di at the outputs from ``ws.out`` and ``ws.diff = out - y``, times ``factor``
         (a trainer passes -learning_rate: backprop is linear in the output deltas, so the
-        gradient then comes out as the step, without a pass over the parameters)."""
+        gradient then comes out as the step, without a pass over the parameters).
+        ``margin`` > 0 (a float, or per member (K, 1, 1) in a population): the error dead
+        zone, see ``engine.costs.dead_zone`` (``ws.diff`` is changed)."""
         scale = (1.0 / ws.m if self.cost in MEAN_COSTS else 1.0) * factor
+        inside = None
+        if not (isinstance(margin, float) and margin == 0.0):
+            inside = dead_zone(ws.diff, margin, ws.tmps[-1])
         output_delta(
             self.cost,
             self.output_activation,
@@ -224,6 +233,8 @@ class Network:
             scale,
             rows_sum_to_one,
         )
+        if inside is not None:
+            np.copyto(ws.deltas[-1], 0.0, where=inside)
 
     # -- public maths -------------------------------------------------------
     def _check_x(self, X: Array) -> Array:
@@ -271,10 +282,11 @@ class Network:
             total = cost_sum(self.cost, self.output_activation, O, Y, O - Y)
         return total / X.shape[0] if self.cost in MEAN_COSTS else total
 
-    def gradient(self, X: Array, Y: Array) -> list[Array]:
+    def gradient(self, X: Array, Y: Array, error_margin: float = 0.0) -> list[Array]:
         """dE/dparams over the whole set, arrays in ``params`` order and shapes.
 
-        The cost's gradient only (no weight decay); masked weights get 0.
+        The cost's gradient only (no weight decay); masked weights get 0. ``error_margin``:
+        the update's dead zone (outputs within it of their target add nothing).
         """
         X, Y = self._check_xy(X, Y)
         ws = Workspace(self, X.shape[0])
@@ -283,7 +295,7 @@ class Network:
         with np.errstate(all="ignore"):
             self.run(ws)
             np.subtract(ws.out, ws.y, out=ws.diff)
-            self.output_delta(ws)
+            self.output_delta(ws, margin=float(error_margin))
             self.backprop(ws)
         out: list[Array] = []
         for g in self.gblocks:

@@ -197,11 +197,15 @@ class Stack:
         np.copyto(_units(self.gblocks[0]), _units(g.reshape(rows, self.K, d)).T)
 
     def output_delta(
-        self, ws: StackedWorkspace, rows_sum_to_one: bool, factor: float | Array = 1.0
+        self,
+        ws: StackedWorkspace,
+        rows_sum_to_one: bool,
+        factor: float | Array = 1.0,
+        margin: float | Array = 0.0,
     ) -> None:
-        """``Network.output_delta``, whose arithmetic broadcasts over the members; ``factor``:
-        1.0, or per member (K, 1, 1)."""
-        self.template.output_delta(ws, rows_sum_to_one, factor)  # type: ignore[arg-type]
+        """``Network.output_delta``, whose arithmetic broadcasts over the members; ``factor``
+        and ``margin``: a float, or per member (K, 1, 1)."""
+        self.template.output_delta(ws, rows_sum_to_one, factor, margin)  # type: ignore[arg-type]
 
 
 def _units(a: Array) -> Array:

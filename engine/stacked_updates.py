@@ -13,6 +13,7 @@ from .network import Network
 from .stacked import Stack, StackedWorkspace, head
 from .stacked_metrics import StackedScorer
 from .stacked_optimizer import StackedOptimizer
+from .training import shrink_factors
 
 Array = np.ndarray
 
@@ -46,6 +47,10 @@ class StackedUpdates:
         self.phases = Phases(configs)
         self.wd = np.array([c.weight_decay for c in configs])
         self.decay_tmp = np.empty_like(theta) if (self.wd > 0).any() else None
+        margins = np.array([c.error_margin for c in configs])
+        # a float 0.0 skips the dead zone (train() without one does not touch the deltas)
+        self.margin: float | Array = margins[:, None, None] if margins.any() else 0.0
+        self.shrink = _stacked_shrink(template, configs)
         self._build(theta, None)
         self._columns()
         self.epoch = self.full_epoch if self.full else self.batch_epoch
@@ -60,6 +65,10 @@ class StackedUpdates:
         theta = self.stack.theta
         self.phases.keep(rows)
         self.wd = self.wd[rows]
+        if not isinstance(self.margin, float):
+            self.margin = self.margin[rows]
+        if self.shrink is not None:
+            self.shrink = self.shrink[rows]
         if self.decay_tmp is not None:
             self.decay_tmp = self.decay_tmp[: rows.size]
         self.opt = self.opt.take(rows)
@@ -117,10 +126,12 @@ class StackedUpdates:
 
     def _update(self, w: StackedWorkspace) -> None:
         stack = self.stack
-        stack.output_delta(w, self.rows_sum_to_one, self.factor)
+        stack.output_delta(w, self.rows_sum_to_one, self.factor, self.margin)
         stack.backprop(w)
         _decay(stack.theta, stack.grad, self.decay, self.decay_tmp, self.wd)
         self.opt.step(stack.theta, stack.grad, self.lr_col, self.mom_col)
+        if self.shrink is not None:
+            stack.theta *= self.shrink
 
     def full_epoch(self, members: Array) -> tuple[Array, Array | None, Array]:
         stack, ws, scorer, running = self.stack, self.ws, self.scorer, self.running
@@ -165,3 +176,14 @@ def _decay(theta: Array, grad: Array, decay: Array | None, tmp: Array | None, wd
     rows = np.flatnonzero(wd > 0)
     if rows.size:
         grad[rows] += theta[rows] * decay[rows]
+
+
+def _stacked_shrink(template: Network, configs: Sequence[TrainConfig]) -> Array | None:
+    """(K, P) factors of ``decay`` (train()'s ``shrink_factors`` per member, 1.0 for a
+    member without decay: x * 1.0 is x, its numbers stay train()'s); None when no member
+    decays."""
+    rows = [shrink_factors(template, c) for c in configs]
+    if all(r is None for r in rows):
+        return None
+    ones = np.ones_like(template.theta)
+    return np.stack([ones if r is None else r for r in rows])

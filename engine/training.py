@@ -49,6 +49,7 @@ __all__ = [
     "StopTraining",
     "TrainConfig",
     "prepare_set",
+    "shrink_factors",
     "train",
 ]
 
@@ -199,6 +200,8 @@ class _Updates:
             self.xb, self.yb = np.empty((batch, X.shape[1])), np.empty((batch, Y.shape[1]))
             self.xr, self.yr = self.xb[: n % batch], self.yb[: n % batch]
         self.decay_tmp = np.empty_like(net.theta) if self.weight_decay > 0 else None
+        self.margin = config.error_margin
+        self.shrink = shrink_factors(net, config)
         self.set_rate(config.learning_rate, config.momentum)
 
     def set_rate(self, lr: float, mom: float) -> None:
@@ -224,11 +227,13 @@ class _Updates:
         net, ws, scorer, running, decay = self.net, self.ws, self.scorer, self.running, self.decay
         if running:  # the weights this epoch starts from; also leaves ws.diff
             metrics = scorer.score(run=False)
-        net.output_delta(ws, self.rows_sum_to_one, self.factor)
+        net.output_delta(ws, self.rows_sum_to_one, self.factor, self.margin)
         net.backprop(ws)
         if decay is not None:
             net.grad += np.multiply(net.theta, decay, out=self.decay_tmp)
         self.opt.step(net.theta, net.grad, self.lr, self.mom)
+        if self.shrink is not None:
+            net.theta *= self.shrink
         net.run(ws)
         return metrics if running else scorer.score(run=False)
 
@@ -236,6 +241,7 @@ class _Updates:
         net, X, Y, n, batch = self.net, self.X, self.Y, self.n, self.batch
         theta, grad, decay, step = net.theta, net.grad, self.decay, self.opt.step
         rows_sum_to_one, factor, lr, mom = self.rows_sum_to_one, self.factor, self.lr, self.mom
+        margin, shrink = self.margin, self.shrink
         sums = self.scorer.running_sums() if self.running else None
         perm = rng.permutation(n)
         for start in range(0, n, batch):  # type: ignore[arg-type]
@@ -253,12 +259,24 @@ class _Updates:
                 sums.add(w, idx)  # also leaves w.diff
             else:
                 np.subtract(w.out, w.y, out=w.diff)
-            net.output_delta(w, rows_sum_to_one, factor)
+            net.output_delta(w, rows_sum_to_one, factor, margin)
             net.backprop(w)
             if decay is not None:
                 grad += np.multiply(theta, decay, out=self.decay_tmp)
             step(theta, grad, lr, mom)
+            if shrink is not None:
+                theta *= shrink
         return self.scorer.score() if sums is None else sums.result()
+
+
+def shrink_factors(net: Network, config: TrainConfig) -> Array | None:
+    """What every parameter is multiplied by after each weight change (``decay``, the
+    paper's direct decrement): 1 - decay, and 1 on the biases unless ``decay_biases``;
+    None without decay. A population's member gets the same numbers (x * 1.0 is x)."""
+    if config.decay == 0.0:
+        return None
+    on = np.ones_like(net.theta) if config.decay_biases else net.weight_indicator
+    return 1.0 - config.decay * on
 
 
 def _as_population(on_epochs: PopulationCallback) -> Callable[[int, Metrics], bool]:

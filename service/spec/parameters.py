@@ -50,8 +50,10 @@ ALIASES = {
     "loss": "cost",
     "seed": "seeds",
     "max_epochs": "epochs",
-    "decay": "weight_decay",
     "l2": "weight_decay",
+    "weight_decrement": "decay",
+    "dead_zone": "error_margin",
+    "margin": "error_margin",
 }
 
 
@@ -199,8 +201,33 @@ PARAMETERS: dict[str, Parameter] = {
         _param(
             "weight_decay",
             TRAINING_DEFAULTS["weight_decay"],
-            "L2 coefficient lambda: dE/dw += lambda w (weights, not biases); >= 0",
+            "L2 coefficient lambda: dE/dw += lambda w (weights, not biases; scaled by eps and "
+            "carried by momentum); >= 0",
             float_check(0.0),
+            "float",
+        ),
+        _param(
+            "decay",
+            TRAINING_DEFAULTS["decay"],
+            "after each weight change every weight is multiplied by (1 - decay), the 1986 "
+            "paper's direct decrement (0.002 = its 0.2%); in [0, 1)",
+            unit_interval,
+            "float",
+        ),
+        _param(
+            "decay_biases",
+            TRAINING_DEFAULTS["decay_biases"],
+            "whether decay also shrinks the biases (the paper's bias is a weight from an "
+            "always-on unit)",
+            boolean,
+        ),
+        _param(
+            "error_margin",
+            TRAINING_DEFAULTS["error_margin"],
+            "dead zone: an output within this of its target (0.2: on-units above 0.8, "
+            "off-units below 0.2) has no error and no delta; the loss reported is the plain "
+            "cost; in [0, 1)",
+            unit_interval,
             "float",
         ),
         _param(

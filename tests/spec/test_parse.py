@@ -15,6 +15,7 @@ CONFIG_KEYS = {
     "optimizer", "batch_size", "epochs", "init", "weight_decay", "skip_connections", "stop_loss",
     "stop_within", "stop_on_solve", "validation_split", "log_every", "schedule",
     "input_groups", "group_hidden", "epoch_metrics", "patience", "min_delta", "restore_best",
+    "decay", "decay_biases", "error_margin",
 }  # fmt: skip
 
 
@@ -41,6 +42,7 @@ def test_documented_defaults() -> None:
         "learning_rate": 0.5, "momentum": 0.9, "hidden": [2], "cost": "sse",
         "activation": "sigmoid", "output_activation": "sigmoid", "optimizer": "sgd",
         "batch_size": "full", "epochs": 1000, "init": 0.3, "weight_decay": 0.0,
+        "decay": 0.0, "decay_biases": True, "error_margin": 0.0,
         "skip_connections": False, "input_groups": None, "group_hidden": None,
         "stop_loss": None, "stop_within": 0.5,
         "stop_on_solve": False, "patience": 0, "min_delta": 0.0, "restore_best": False,
