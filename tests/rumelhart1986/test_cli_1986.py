@@ -4,14 +4,16 @@ paper's mirror-symmetric solution; inspect also reads a block-connected family-t
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from engine import TrainConfig, train
+from engine import Network, TrainConfig, train
 from service.cli import cli
 from service.datasets import training_data
 from service.db import repository as repo
@@ -142,14 +144,20 @@ def test_inspect_marks_masked_family_trees_connections(tmp_path: Path) -> None:
     assert "layer 4 (output): weights into Christopher" in table
 
 
-def test_summarize_reports_the_readme_figures(symmetry_sweep: tuple[str, list[dict]]) -> None:
+def _example(name: str) -> Any:
+    """A script of examples/rumelhart1986 as a module."""
     import importlib.util
 
-    path = Path(__file__).parents[2] / "examples/rumelhart1986/summarize.py"
-    module_spec = importlib.util.spec_from_file_location("summarize_1986", path)
+    path = Path(__file__).parents[2] / f"examples/rumelhart1986/{name}.py"
+    module_spec = importlib.util.spec_from_file_location(f"{name}_1986", path)
     assert module_spec is not None and module_spec.loader is not None
-    summarize = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(summarize)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_summarize_reports_the_readme_figures(symmetry_sweep: tuple[str, list[dict]]) -> None:
+    summarize = _example("summarize")
     url, runs = symmetry_sweep
     (row,) = summarize.summarize(url, None, patterns=True)
     solved = sorted(r["solved_epoch"] for r in runs)
@@ -157,6 +165,53 @@ def test_summarize_reports_the_readme_figures(symmetry_sweep: tuple[str, list[di
     assert row["sweeps_to_solve_q1_median_q3"][1] == solved[2]
     assert row["slowest_solve"] == solved[-1]
     assert row["train_right_median"] == 64 and row["train_patterns"] == 64
+    assert row["train_right_05_median"] == 64
+    assert "presentations_to_solve_q1_median_q3" not in row  # one weight change per sweep
+
+
+def test_most_active_output_rule_by_hand() -> None:
+    summarize = _example("summarize")
+    net = Network([2, 3], rng=np.random.default_rng(0))
+    W, b = net.params
+    W[...] = [[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]]
+    b[...] = [0.0, 0.0, 1.0]
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [1.0, 1.0]])
+    # the top units are 0, 1, 2 and 0 (4 ties 4: the first)
+    Y = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=float)
+    assert summarize.right_by_most_active(net, X, Y) == 2  # patterns 0 and 2
+    assert summarize.right_by_most_active(net, X[:0], Y[:0]) == 0
+    # by the 0.8/0.2 rule none is right: every pattern has an output near 0.5 or wrong
+    assert summarize.right_by_tolerance(net, X, Y) == 0
+
+
+def test_regenerate_prints_the_tables_with_the_commit(
+    symmetry_sweep: tuple[str, list[dict]], tmp_path: Path
+) -> None:
+    regenerate = _example("regenerate")
+    url, runs = symmetry_sweep
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{regenerate.START}\nold table\n{regenerate.END}\nafter\n")
+    db = url.removeprefix("sqlite:///")
+    result = CliRunner().invoke(
+        regenerate.main, ["--db", db, "--reuse", "--readme", str(readme)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).parent,
+    ).stdout.strip()  # fmt: skip
+    assert f"at commit {head}" in result.output
+    solved = sorted(r["solved_epoch"] for r in runs)
+    row = (
+        f"| symmetry (`symmetry.yaml`) | 6-2-1 | 0.1, 0.9 | 1,425 sweeps (one run) | 5/5 | "
+        f"{solved[1]:,} / {solved[2]:,} / {solved[3]:,} ({solved[4]:,}) |"
+    )
+    assert row in result.output
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old table" not in text
+    assert row in text and text.count(regenerate.START) == 1
+    bad = CliRunner().invoke(regenerate.main, ["--db", db, "--reuse", "--only", "nope"])
+    assert bad.exit_code == 2 and "no such spec: nope" in bad.output
 
 
 def test_family_trees_sweep_trains_the_block_connected_net(tmp_path: Path) -> None:
@@ -173,9 +228,16 @@ def test_family_trees_sweep_trains_the_block_connected_net(tmp_path: Path) -> No
     with session_scope(url) as session:
         run_ids = repo.run_ids(session, 1)
         weights = [repo.load_weights(session, run_id) for run_id in run_ids]
-    assert len(weights) == 2
+    assert len(weights) == 4  # two seeds x the two readings of the late eps
     for arrays in weights:
         W1 = arrays[0]
         assert W1.shape == (36, 12)
         assert np.all(W1[:24, 6:] == 0) and np.all(W1[24:, :6] == 0)  # outside the blocks
         assert np.all(W1[:24, :6] != 0) and np.all(W1[24:, 6:] != 0)  # inside: trained weights
+    rows = _example("summarize").summarize(url, 1, patterns=True)
+    assert sorted(r["config"]["learning_rate"] for r in rows) == [0.001, 0.01]
+    for row in rows:
+        assert row["runs"] == 2 and row["test_patterns"] == 4 and row["train_patterns"] == 100
+        for rule in ("test_right", "test_top", "test_right_05"):
+            assert sum(row[f"{rule}_histogram"].values()) == 2
+            assert 0 <= row[f"{rule}_mean"] <= 4

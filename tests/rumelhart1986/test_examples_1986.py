@@ -15,8 +15,11 @@ DIR = Path(__file__).resolve().parents[2] / "examples" / "rumelhart1986"
 SPECS = sorted(DIR.glob("*.yaml"))
 EXPERIMENTS = {
     "symmetry", "xor_direct", "xor_221", "parity4", "encoder838", "negation", "addition2",
-    "family_trees", "family_trees_adjusted",
+    "family_trees", "family_trees_adjusted", "family_trees_faithful",
+    "xor_per_pattern", "encoder838_per_pattern", "parity4_per_pattern", "xor_hidden_units",
 }  # fmt: skip
+PER_PATTERN = {"xor_per_pattern", "encoder838_per_pattern", "parity4_per_pattern",
+               "xor_hidden_units"}  # fmt: skip
 
 
 def test_one_spec_per_experiment() -> None:
@@ -29,7 +32,8 @@ def test_paper_method(path: Path) -> None:
     assert len(spec.seeds) >= 50
     for config in spec.configs():
         assert config["stop_within"] == 0.2  # on-units above 0.8, off-units below 0.2
-        assert config["batch_size"] == "full" and config["optimizer"] == "sgd"
+        assert config["batch_size"] == (1 if path.stem in PER_PATTERN else "full")
+        assert config["optimizer"] == "sgd"
         assert config["activation"] == config["output_activation"] == "sigmoid"
         if path.stem != "family_trees_adjusted":
             assert config["cost"] == "sse"
@@ -47,11 +51,47 @@ def test_symmetry_and_xor_settings() -> None:
 
 
 def test_family_trees_is_the_papers_recipe() -> None:
-    (ft,) = load_spec(DIR / "family_trees.yaml").configs()
-    assert ft["hidden"] == [12, 12, 6]
-    assert ft["input_groups"] == [24, 12] and ft["group_hidden"] == [6, 6]
-    assert ft["learning_rate"] == 0.005 and ft["momentum"] == 0.9
-    assert ft["schedule"] == [{"until": 20, "momentum": 0.5}]
-    assert ft["learning_rate"] * ft["weight_decay"] == pytest.approx(0.002)  # 0.2% per sweep
-    assert ft["epochs"] == 1500 and not ft["stop_on_solve"]
-    assert round(ft["validation_split"] * 104) == 4
+    configs = load_spec(DIR / "family_trees.yaml").configs()
+    # both readings of the eps after sweep 20
+    assert sorted(c["learning_rate"] for c in configs) == [0.001, 0.01]
+    for ft in configs:
+        assert ft["hidden"] == [12, 12, 6]
+        assert ft["input_groups"] == [24, 12] and ft["group_hidden"] == [6, 6]
+        assert ft["momentum"] == 0.9
+        assert ft["schedule"] == [{"until": 20, "learning_rate": 0.005, "momentum": 0.5}]
+        # 0.2% of every weight after each weight change, the biases too; not the L2 term
+        assert ft["decay"] == 0.002 and ft["decay_biases"] and ft["weight_decay"] == 0.0
+        assert ft["error_margin"] == 0.2  # no error above 0.8 (on) or below 0.2 (off)
+        assert ft["init"] == 0.3 and ft["cost"] == "sse"
+        assert ft["epochs"] == 1500 and not ft["stop_on_solve"]
+        assert round(ft["validation_split"] * 104) == 4
+
+
+def test_faithful_family_trees_changes_two_numbers_only() -> None:
+    (faithful,) = load_spec(DIR / "family_trees_faithful.yaml").configs()
+    written = {c["learning_rate"]: c for c in load_spec(DIR / "family_trees.yaml").configs()}[0.01]
+    changed = {k for k in written if written[k] != faithful[k]}
+    assert changed == {"learning_rate", "init"}
+    assert faithful["learning_rate"] == 0.05 and faithful["init"] == 2.0
+
+
+@pytest.mark.parametrize(
+    "per_pattern, full_batch",
+    [("xor_per_pattern", "xor_221"), ("encoder838_per_pattern", "encoder838"),
+     ("parity4_per_pattern", "parity4")],
+)  # fmt: skip
+def test_per_pattern_variants_differ_in_the_batch_only(per_pattern: str, full_batch: str) -> None:
+    ours = load_spec(DIR / f"{per_pattern}.yaml").configs()
+    theirs = load_spec(DIR / f"{full_batch}.yaml").configs()[0]
+    for config in ours:
+        changed = {k for k in config if config[k] != theirs[k]}
+        assert changed <= {"batch_size", "learning_rate", "epochs", "log_every"}
+        assert config["batch_size"] == 1
+
+
+def test_chauvins_hidden_unit_sweep() -> None:
+    configs = load_spec(DIR / "xor_hidden_units.yaml").configs()
+    assert [c["hidden"] for c in configs] == [[2], [4], [8], [16], [32]]
+    assert {(c["dataset"], c["learning_rate"], c["batch_size"]) for c in configs} == {
+        ("xor", 0.25, 1)
+    }
