@@ -2,11 +2,13 @@
 
     python examples/rumelhart1986/regenerate.py [--db r1986.db] [--workers 2] [--readme README.md]
 
-Each spec of this directory runs through `bplab sweep run` into one SQLite database (a new
-file unless --reuse, which only re-reads it); `summarize.py` gives the figures. Prints two
+Each spec of this directory runs through `bplab sweep run` into one SQLite database (use a
+new file; --reuse only re-reads one), and the newest sweep of each spec is tabulated with
+`summarize.py`'s figures. Prints two
 markdown tables, every experiment and the family-trees generalisation, headed by the commit
 and the date; --readme puts them between the README's `r1986-tables` markers. Times are each
-whole `bplab sweep run` (process start-up included), kept in DB.times.json for --reuse.
+whole `bplab sweep run` (process start-up included), kept with the commit in DB.times.json
+for --reuse.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ EXPERIMENTS: dict[str, tuple[str, Any]] = {
         ),
     ),
     "xor_hidden_units": ("XOR, hidden units (Chauvin)", lambda c: chauvin(c["hidden"][0])),
-    "parity4": ("parity", "learns"),
+    "parity4": ("parity", "2,825 presentations (one run)"),
     "parity4_per_pattern": ("parity, per pattern", "2,825 presentations (one run)"),
     "encoder838": ("encoder", "learns"),
     "encoder838_per_pattern": ("encoder, per pattern", "learns (no count given)"),
@@ -65,7 +67,8 @@ PAPER_HELD_OUT = "4/4 and 3/4 (two runs)"
 
 
 def _num(x: float) -> str:
-    return f"{int(x):,}" if float(x).is_integer() else f"{x:,.1f}"
+    """1,234 or 1,234.5 or 1,234.75 (quartiles fall between seeds)."""
+    return f"{x:,.2f}".rstrip("0").rstrip(".")
 
 
 def _net(config: dict[str, Any], n_in: int, n_out: int) -> str:
@@ -129,17 +132,25 @@ def tables(url: str, names: list[str], sweep_ids: dict[str, int], times: dict) -
     for name in names:
         label, paper = EXPERIMENTS[name]
         rows = summarize(url, sweep_ids[name], patterns=name in FAMILY)
+        shown: tuple[str, str] = ("", "")
         for i, row in enumerate(rows):
             config = _config(url, sweep_ids[name], row["config"])
             X, Y, _ = training_data(config, 0)
             first = i == 0
+            net = _net(config, X.shape[1], Y.shape[1])
             figure = paper(config) if callable(paper) else paper
+            # a configuration's net and paper figure only where they differ from the row above
+            net, figure, shown = (
+                "" if net == shown[0] else net,
+                "" if figure == shown[1] else figure,
+                (net, figure),
+            )
             solved = f"{row['solved']}/{row['runs']}"
             if row["solved"] < row["runs"]:
                 solved += f" in {config['epochs']:,}"
             main.append(
                 f"| {f'{label} (`{name}.yaml`)' if first else ''} | "
-                f"{_net(config, X.shape[1], Y.shape[1])} | {_rates(config)} | {figure} | "
+                f"{net} | {_rates(config)} | {figure} | "
                 f"{solved} | {_solve_cell(row)} | "
                 f"{f'{times[name]:.0f} s' if first and name in times else ''} |"
             )
@@ -217,12 +228,14 @@ def main(db: str, workers: int, reuse: bool, only: tuple[str, ...], readme: str 
     unknown = set(only) - set(EXPERIMENTS)
     if unknown:
         raise click.BadParameter(f"no such spec: {', '.join(sorted(unknown))}", param_hint="--only")
-    made_at = commit()
     if not reuse:
+        # the commit the runs are made at, kept for --reuse (the checkout may move on)
+        times["commit"] = commit()
         for name in only or EXPERIMENTS:
             click.echo(f"running {name}.yaml", err=True)
             times[name] = run_spec(HERE / f"{name}.yaml", url, workers)
             times_path.write_text(json.dumps(times, indent=1))
+    made_at = times.get("commit") or commit()
     sweep_ids = latest_sweeps(url)
     names = [n for n in EXPERIMENTS if n in sweep_ids]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
