@@ -64,9 +64,29 @@ def canonical_json(config: Mapping[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+# Parameters added after configurations were first recorded, at the value that leaves training
+# as it was. A configuration holding one at that value is the same configuration as one recorded
+# before the parameter existed (sweep extend, the search's rebuilt study and `best` group runs by
+# config_key), so the parameter is left out of its identity.
+NEUTRAL_LATER_PARAMETERS: dict[str, Any] = {
+    "decay": 0.0,
+    "decay_biases": True,
+    "error_margin": 0.0,
+    "patience": 0,
+    "min_delta": 0.0,
+    "restore_best": False,
+}
+
+
 def config_key(config: Mapping[str, Any]) -> str:
-    """sha256 of canonical_json(config): the identity of a configuration across seeds."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+    """sha256 of canonical_json(config) without the neutral later parameters: the identity of
+    a configuration across seeds."""
+    identity = {
+        k: v
+        for k, v in config.items()
+        if k not in NEUTRAL_LATER_PARAMETERS or v != NEUTRAL_LATER_PARAMETERS[k]
+    }
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
 
 
 def derived_columns(config: Mapping[str, Any]) -> dict[str, Any]:

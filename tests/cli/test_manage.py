@@ -95,6 +95,45 @@ def test_extend_adds_each_missing_cell_once_and_trains_it(lab: Bplab) -> None:
     assert len(cells(lab)) == 15 and {s for _, s in cells(lab)} == {0, 1, 2, 4, 7}
 
 
+def test_extend_of_a_sweep_recorded_before_later_parameters_adds_no_cell_twice(
+    lab: Bplab,
+) -> None:
+    # A sweep recorded before decay, error_margin, patience, ... existed: its configurations
+    # lack those keys. The same spec expanded today holds them at their neutral values, and is
+    # still the same configuration: extending by it adds nothing, and new seeds come once.
+    spec = lab.write_spec("s.yaml", tiny_spec())
+    lab("sweep", "run", str(spec), "-w", "2")
+    later = ("decay", "decay_biases", "error_margin", "patience", "min_delta", "restore_best")
+    keys_before = {r["id"]: r["config_key"] for r in _run_keys(lab.url)}
+    with session_scope(lab.url) as session:
+        for run_id, config in session.execute(text("SELECT id, config FROM runs")).all():
+            config = json.loads(config) if isinstance(config, str) else config
+            assert set(later) <= set(config)
+            old = {k: v for k, v in config.items() if k not in later}
+            session.execute(
+                text("UPDATE runs SET config = :c WHERE id = :i"),
+                {"c": json.dumps(old), "i": run_id},
+            )
+    assert "nothing to add" in lab("sweep", "extend", "1", "--spec", str(spec)).stderr
+    out = lab("sweep", "extend", "1", "--spec", str(spec), "--seeds", "3", "-w", "2")
+    assert "added 2 run(s) (new seeds 2, 0 new configuration(s))" in out.stderr
+    assert cells(lab) == [(lr, s) for lr in (0.5, 2.0) for s in (0, 1, 2)]
+    keys = {r["id"]: r["config_key"] for r in _run_keys(lab.url)}
+    assert {keys[i] for i in keys_before} == set(keys_before.values())
+    assert len(set(keys.values())) == 2  # two configurations, old runs and new alike
+    # a later parameter away from its neutral value is another configuration
+    patient = tiny_spec()
+    patient["parameters"] = {**patient["parameters"], "learning_rate": 0.5, "patience": 5}
+    out = lab("sweep", "extend", "1", "--spec", str(lab.write_spec("p.yaml", patient)), "-w", "2")
+    assert "1 new configuration(s)" in out.stderr
+
+
+def _run_keys(url: str) -> list[dict]:
+    with session_scope(url, readonly=True) as session:
+        rows = session.execute(text("SELECT id, config_key FROM runs ORDER BY id")).all()
+    return [{"id": i, "config_key": k} for i, k in rows]
+
+
 def test_extend_refuses_bad_input_and_writes_nothing(lab: Bplab) -> None:
     lab("sweep", "run", str(lab.write_spec("s.yaml", tiny_spec())), "-w", "2")
     other = lab.write_spec("other.yaml", tiny_spec(dataset="parity:2"))
