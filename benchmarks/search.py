@@ -97,12 +97,15 @@ def _sampler_for(method: str):  # noqa: ANN202
 
 
 class Instant:
-    """Runs that finish the moment they are submitted (the overhead measurement)."""
+    """Runs that finish the moment they are submitted (the overhead measurement). Their own
+    write (what a worker would record) is timed apart: it is not the driver's."""
 
     def __init__(self, url: str) -> None:
         self.url, self.slots = url, 1
+        self.wall_s = self.cpu_s = 0.0
 
     def submit(self, run_ids: list[int]) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
         stmt = text(
             "UPDATE runs SET status = 'succeeded', epochs_run = epochs,"
             " final_loss = (learning_rate - 0.5) * (learning_rate - 0.5) + momentum"
@@ -110,6 +113,8 @@ class Instant:
         ).bindparams(bindparam("ids", expanding=True))
         with session_scope(self.url) as s:
             s.execute(stmt, {"ids": run_ids})
+        self.wall_s += time.perf_counter() - wall
+        self.cpu_s += time.process_time() - cpu
 
     def wait(self, timeout: float) -> None:
         pass
@@ -118,30 +123,38 @@ class Instant:
         pass
 
 
-def overhead(n: int = 100) -> dict[str, float]:
-    raw = {
-        "dataset": "xor",
-        "method": "tpe",
-        "run_cap": n,
-        "seeds": 1,
-        "parameters": {
-            "learning_rate": {"distribution": "uniform", "min": 0.01, "max": 1.0},
-            "momentum": {"distribution": "uniform", "min": 0.0, "max": 0.9},
-        },
-    }
+OVERHEAD_SPEC = {
+    "dataset": "xor",
+    "method": "tpe",
+    "seeds": 1,
+    "parameters": {
+        "learning_rate": {"distribution": "uniform", "min": 0.01, "max": 1.0},
+        "momentum": {"distribution": "uniform", "min": 0.0, "max": 0.9},
+    },
+}
+
+
+def _driver_once(n: int) -> dict[str, float]:
+    """One search of n configurations through the driver (SQLite); seconds spent."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'o.db'}"
-        spec = parse_spec(raw)
+        spec = parse_spec({**OVERHEAD_SPEC, "run_cap": n})
         with session_scope(url) as s:
             sweep_id = create_sweep_from_spec(s, spec, backend="local")
-        start = time.perf_counter()
-        Driver(sweep_id, Instant(url), url=url, poll_s=0.0).run()
-        driver_s = time.perf_counter() - start
+        runs = Instant(url)
+        wall, cpu = time.perf_counter(), time.process_time()
+        Driver(sweep_id, runs, url=url, poll_s=0.0).run()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         with session_scope(url, readonly=True) as s:
             assert len(db.list_trials(s, sweep_id)) == n
         dispose_engines(url)
+    return {"wall": wall, "cpu": cpu, "runs_wall": runs.wall_s, "runs_cpu": runs.cpu_s}
+
+
+def _optuna_once(n: int) -> dict[str, float]:
+    """Optuna's own study.optimize, same sampler and objective, in memory; seconds."""
     study = optuna.create_study(sampler=make_sampler("tpe", 0))
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     study.optimize(
         lambda t: (
             (t.suggest_float("learning_rate", 0.01, 1.0) - 0.5) ** 2
@@ -149,12 +162,69 @@ def overhead(n: int = 100) -> dict[str, float]:
         ),
         n_trials=n,
     )
-    optuna_s = time.perf_counter() - start
+    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+
+
+def overhead(n: int = 100, rounds: int = 5) -> dict[str, dict[str, float]]:
+    """ms per configuration, medians over rounds of driver then Optuna (interleaved, so
+    that a machine whose load drifts weighs on both alike). overhead: the driver's time
+    less its runs' own write and less study.optimize's time, paired round by round."""
+    samples: dict[str, dict[str, list[float]]] = {"cpu": {}, "wall": {}}
+    for _ in range(rounds):
+        d, o = _driver_once(n), _optuna_once(n)
+        for clock in ("cpu", "wall"):
+            row = {
+                "driver": d[clock],
+                "runs_write": d[f"runs_{clock}"],
+                "optuna_optimize": o[clock],
+                "overhead": d[clock] - d[f"runs_{clock}"] - o[clock],
+            }
+            for key, seconds in row.items():
+                samples[clock].setdefault(key, []).append(1000 * seconds / n)
     return {
-        "driver_ms_per_config": 1000 * driver_s / n,
-        "optuna_optimize_ms_per_config": 1000 * optuna_s / n,
-        "overhead_ms_per_config": 1000 * (driver_s - optuna_s) / n,
+        clock: {key: float(np.median(v)) for key, v in by_key.items()}
+        for clock, by_key in samples.items()
     }
+
+
+def print_overhead(figures: dict[str, dict[str, float]]) -> None:
+    print("driver overhead, ms per configuration (median of rounds; TPE, SQLite, 100 configs)")
+    print(f"{'clock':6} {'driver':>8} {'runs write':>11} {'optimize':>9} {'overhead':>9}")
+    for clock, f in figures.items():
+        print(
+            f"{clock:6} {f['driver']:8.2f} {f['runs_write']:11.2f}"
+            f" {f['optuna_optimize']:9.2f} {f['overhead']:9.2f}"
+        )
+
+
+def reached(curves: list[list[float]], target: float) -> float | None:
+    """Configurations the mean curve needs to reach ``target`` (None: never)."""
+    mean = np.mean(np.array(curves, dtype=float), axis=0)
+    hits = np.nonzero(mean <= target)[0]
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def print_landscapes(out: dict) -> None:
+    """Best mean objective after k configurations per method, averaged over sampler seeds,
+    and where each method reaches random's best after all its configurations."""
+    for name in LANDSCAPES:
+        methods = {k.split("/")[1]: v for k, v in out.items() if k.startswith(f"{name}/")}
+        if not methods:
+            continue
+        marks = sorted({int(k) for m in methods.values() for k in m["best_after"]})
+        target = None
+        if "random" in methods:
+            target = float(np.mean([c[-1] for c in methods["random"]["curves"]]))
+        print(f"\n{name}: mean best {LANDSCAPES[name].get('metric', 'final_loss')} after k")
+        print(
+            f"{'method':8}" + "".join(f"{f'k={k}':>11}" for k in marks) + "  reaches random's best"
+        )
+        for method, m in methods.items():
+            cells = "".join(
+                f"{m['best_after'].get(str(k), m['best_after'].get(k)):11.4g}" for k in marks
+            )
+            at = reached(m["curves"], target) if target is not None else None
+            print(f"{method:8}{cells}  {'never' if at is None else f'at k={at}'}")
 
 
 def main() -> None:
@@ -164,22 +234,37 @@ def main() -> None:
     ap.add_argument("--landscapes", default="symmetry,digits")
     ap.add_argument("--methods", default="random,tpe,gp")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--overhead-only", action="store_true")
+    ap.add_argument("--rounds", type=int, default=5, help="overhead: driver/Optuna pairs")
+    ap.add_argument("--summarize", metavar="JSON", help="print the tables of an earlier run")
     args = ap.parse_args()
-    out: dict = {"args": vars(args), "overhead": overhead()}
-    print(json.dumps(out["overhead"]))
+    if args.summarize:
+        out = json.loads(Path(args.summarize).read_text())
+        print_overhead(out["overhead"]) if "cpu" in out["overhead"] else print(out["overhead"])
+        print_landscapes(out)
+        return
+    results = Path(__file__).parent / "results"
+    results.mkdir(exist_ok=True)
+    out: dict = {"args": vars(args), "overhead": overhead(rounds=args.rounds)}
+    print_overhead(out["overhead"])
+    if args.overhead_only:
+        (results / "search_overhead.json").write_text(json.dumps(out, indent=1))
+        return
     for landscape in args.landscapes.split(","):
         for method in args.methods.split(","):
-            curves = [
-                search_curve(landscape, method, seed, args.configs, args.workers)
-                for seed in range(args.sampler_seeds)
-            ]
+            curves = []
+            for seed in range(args.sampler_seeds):
+                start = time.perf_counter()
+                curves.append(search_curve(landscape, method, seed, args.configs, args.workers))
+                took = time.perf_counter() - start
+                print(f"  {landscape} {method} sampler_seed {seed}: {took:.0f} s", flush=True)
             mean = np.mean(np.array(curves, dtype=float), axis=0)
             marks = {k: float(mean[k - 1]) for k in (10, 20, 40, 60, 100) if k <= len(mean)}
             out[f"{landscape}/{method}"] = {"best_after": marks, "curves": curves}
             print(landscape, method, json.dumps(marks), flush=True)
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / "search.json").write_text(json.dumps(out, indent=1))
+            # written after every method: a long run stopped early keeps what it measured
+            (results / "search.json").write_text(json.dumps(out, indent=1))
+    print_landscapes(out)
 
 
 if __name__ == "__main__":

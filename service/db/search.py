@@ -10,10 +10,12 @@ transaction holds the database's write lock.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -75,22 +77,35 @@ def acquire_lease(session: Session, sweep_id: int, holder: str, lease_s: float) 
     return token + 1 if taken == 1 else None
 
 
+# Statements a driver runs at every look, built once: building and keying a statement
+# costs more than SQLite's work on these few rows (benchmarks/search.py, driver overhead).
+_RENEW = (
+    update(_leases)
+    .where(
+        _leases.c.sweep_id == bindparam("b_sweep"),
+        _leases.c.token == bindparam("b_token"),
+        _leases.c.released.is_(False),
+    )
+    .values(heartbeat_at=db_now())
+)
+_MARK_TOLD = (
+    update(_trials)
+    .where(_trials.c.sweep_id == bindparam("b_sweep"), _trials.c.number == bindparam("b_number"))
+    .values(told_seq=bindparam("b_seq"))
+)
+_INSERT_TRIAL = insert(_trials)
+_INSERT_RUNS = insert(_runs).returning(_runs.c.id)
+_COUNT_RUNS = (
+    update(_sweeps)
+    .where(_sweeps.c.id == bindparam("b_sweep"))
+    .values(n_runs=_sweeps.c.n_runs + bindparam("b_added"))
+)
+
+
 def _fence(session: Session, sweep_id: int, token: int) -> None:
     """Renew the lease, or raise LeaseLost when ``token`` no longer holds it."""
-    renewed = (
-        session.connection()
-        .execute(
-            update(_leases)
-            .where(
-                _leases.c.sweep_id == sweep_id,
-                _leases.c.token == token,
-                _leases.c.released.is_(False),
-            )
-            .values(heartbeat_at=db_now())
-        )
-        .rowcount
-    )
-    if renewed != 1:
+    renewed = session.connection().execute(_RENEW, {"b_sweep": sweep_id, "b_token": token})
+    if renewed.rowcount != 1:
         raise LeaseLost(sweep_id, token)
 
 
@@ -129,6 +144,81 @@ def lease_info(session: Session, sweep_id: int, lease_s: float) -> dict[str, Any
 # --- trials ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NewTrial:
+    """A trial a driver asked for, to be recorded. ``first_number``: the earlier trial of the
+    same configuration as the driver knows it (None: a configuration new to the sweep)."""
+
+    number: int
+    params: Mapping[str, Any]
+    config: Mapping[str, Any]
+    first_number: int | None
+    asked_after: int
+
+
+def record_step(
+    session: Session,
+    *,
+    sweep_id: int,
+    token: int,
+    told: Sequence[tuple[int, int]],
+    asked: Sequence[NewTrial],
+    seeds: Sequence[int],
+) -> list[list[int]]:
+    """One look of a driver, in the caller's transaction, fenced once: the ``told`` trials
+    as (number, told_seq), then the ``asked`` trials and, for each configuration new to the
+    sweep, its runs (one per seed, queued); the new run ids, per new configuration.
+
+    LeaseLost if the driver was taken over. A trial number recorded already, or a second
+    set of runs for one configuration (the partial unique index), is an IntegrityError:
+    the transaction must then be rolled back.
+    """
+    _fence(session, sweep_id, token)
+    if told:
+        session.connection().execute(
+            _MARK_TOLD,
+            [{"b_sweep": sweep_id, "b_number": number, "b_seq": seq} for number, seq in told],
+        )
+    new_runs = [_insert_trial(session, sweep_id, token, trial, seeds) for trial in asked]
+    return [ids for ids in new_runs if ids]
+
+
+def _insert_trial(
+    session: Session, sweep_id: int, token: int, trial: NewTrial, seeds: Sequence[int]
+) -> list[int]:
+    conn = session.connection()
+    key = config_key(trial.config)
+    conn.execute(
+        _INSERT_TRIAL,
+        {
+            "sweep_id": sweep_id,
+            "number": trial.number,
+            "config_key": key,
+            "params": dict(trial.params),
+            "first_number": trial.first_number,
+            "asked_after": trial.asked_after,
+            "lease_token": token,
+        },
+    )
+    if trial.first_number is not None:
+        return []
+    columns = {"config_key": key, **derived_columns(trial.config)}
+    rows = [
+        {
+            "sweep_id": sweep_id,
+            "config": dict(trial.config),
+            "seed": int(seed),
+            "status": "queued",
+            "attempt": 0,
+            **columns,
+        }
+        for seed in seeds
+    ]
+    ids = list(conn.execute(_INSERT_RUNS, rows).scalars())
+    conn.execute(_COUNT_RUNS, {"b_sweep": sweep_id, "b_added": len(rows)})
+    return sorted(int(i) for i in ids)
+
+
 def record_trial(
     session: Session,
     *,
@@ -140,64 +230,23 @@ def record_trial(
     seeds: Sequence[int],
     asked_after: int,
 ) -> tuple[int | None, list[int]]:
-    """Record trial ``number`` and, for a configuration new to the sweep, its runs (one per
-    seed, queued) in the caller's transaction; (first_number, run ids). first_number names
-    the earlier trial of the same configuration, whose runs this one shares (no new runs).
-
-    Fenced: LeaseLost if the driver was taken over. A trial number recorded already (by a
-    driver that held the lease before) is an IntegrityError, as is a second set of runs for
-    one configuration: the transaction must then be rolled back.
-    """
+    """Record trial ``number`` alone (fenced), looking up whether its configuration was
+    tried before; (first_number, run ids), as one ``record_step`` would."""
     _fence(session, sweep_id, token)
-    key = config_key(config)
     first = session.execute(
         select(_trials.c.number).where(
             _trials.c.sweep_id == sweep_id,
-            _trials.c.config_key == key,
+            _trials.c.config_key == config_key(config),
             _trials.c.first_number.is_(None),
         )
     ).scalar_one_or_none()
-    conn = session.connection()
-    conn.execute(
-        insert(_trials).values(
-            sweep_id=sweep_id,
-            number=number,
-            config_key=key,
-            params=dict(params),
-            first_number=first,
-            asked_after=asked_after,
-            lease_token=token,
-        )
-    )
-    if first is not None:
-        return int(first), []
-    columns = {"config_key": key, **derived_columns(config)}
-    rows = [
-        {
-            "sweep_id": sweep_id,
-            "config": dict(config),
-            "seed": int(seed),
-            "status": "queued",
-            "attempt": 0,
-            **columns,
-        }
-        for seed in seeds
-    ]
-    ids = list(conn.execute(insert(_runs).returning(_runs.c.id), rows).scalars())
-    conn.execute(
-        update(_sweeps).where(_sweeps.c.id == sweep_id).values(n_runs=_sweeps.c.n_runs + len(rows))
-    )
-    return None, sorted(int(i) for i in ids)
+    trial = NewTrial(number, params, config, first, asked_after)
+    return first, _insert_trial(session, sweep_id, token, trial, seeds)
 
 
 def mark_told(session: Session, *, sweep_id: int, token: int, number: int, seq: int) -> None:
     """Record that trial ``number`` was the ``seq``-th told to the sampler (fenced)."""
-    _fence(session, sweep_id, token)
-    session.connection().execute(
-        update(_trials)
-        .where(_trials.c.sweep_id == sweep_id, _trials.c.number == number)
-        .values(told_seq=seq)
-    )
+    record_step(session, sweep_id=sweep_id, token=token, told=[(number, seq)], asked=[], seeds=[])
 
 
 def list_trials(session: Session, sweep_id: int) -> list[dict[str, Any]]:
@@ -207,10 +256,28 @@ def list_trials(session: Session, sweep_id: int) -> list[dict[str, Any]]:
 
 
 def config_runs(
-    session: Session, sweep_id: int, *, val_accuracy: bool = False
+    session: Session,
+    sweep_id: int,
+    *,
+    val_accuracy: bool = False,
+    keys: Sequence[str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every run of the sweep grouped by config_key (run id order): id, config and the
-    OUTCOME_FIELDS; with ``val_accuracy``, that of each run's last recorded epoch."""
+    """The runs of the sweep (of the configurations ``keys`` only, when given) grouped by
+    config_key (run id order): id, config and the OUTCOME_FIELDS; with ``val_accuracy``,
+    that of each run's last recorded epoch."""
+    params: dict[str, Any] = {"b_sweep": sweep_id}
+    if keys is not None:
+        params["b_keys"] = list(keys)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in session.execute(_config_runs_query(val_accuracy, keys is not None), params):
+        record = dict(row._mapping)
+        out.setdefault(record["config_key"], []).append(record)
+    return out
+
+
+@functools.cache
+def _config_runs_query(val_accuracy: bool, by_keys: bool) -> Select[Any]:
+    """Built once per variant: a driver runs it at every look (see _RENEW)."""
     cols = [_runs.c.id, _runs.c.config_key, _runs.c.config, *(_runs.c[f] for f in OUTCOME_FIELDS)]
     if val_accuracy:
         last = (
@@ -221,25 +288,10 @@ def config_runs(
             .scalar_subquery()
         )
         cols.append(last.label("val_accuracy"))
-    q = select(*cols).where(_runs.c.sweep_id == sweep_id).order_by(_runs.c.id)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for row in session.execute(q):
-        record = dict(row._mapping)
-        out.setdefault(record["config_key"], []).append(record)
-    return out
-
-
-def status_by_config(session: Session, sweep_id: int) -> dict[str, dict[str, int]]:
-    """{config_key: {status: runs}}: what a driver polls to see which trials finished."""
-    q = (
-        select(_runs.c.config_key, _runs.c.status, func.count())
-        .where(_runs.c.sweep_id == sweep_id)
-        .group_by(_runs.c.config_key, _runs.c.status)
-    )
-    out: dict[str, dict[str, int]] = {}
-    for key, status, n in session.execute(q):
-        out.setdefault(key, {})[status] = int(n)
-    return out
+    q = select(*cols).where(_runs.c.sweep_id == bindparam("b_sweep")).order_by(_runs.c.id)
+    if by_keys:
+        q = q.where(_runs.c.config_key.in_(bindparam("b_keys", expanding=True)))
+    return q
 
 
 def queued_run_ids(session: Session, sweep_id: int, config_key_: str) -> list[int]:

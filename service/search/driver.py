@@ -32,14 +32,16 @@ from sqlalchemy.exc import IntegrityError
 from service.db import repository as repo
 from service.db import search as db
 from service.db.session import session_scope
-from service.search.objective import Outcome, outcome
+from service.search.objective import PENDING, Outcome, outcome
 from service.search.space import search_space, to_config
 from service.search.study import Search, rebuild
 from service.spec import SweepSpec, parse_spec
 
-# A driver renews its lease at every look at the database (several times a second); one
-# silent for this long is taken to be dead, and another driver may take over.
+# A driver renews its lease with every write, and at least every RENEW_FRACTION of the lease
+# when it has nothing to write; one silent for LEASE_SECONDS is taken to be dead, and another
+# driver may take over.
 LEASE_SECONDS = 30.0
+RENEW_FRACTION = 0.2
 
 
 class Backend(Protocol):
@@ -182,6 +184,16 @@ class Driver:
             for r in rows
         ]
         self.told_count = max((r["told_seq"] or 0 for r in rows), default=0)
+        # in memory from here on: what the loop would otherwise read again at every look
+        self.firsts = {t.config_key: t.number for t in self.trials if t.first_number is None}
+        self.results = {t.config_key: results[t.number] for t in self.trials if t.told}
+        self.pending: dict[str, list[_Trial]] = {}
+        for t in self.trials:
+            if not t.told:
+                self.pending.setdefault(t.config_key, []).append(t)
+        self.unwritten_tells: list[tuple[int, int]] = []
+        self.unwritten_asks: list[db.NewTrial] = []
+        self.renewed_at = time.monotonic()
         with session_scope(self.url, readonly=True) as s:
             for t in self.trials:
                 if not t.told and t.first_number is None:
@@ -194,99 +206,112 @@ class Driver:
         return self.metric["name"] == "val_accuracy"
 
     # --- the loop --------------------------------------------------------------------
+    # Each look at the database is one read (the runs of the configurations still training)
+    # and at most one write transaction, fenced once on the lease: the tells since the last
+    # look and the trials asked, with their runs. Runs are sent to train only once committed.
 
     def _loop(self, report: DriveReport) -> None:
         while True:
-            with session_scope(self.url) as s:
-                db.renew_lease(s, self.sweep_id, self.token)
             self._tell_finished(report)
             if self.stop_when is not None and self.stop_when(self.told_count):
+                self._write()
                 raise KeyboardInterrupt
-            if len(self.trials) >= self.run_cap and all(t.told for t in self.trials):
+            if len(self.trials) >= self.run_cap and not self.pending:
+                self._write()
                 report.finished = True
                 return
             self._ask_free(report)
+            for run_ids in self._write():
+                self.backend.submit(run_ids)
             if self.first_batch_only:
                 return
             if self.on_tick is not None:
                 self.on_tick()
-            if all(t.told for t in self.trials) and len(self.trials) < self.run_cap:
+            if not self.pending and len(self.trials) < self.run_cap:
                 continue  # only repeats were asked and told: ask again at once
             self.backend.wait(self.poll_s)
 
-    def _pending_configs(self) -> set[str]:
-        return {t.config_key for t in self.trials if not t.told}
-
     def _tell_finished(self, report: DriveReport) -> None:
-        pending = self._pending_configs()
-        if not pending:
+        """Read the runs of the configurations still training; tell those that finished."""
+        if not self.pending:
             return
         with session_scope(self.url, readonly=True) as s:
-            counts = db.status_by_config(s, self.sweep_id)
-        finished = {
-            key
-            for key in pending
-            if not any(counts.get(key, {}).get(st, 0) for st in ("queued", "running"))
+            runs = db.config_runs(
+                s, self.sweep_id, val_accuracy=self._needs_val_accuracy, keys=list(self.pending)
+            )
+        results = {
+            key: outcome(members, self.metric)
+            for key, members in runs.items()
+            if not any(r["status"] in PENDING for r in members)
         }
-        if not finished:
-            return
-        with session_scope(self.url, readonly=True) as s:
-            runs = db.config_runs(s, self.sweep_id, val_accuracy=self._needs_val_accuracy)
-        results = {key: outcome(runs.get(key, []), self.metric) for key in finished}
-        report.told += self._tell(
-            [t for t in self.trials if not t.told and t.config_key in finished], results
-        )
+        report.told += self._tell([t for key in results for t in self.pending[key]], results)
 
     def _tell(self, trials: list[_Trial], results: dict[str, Outcome]) -> int:
-        """Tell the sampler, in trial-number order, and record the order (fenced)."""
-        told = []
+        """Tell the sampler, in trial-number order; the order is written at the next look."""
+        told = 0
         for t in sorted(trials, key=lambda t: t.number):
             result = results[t.config_key]
             if result.state == "running":
                 continue
             self.search.tell(t.number, result)
             self.told_count += 1
-            told.append((t, self.told_count))
-        if not told:
-            return 0
-        with session_scope(self.url) as s:
-            for t, seq in told:
-                db.mark_told(s, sweep_id=self.sweep_id, token=self.token, number=t.number, seq=seq)
-        for t, _ in told:
+            self.unwritten_tells.append((t.number, self.told_count))
+            self.results[t.config_key] = result
             t.told = True
-        return len(told)
+            waiting = self.pending.get(t.config_key, [])
+            if t in waiting:
+                waiting.remove(t)
+                if not waiting:
+                    del self.pending[t.config_key]
+            told += 1
+        return told
 
     def _ask_free(self, report: DriveReport) -> None:
-        free = self.backend.slots - len(self._pending_configs())
+        """Ask for a configuration per free slot (a repeat of a told one takes no slot)."""
+        free = self.backend.slots - len(self.pending)
         while free > 0 and len(self.trials) < self.run_cap:
             number = len(self.trials)
             params = self.search.ask(number)
             config = to_config(self.spec, params)
-            try:
-                with session_scope(self.url) as s:
-                    first, run_ids = db.record_trial(
-                        s,
-                        sweep_id=self.sweep_id,
-                        token=self.token,
-                        number=number,
-                        params=params,
-                        config=config,
-                        seeds=self.spec.seeds,
-                        asked_after=self.told_count,
-                    )
-            except IntegrityError:
-                # another driver recorded this trial (or these runs): we were taken over
-                raise db.LeaseLost(self.sweep_id, self.token) from None
-            report.asked += 1
-            trial = _Trial(number, repo.config_key(config), params, first, False)
+            key = repo.config_key(config)
+            first = self.firsts.get(key)
+            trial = _Trial(number, key, params, first, False)
             self.trials.append(trial)
+            self.unwritten_asks.append(
+                db.NewTrial(number, params, config, first, asked_after=self.told_count)
+            )
+            report.asked += 1
             if first is None:
-                self.backend.submit(run_ids)
+                self.firsts[key] = number
+                self.pending[key] = [trial]
                 free -= 1
-            elif self.trials[first].told:
-                report.told += self._tell_repeat(trial)
+            elif key in self.results:  # the first trial's result is known: tell it now
+                report.told += self._tell([trial], self.results)
+            else:  # told with the first, when its runs finish
+                self.pending[key].append(trial)
 
-    def _tell_repeat(self, trial: _Trial) -> int:
-        with session_scope(self.url, readonly=True) as s:
-            runs = db.config_runs(s, self.sweep_id, val_accuracy=self._needs_val_accuracy)
-        return self._tell([trial], {trial.config_key: outcome(runs[trial.config_key], self.metric)})
+    def _write(self) -> list[list[int]]:
+        """Record the unwritten tells and asks in one fenced transaction (or only renew the
+        lease, when it is due); the run ids of each new configuration."""
+        if (
+            not self.unwritten_tells
+            and not self.unwritten_asks
+            and time.monotonic() - self.renewed_at < self.lease_s * RENEW_FRACTION
+        ):
+            return []
+        try:
+            with session_scope(self.url) as s:
+                new_runs = db.record_step(
+                    s,
+                    sweep_id=self.sweep_id,
+                    token=self.token,
+                    told=self.unwritten_tells,
+                    asked=self.unwritten_asks,
+                    seeds=self.spec.seeds,
+                )
+        except IntegrityError:
+            # another driver recorded this trial (or these runs): we were taken over
+            raise db.LeaseLost(self.sweep_id, self.token) from None
+        self.renewed_at = time.monotonic()
+        self.unwritten_tells, self.unwritten_asks = [], []
+        return new_runs

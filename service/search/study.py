@@ -60,6 +60,31 @@ def make_sampler(method: str, seed: int) -> BaseSampler:
     raise ValueError(f"no sampler for method {method!r}")
 
 
+class _Unseeded(optuna.samplers.RandomSampler):
+    """The study's sampler until the first ask: reseed() never reuses it."""
+
+
+def reseed(sampler: BaseSampler, seed: int) -> bool:
+    """Make ``sampler`` what a fresh one of its kind with ``seed`` would be; False when it
+    cannot be (it keeps more state than its random generators, or is not one bplab made).
+
+    TPE and random samplers keep nothing between asks but their generators, and building
+    a TPESampler (two generators seeded from the OS, then reseeded) costs milliseconds per
+    ask; reseeding the generators in place gives the same numbers (tests/search checks it
+    against fresh samplers). The attributes are Optuna's own, as its reseed_rng() uses them.
+    The one other thing a TPESampler caches, the intersection of the finished trials'
+    distributions, is the spec's whole space in a search, cached or not.
+    """
+    if type(sampler) is optuna.samplers.TPESampler:
+        sampler._rng.rng.seed(seed)
+        sampler._random_sampler._rng.rng.seed(seed)
+        return True
+    if type(sampler) is optuna.samplers.RandomSampler:
+        sampler._rng.rng.seed(seed)
+        return True
+    return False
+
+
 class Search:
     """The study of one sweep: ask by trial number, tell by trial number."""
 
@@ -69,9 +94,8 @@ class Search:
         self.method = method
         self.sampler_seed = sampler_seed
         self.space = dict(space)
-        self.study = optuna.create_study(
-            direction=goal, sampler=make_sampler("random", sampler_seed)
-        )
+        # the first ask replaces it (add_trial, in a rebuild, samples nothing)
+        self.study = optuna.create_study(direction=goal, sampler=_Unseeded())
 
     @property
     def n_trials(self) -> int:
@@ -81,7 +105,9 @@ class Search:
         """The params of trial ``number``, which must be the next one."""
         if number != self.n_trials:
             raise ValueError(f"asked trial {number}, but the study holds {self.n_trials}")
-        self.study.sampler = make_sampler(self.method, trial_seed(self.sampler_seed, number))
+        seed = trial_seed(self.sampler_seed, number)
+        if not reseed(self.study.sampler, seed):
+            self.study.sampler = make_sampler(self.method, seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # independent sampling of categorical axes, etc.
             trial = self.study.ask(self.space)

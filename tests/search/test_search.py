@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from sqlalchemy import bindparam, text
 
 from service.db import search as db
 from service.db.session import session_scope
 from service.search.backends import LocalBackend
 from service.search.driver import Driver
+from service.search.objective import Outcome
+from service.search.study import Search, make_sampler, trial_seed
 from service.spec import SpecError, parse_spec
 from service.sweeps import create_sweep_from_spec
 from tests.cli.conftest import Bplab
@@ -207,3 +212,32 @@ def test_results_list_the_trials_in_order_with_the_best_so_far(tmp_path: Path):
         assert r["best_so_far"] == best
     plan = bplab("sweep", "plan", str(path)).output
     assert "tpe search" in plan and "4 configurations x 2 seeds" in plan
+
+
+@pytest.mark.parametrize("method", ["tpe", "random"])
+def test_a_reseeded_sampler_asks_what_a_fresh_sampler_asks(method: str):
+    """Search.ask reuses a TPE or random sampler, reseeded per trial: the configurations
+    must be those of a fresh sampler per ask (what resume's reproducibility rests on)."""
+    space = {
+        "learning_rate": FloatDistribution(0.01, 3.0, log=True),
+        "hidden": IntDistribution(1, 8),
+        "cost": CategoricalDistribution(["mse", "cross_entropy"]),
+    }
+    search = Search(method, 11, space, "minimize")
+    fresh = optuna.create_study(direction="minimize")
+
+    def value(params: dict) -> float:
+        return (math.log(params["learning_rate"]) + 1) ** 2 + params["hidden"] / 10
+
+    running: list[int] = []
+    for number in range(40):
+        fresh.sampler = make_sampler(method, trial_seed(11, number))
+        expected = fresh.ask(space).params
+        assert search.ask(number) == expected, number
+        running.append(number)
+        if number % 3 != 1:  # some trials stay running across later asks, as in a sweep
+            for n in running:
+                params = fresh.trials[n].params
+                fresh.tell(n, value(params))
+                search.tell(n, Outcome("complete", value(params)))
+            running = []
