@@ -1,4 +1,5 @@
-"""Curve figures for `bplab plot`: one line per configuration, or one run's curves.
+"""Figures for `bplab plot`: one line per configuration, or one run's curves; a search's
+history (best so far against configurations tried) and each parameter against the metric.
 
 Figures are built with matplotlib's object API (Figure, not pyplot), which renders through
 Agg without touching pyplot's global state or needing a display.
@@ -7,11 +8,14 @@ Agg without touching pyplot's global state or needing a display.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from service.curves import Band
 
@@ -126,3 +130,124 @@ def run_figure(
 def save(fig: Figure, path: str | Path) -> None:
     """Write the figure; the format follows the file's extension (png, svg, pdf)."""
     fig.savefig(path)
+
+
+# --- searches: configurations in the order tried, and each parameter against the metric ---
+
+
+@dataclass
+class ParamPanel:
+    """One parameter's axis of `bplab plot --kind params`: its value per configuration
+    (numbers, or category labels), the metric's, and the order the configurations came in."""
+
+    name: str
+    x: list[Any]
+    y: list[float]
+    order: list[int]
+    log_x: bool = False
+    categories: list[str] | None = None
+
+
+def history_figure(
+    values: Sequence[float | None],
+    best: Sequence[float | None],
+    *,
+    ylabel: str,
+    log: bool,
+    title: str,
+    notes: Sequence[str] = (),
+) -> Figure:
+    """Each configuration's value (dots) and the best so far (a step line) against the
+    number of configurations tried; None marks what is not plotted (not finished, or left
+    out)."""
+    fig = Figure(figsize=(9, 5.5 + 0.18 * len(notes)), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(1, len(values) + 1)
+    shown = np.array([v is not None for v in values], dtype=bool)
+    ax.scatter(
+        x[shown],
+        [v for v in values if v is not None],
+        s=22,
+        color="tab:blue",
+        alpha=0.6,
+        label="configuration (over its seeds)",
+        gid="values",
+    )
+    has_best = np.array([b is not None for b in best], dtype=bool)
+    ax.plot(
+        x[has_best],
+        [b for b in best if b is not None],
+        drawstyle="steps-post",
+        color="tab:red",
+        lw=2,
+        label="best so far",
+        gid="best_so_far",
+    )
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("configurations tried, in order")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=9)
+    if notes:
+        fig.supxlabel("\n".join(notes), fontsize=8, ha="left", x=0.01)
+    return fig
+
+
+def params_figure(
+    panels: Sequence[ParamPanel],
+    *,
+    ylabel: str,
+    log: bool,
+    goal: str,
+    title: str,
+    notes: Sequence[str] = (),
+) -> Figure:
+    """One scatter per parameter: the metric against the parameter's value, coloured by the
+    order the configuration was tried in (a model-based search moves towards its best), the
+    best configuration starred."""
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = Figure(
+        figsize=(4.2 * cols + 1, 3.6 * rows + 0.8 + 0.18 * len(notes)),
+        dpi=110,
+        layout="constrained",
+    )
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    last = max((max(p.order) for p in panels if p.order), default=1)
+    points = None
+    for ax, panel in zip(axes, panels, strict=False):
+        x = _positions(panel)
+        points = ax.scatter(
+            x, panel.y, c=panel.order, cmap="viridis", vmin=1, vmax=last, s=24, gid=panel.name
+        )
+        if panel.y:
+            pick = np.argmin if goal == "minimize" else np.argmax
+            i = int(pick(panel.y))
+            ax.scatter([x[i]], [panel.y[i]], marker="*", s=160, color="tab:red", zorder=3)
+        if panel.categories is not None:
+            ax.set_xticks(range(len(panel.categories)), panel.categories)
+        elif panel.log_x:
+            ax.set_xscale("log")
+            # a range under a decade labels every minor tick, and they run into each other
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel(panel.name + (" (log scale)" if panel.log_x else ""))
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    if points is not None:
+        fig.colorbar(points, ax=list(axes[: len(panels)]), label="configuration tried (order)")
+    fig.suptitle(title + "\n(red star: the best configuration)", fontsize=10)
+    if notes:
+        fig.supxlabel("\n".join(notes), fontsize=8, ha="left", x=0.01)
+    return fig
+
+
+def _positions(panel: ParamPanel) -> list[float]:
+    if panel.categories is None:
+        return [float(v) for v in panel.x]
+    return [float(panel.categories.index(str(v))) for v in panel.x]

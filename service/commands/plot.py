@@ -43,6 +43,15 @@ from service.results import PENDING, param_value
     is_flag=True,
     help="Also plot configurations with diverged runs [default: listed under the plot].",
 )
+@click.option(
+    "--kind",
+    type=click.Choice(("curves", "history", "params")),
+    default="curves",
+    show_default=True,
+    help="curves per configuration; history: the metric and best so far against "
+    "configurations tried; params: each parameter against the metric (random and "
+    "model-based sweeps).",
+)
 @click.pass_obj
 def plot(
     settings: Settings,
@@ -54,13 +63,16 @@ def plot(
     band: str,
     metric: str,
     with_diverged: bool,
+    kind: str,
 ) -> None:
     """Curves of sweep ID: per configuration, the mean over seeds with a shaded band.
 
     Configurations with a diverged run are left out (their losses run to infinity and
     flatten every other curve) and named under the plot; --diverged draws them too. A sweep
     with runs still queued or running is marked partial. With --run, ID is a run id and the
-    plot shows that run's curve (and its validation loss when recorded).
+    plot shows that run's curve (and its validation loss when recorded). --kind history and
+    --kind params plot the sweep's metric (a search's, else the mean final loss) per
+    configuration instead of curves.
     """
     from service import plots
     from service.curves import group_bands, load_curves
@@ -68,6 +80,9 @@ def plot(
     if Path(output).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise BadInput(f"-o {output!r}: the file must end in .png, .svg or .pdf")
     output_path(output)
+    if kind != "curves":
+        _plot_search(settings, target_id, output, kind, log, is_run=is_run, by=by)
+        return
     use_log = log if log is not None else metric != "accuracy"
     if is_run:
         _plot_run(settings, target_id, output, metric, use_log)
@@ -90,6 +105,28 @@ def plot(
     click.echo(f"wrote {output}: {len(lines)} configuration(s)", err=True)
     for note in notes:
         click.echo(note, err=True)
+
+
+def _plot_search(
+    settings: Settings,
+    sweep_id: int,
+    output: str,
+    kind: str,
+    log: bool | None,
+    *,
+    is_run: bool,
+    by: str | None,
+) -> None:
+    from service import plots
+    from service.search.plotting import search_figure
+
+    if is_run or by is not None:
+        option = "--run" if is_run else "--by"
+        raise BadInput(f"{option} is for curves, not --kind {kind}")
+    fig, shown = search_figure(settings.database_url, sweep_id, kind, log)
+    with writing_to(output):
+        plots.save(fig, output)
+    click.echo(f"wrote {output}: {shown} configuration(s)", err=True)
 
 
 def _plotted_runs(

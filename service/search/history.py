@@ -58,6 +58,8 @@ def _row(
         "state": result.state,
         "value": result.value,
         "repeat_of": repeat_of,
+        # seeds that diverged count as the worst value: `bplab plot` leaves them out
+        "diverged": sum(1 for r in members if r["status"] == "diverged"),
     }
 
 
