@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -102,9 +103,18 @@ _COUNT_RUNS = (
 )
 
 
-def _fence(session: Session, sweep_id: int, token: int) -> None:
+# A driver's look runs on a bare Connection (session.connection_scope); other callers pass
+# a Session. Either way the statements run in the caller's transaction.
+Db = Session | Connection
+
+
+def _conn(db: Db) -> Connection:
+    return db.connection() if isinstance(db, Session) else db
+
+
+def _fence(session: Db, sweep_id: int, token: int) -> None:
     """Renew the lease, or raise LeaseLost when ``token`` no longer holds it."""
-    renewed = session.connection().execute(_RENEW, {"b_sweep": sweep_id, "b_token": token})
+    renewed = _conn(session).execute(_RENEW, {"b_sweep": sweep_id, "b_token": token})
     if renewed.rowcount != 1:
         raise LeaseLost(sweep_id, token)
 
@@ -157,7 +167,7 @@ class NewTrial:
 
 
 def record_step(
-    session: Session,
+    session: Db,
     *,
     sweep_id: int,
     token: int,
@@ -175,7 +185,7 @@ def record_step(
     """
     _fence(session, sweep_id, token)
     if told:
-        session.connection().execute(
+        _conn(session).execute(
             _MARK_TOLD,
             [{"b_sweep": sweep_id, "b_number": number, "b_seq": seq} for number, seq in told],
         )
@@ -184,9 +194,9 @@ def record_step(
 
 
 def _insert_trial(
-    session: Session, sweep_id: int, token: int, trial: NewTrial, seeds: Sequence[int]
+    session: Db, sweep_id: int, token: int, trial: NewTrial, seeds: Sequence[int]
 ) -> list[int]:
-    conn = session.connection()
+    conn = _conn(session)
     key = config_key(trial.config)
     conn.execute(
         _INSERT_TRIAL,
@@ -256,7 +266,7 @@ def list_trials(session: Session, sweep_id: int) -> list[dict[str, Any]]:
 
 
 def config_runs(
-    session: Session,
+    session: Db,
     sweep_id: int,
     *,
     val_accuracy: bool = False,

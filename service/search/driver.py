@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.db import repository as repo
 from service.db import search as db
-from service.db.session import session_scope
+from service.db.session import connection_scope, session_scope
 from service.search.objective import PENDING, Outcome, outcome
 from service.search.space import search_space, to_config
 from service.search.study import Search, rebuild
@@ -235,9 +235,9 @@ class Driver:
         """Read the runs of the configurations still training; tell those that finished."""
         if not self.pending:
             return
-        with session_scope(self.url, readonly=True) as s:
+        with connection_scope(self.url, readonly=True) as conn:
             runs = db.config_runs(
-                s, self.sweep_id, val_accuracy=self._needs_val_accuracy, keys=list(self.pending)
+                conn, self.sweep_id, val_accuracy=self._needs_val_accuracy, keys=list(self.pending)
             )
         results = {
             key: outcome(members, self.metric)
@@ -300,9 +300,9 @@ class Driver:
         ):
             return []
         try:
-            with session_scope(self.url) as s:
+            with connection_scope(self.url) as conn:
                 new_runs = db.record_step(
-                    s,
+                    conn,
                     sweep_id=self.sweep_id,
                     token=self.token,
                     told=self.unwritten_tells,
