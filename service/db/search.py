@@ -288,7 +288,8 @@ def config_runs(
 @functools.cache
 def _config_runs_query(val_accuracy: bool, by_keys: bool) -> Select[Any]:
     """Built once per variant: a driver runs it at every look (see _RENEW)."""
-    cols = [_runs.c.id, _runs.c.config_key, _runs.c.config, *(_runs.c[f] for f in OUTCOME_FIELDS)]
+    cols: list[Any] = [_runs.c.id, _runs.c.config_key, _runs.c.config]
+    cols += [_runs.c[f] for f in OUTCOME_FIELDS]
     if val_accuracy:
         last = (
             select(EpochMetric.val_accuracy)

@@ -109,10 +109,11 @@ class Driver:
         """Drive the search to run_cap (or until Ctrl-C, or until taken over)."""
         report = DriveReport(self.sweep_id)
         self._load()
-        self.token = self._acquire(report)
-        if self.token is None:
+        token = self._acquire(report)
+        if token is None:
             self.backend.close(interrupted=False)
             return report
+        self.token: int = token
         try:
             self._start()
             self._loop(report)
