@@ -5,7 +5,9 @@ trial number), so what it proposes depends only on that seed and on the trials t
 holds at that moment, never on what a sampler object remembered: a driver that starts
 again (after Ctrl-C, a crash, a takeover) and rebuilds the same trials asks the same
 configurations as one that never stopped. Optuna's GPSampler caches its kernel fit between
-asks and TPE draws from one generator; a fresh sampler has neither, at a small cost per ask.
+asks and TPE draws from one generator; a fresh sampler has neither. (TPE and random
+samplers are reused with their generators reseeded in place, which is the same thing at a
+fraction of the cost: see ``reseed``.)
 
 TPE and the Gaussian process read nothing but the trials, so the study is rebuilt with
 ``add_trial``. CMA-ES keeps its generations in the trials' system attributes, so for it the
