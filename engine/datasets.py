@@ -8,6 +8,8 @@ import numpy as np
 
 from .family_trees import RELATIONS, family_trees
 from .files import load_csv, load_npz
+from .sequences import MAX_DELAY, timed_sequences
+from .tc import RETINA, tc
 
 Array = np.ndarray
 
@@ -20,6 +22,12 @@ DATASETS: dict[str, str] = {
     "addition:N": "two N-bit numbers -> their (N+1)-bit sum (4^N patterns)",
     "family_trees": "Hinton's two isomorphic family trees: (person, relation) -> people "
     "(104 queries, 24+12 one-hot inputs, 24 outputs)",
+    "tc": "the T-C problem: a T or a C of 5 blocks in 4 orientations at every position of a "
+    "6x6 torus retina (288 patterns, 36 inputs, 1 output: 1 = T); see engine.tc",
+    "sequences": "sequence completion for recurrent nets: 2 cue letters of A-E, then 4 more "
+    "each one on from the letter 2 before (25 sequences of 6 steps, 5 units per step)",
+    "timed_sequences:N": "sequences with N silent steps between the cue and the completion "
+    "(25 sequences of 6 + N steps)",
     "digits": "scikit-learn's 8x8 handwritten digits, 64 inputs scaled to [0, 1], 10 classes "
     "(needs scikit-learn: pip install 'bplab[bench]')",
     "iris": "scikit-learn's iris, 4 standardised inputs, 3 classes (needs scikit-learn)",
@@ -152,6 +160,13 @@ def load_dataset(name: str, **opts: object) -> Dataset:
     if kind in _PARAMETRISED and arg:
         func, low, high = _PARAMETRISED[kind]
         X, Y = func(_int_arg(name, arg, low, high))
+    elif kind == "tc" and not arg:
+        X, Y, in_names, out_names, pattern_names = tc()
+        meta = {"retina": [RETINA, RETINA], "pattern_names": pattern_names}
+    elif kind == "sequences" and not arg or kind == "timed_sequences" and arg:
+        delay = _int_arg(name, arg, 0, MAX_DELAY) if arg else 0
+        X, Y, meta = timed_sequences(delay)
+        in_names, out_names = meta.pop("input_names"), meta.pop("output_names")  # type: ignore[assignment]
     elif kind in ("xor", "negation", "family_trees", "digits", "iris") and not arg:
         if kind == "xor":
             X, Y = xor()

@@ -32,6 +32,12 @@ class Workspace:
     input shares one unit-major buffer with the hidden outputs and ``rows`` is None.
     """
 
+    def __new__(cls, net: Network, m: int) -> Workspace:
+        # A network with layers of its own (engine.tied, engine.recurrent) names the buffers
+        # it needs; the trainers and scorers then build them with the same Workspace(net, m).
+        kind = getattr(net, "workspace_class", cls)
+        return object.__new__(kind if issubclass(kind, cls) else cls)
+
     def __init__(self, net: Network, m: int) -> None:
         sizes = net.layer_sizes
         L = len(sizes) - 1

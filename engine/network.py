@@ -71,6 +71,7 @@ class Network:
         init: float | str = 0.3,
         rng: np.random.Generator,
         masks: Mapping[int, Any] | Sequence[Any] | None = None,
+        lead: int = 0,
     ) -> None:
         sizes = [int(s) for s in layer_sizes]
         if len(sizes) < 2 or any(s < 1 for s in sizes) or len(sizes) != len(layer_sizes):
@@ -94,11 +95,14 @@ class Network:
         self.masks = normalise_masks(masks, shapes)
 
         block_sizes = [(f + 1) * d for f, d in shapes]
-        self.theta = np.zeros(sum(block_sizes))
+        # ``lead`` parameters before the layer blocks belong to a subclass's own layer (the
+        # shared kernels of engine.tied): one flat theta keeps one optimizer and one state.
+        self.lead = int(lead)
+        self.theta = np.zeros(self.lead + sum(block_sizes))
         self.grad = np.zeros_like(self.theta)
         self.blocks: list[Array] = []
         self.gblocks: list[Array] = []
-        offset = 0
+        offset = self.lead
         for (f, d), size in zip(shapes, block_sizes, strict=True):
             self.blocks.append(self.theta[offset : offset + size].reshape(f + 1, d))
             self.gblocks.append(self.grad[offset : offset + size].reshape(f + 1, d))
@@ -141,7 +145,7 @@ class Network:
 
     # -- parameters ---------------------------------------------------------
     def _split(self, flat: Array) -> list[Array]:
-        out, offset = [], 0
+        out, offset = [], self.lead
         for blk in self.blocks:
             out.append(flat[offset : offset + blk.size].reshape(blk.shape))
             offset += blk.size

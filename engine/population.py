@@ -56,6 +56,8 @@ def _check(
         raise ValueError("a population needs at least one network")
     if len(configs) != K or len(rngs) != K or (states is not None and len(states) != K):
         raise ValueError("nets, configs, rngs (and states) must have one entry per member")
+    if K > 1 and not getattr(nets[0], "stackable", True):
+        raise ValueError(f"{nets[0]!r} trains alone: a population of these holds one net")
     for k, net in enumerate(nets):
         if not same_shape(nets[0], net):
             raise ValueError(f"member {k} has another shape than member 0: {net!r}")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.config import BY_FIELD, get_settings
 from service.db.queries import run_configs
+from service.shared_weights import shares_weights
 
 DEFAULT_POPULATION_SIZE = BY_FIELD["population_size"].default
 # A sweep submitted to Celery is cut into at least this many tasks per shape (when it has
@@ -67,7 +68,9 @@ def shape_key(config: Mapping[str, Any], seed: int) -> str:
     optimizer and batch schedule. A validation split is drawn from the run's seed, so with
     one the seed is part of the shape (the members must see the same training rows)."""
     shape = {k: v for k, v in config.items() if k not in MEMBER_KEYS}
-    if float(config.get("validation_split") or 0.0) > 0:
+    # engine.stacked has no tied or recurrent layer: such a run trains alone (the seed
+    # tells apart the runs of one configuration)
+    if float(config.get("validation_split") or 0.0) > 0 or shares_weights(config):
         shape["__seed"] = int(seed)
     return json.dumps(shape, sort_keys=True, default=str)
 

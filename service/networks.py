@@ -46,7 +46,12 @@ def first_layer_mask(config: Mapping[str, Any], n_in: int) -> np.ndarray | None:
 def network_from_config(
     config: Mapping[str, Any], n_in: int, n_out: int, rng: np.random.Generator
 ) -> Network:
-    """The untrained network of a run configuration; ``rng`` draws its initial weights."""
+    """The untrained network of a run configuration; ``rng`` draws its initial weights.
+    A tied or recurrent net takes its shape from the dataset (service.shared_weights)."""
+    from service.shared_weights import shared_network, shares_weights
+
+    if shares_weights(config):
+        return shared_network(config, rng)
     mask = first_layer_mask(config, n_in)
     return Network(
         [n_in, *config["hidden"], n_out],

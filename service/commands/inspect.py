@@ -17,6 +17,12 @@ from service.db import repository as repo
 from service.db.session import session_scope
 from service.errors import NotFound
 from service.inspection import LayerWeights, hidden_rows, layer_weights, unit_names
+from service.inspection_shared import (
+    is_shared,
+    kernel_grids,
+    shared_layer_weights,
+    shared_unit_names,
+)
 from service.networks import network_from_config
 from service.output import format_cell
 
@@ -58,8 +64,10 @@ def inspect(settings: Settings, run_id: int, show_hidden: bool, fmt: str) -> Non
             ) from None
     net = _network(config, arrays)
     dataset = _dataset(config["dataset"])
-    names = unit_names(net, dataset)
-    layers = layer_weights(net, names)
+    shared = is_shared(net)  # tied or recurrent: service.inspection_shared
+    names = shared_unit_names(net, dataset) if shared else unit_names(net, dataset)
+    layers = shared_layer_weights(net, names) if shared else layer_weights(net, names)
+    kernels = kernel_grids(net)
     rows = hidden_rows(net, dataset, names) if show_hidden and dataset is not None else None
     if show_hidden and dataset is None:
         click.echo(f"dataset {config['dataset']!r} cannot be read; no hidden activations", err=True)
@@ -86,6 +94,8 @@ def inspect(settings: Settings, run_id: int, show_hidden: bool, fmt: str) -> Non
                 for lw in layers
             ],
         }
+        if kernels:
+            doc["kernels"] = kernels
         if rows is not None:
             doc["patterns"] = rows
         click.echo(json.dumps(doc, indent=2))
@@ -97,6 +107,12 @@ def inspect(settings: Settings, run_id: int, show_hidden: bool, fmt: str) -> Non
     console.print(
         f"run {run_id} (seed {seed}, {status}, {solved_text}): {config['dataset']}, {sizes}{skip}"
     )
+    for kernel in kernels:
+        console.print(
+            f"\nkernel {kernel['kernel']} (bias {kernel['bias']:+.2f}): its receptive field as it "
+            "lies on the retina"
+        )
+        console.print(_grid_table(kernel["weights"]))
     for lw in layers:
         # headings as plain lines: a rich title wraps to the width of a narrow table
         console.print(f"\nlayer {lw.index} ({lw.name}): weights into {', '.join(lw.targets)}")
@@ -129,6 +145,15 @@ def _weight_table(lw: LayerWeights) -> Table:
         table.add_column(target, justify="right")
     for source, values in zip(lw.sources, lw.weights, strict=True):
         table.add_row(source, *("." if w is None else f"{w:+.2f}" for w in values))
+    return table
+
+
+def _grid_table(grid: list[list[float]]) -> Table:
+    table = Table(show_header=False)
+    for _ in grid[0]:
+        table.add_column(justify="right")
+    for row in grid:
+        table.add_row(*(f"{w:+.2f}" for w in row))
     return table
 
 

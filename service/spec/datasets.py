@@ -20,6 +20,7 @@ SIZED = {
     "symmetry": (2, 20),
     "encoder": (2, 4096),
     "addition": (1, 10),
+    "timed_sequences": (0, 20),
 }
 FILE_KINDS = ("csv", "npz")
 NEEDS_SKLEARN = ("digits", "iris")

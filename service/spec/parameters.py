@@ -254,6 +254,37 @@ PARAMETERS: dict[str, Parameter] = {
             sweepable=False,
         ),
         _param(
+            "kernels",
+            None,
+            "a tied first layer (weight sharing, the T-C problem): this many shared kernels, "
+            "each a field x field receptive field repeated over every position of the "
+            "retina (a square image dataset); the hidden layers follow it; null = none",
+            nullable(int_check(1, 1024)),
+            "int",
+            int_check(1, 1024),
+        ),
+        _param(
+            "field",
+            3,
+            "with kernels: the side of each receptive field (3 = 3x3, as in the T-C problem)",
+            int_check(1, 64),
+            "int",
+        ),
+        _param(
+            "wrap",
+            False,
+            "with kernels: true = the retina is a torus and a unit sits on every pixel; false "
+            "= a unit wherever the field fits inside the retina",
+            boolean,
+        ),
+        _param(
+            "recurrent",
+            False,
+            "true: the one hidden layer also feeds itself, the net runs through a sequence "
+            "dataset's steps and learns by backpropagation through time",
+            boolean,
+        ),
+        _param(
             "stop_loss",
             TRAINING_DEFAULTS["stop_loss"],
             "stop when the loss falls below this (> 0); null = never",

@@ -10,6 +10,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from .architecture import check_architecture
 from .checks import int_check, integer, positive_int, seed_check
 from .combinations import check_combinations
 from .datasets import check_dataset, input_width
@@ -154,6 +155,7 @@ def _parse(data: Any, max_runs: int, base_dir: Path, default_name: str) -> Sweep
     axes = _parameter_axes(data.get("parameters"), method)
     _check_groups(axes, dataset)
     check_combinations(axes, dataset)
+    check_architecture(axes, dataset)
     if run_cap is not None:
         from service.search import spec as adaptive
 

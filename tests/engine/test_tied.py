@@ -1,0 +1,136 @@
+"""Tied weights (engine.tied): the gradient of a shared kernel is the sum over positions,
+checked against finite differences and against PyTorch's conv2d; the T-C dataset; training
+and resuming like any net."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import TrainConfig, load_dataset, train, train_population
+from engine.tc import shapes
+from engine.tied import TiedNetwork, field_indices
+
+torch = pytest.importorskip("torch")  # the bench extra; installed for the tests
+F = torch.nn.functional
+
+
+def _net(wrap: bool, hidden: list[int], seed: int = 0, **kw) -> TiedNetwork:
+    return TiedNetwork((5, 6), 2, hidden, 2, wrap=wrap, init=0.7, rng=np.random.default_rng(seed), **kw)
+
+
+def _data(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.random((7, 30)), rng.random((7, 2))
+
+
+def _finite_differences(net: TiedNetwork, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    theta, eps = net.theta, 1e-6
+    num = np.empty_like(theta)
+    for i in range(theta.size):
+        old = theta[i]
+        theta[i] = old + eps
+        up = net.loss(X, Y)
+        theta[i] = old - eps
+        down = net.loss(X, Y)
+        theta[i] = old
+        num[i] = (up - down) / (2 * eps)
+    return num
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+@pytest.mark.parametrize("hidden", [[], [3]])
+def test_gradient_matches_finite_differences(wrap: bool, hidden: list[int]) -> None:
+    net = _net(wrap, hidden)
+    X, Y = _data()
+    net.gradient(X, Y)
+    analytic = net.grad.copy()
+    numeric = _finite_differences(net, X, Y)
+    assert np.abs(analytic - numeric).max() < 1e-8 * max(1.0, np.abs(numeric).max())
+    assert np.abs(analytic[: net.lead]).max() > 1e-3  # the kernels do get a gradient
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_forward_and_gradients_match_torch_conv2d(wrap: bool, activation: str) -> None:
+    net = _net(wrap, [3], activation=activation)
+    X, Y = _data()
+    grads = net.gradient(X, Y)
+    kernels = torch.tensor(net.params[0].T.reshape(2, 1, 3, 3).copy(), requires_grad=True)
+    k_bias = torch.tensor(net.params[1].copy(), requires_grad=True)
+    dense = [torch.tensor(p.copy(), requires_grad=True) for p in net.params[2:]]
+    image = torch.tensor(X).reshape(7, 1, 5, 6)
+    if wrap:
+        image = F.pad(image, (1, 1, 1, 1), mode="circular")
+    f = torch.sigmoid if activation == "sigmoid" else torch.tanh
+    tied = f(F.conv2d(image, kernels, k_bias)).flatten(1)  # map-major, as engine.tied
+    h = f(tied @ dense[0] + dense[1])
+    out = torch.sigmoid(h @ dense[2] + dense[3])
+    loss = 0.5 * ((out - torch.tensor(Y)) ** 2).sum()
+    loss.backward()
+    np.testing.assert_allclose(net.forward(X), out.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(net.hidden(X)[0], tied.detach().numpy(), rtol=0, atol=1e-12)
+    theirs = [kernels.grad.numpy().reshape(2, 9).T, k_bias.grad.numpy()]
+    theirs += [p.grad.numpy() for p in dense]
+    for mine, ref in zip(grads, theirs, strict=True):
+        np.testing.assert_allclose(mine, ref, rtol=0, atol=1e-12)
+
+
+def test_field_indices_valid_and_wrapped() -> None:
+    idx, rows, cols = field_indices(4, 5, 3, wrap=False)
+    assert (rows, cols) == (2, 3) and idx.shape == (9, 6)
+    assert idx[:, 0].tolist() == [0, 1, 2, 5, 6, 7, 10, 11, 12]  # top-left field
+    idx, rows, cols = field_indices(4, 5, 3, wrap=True)
+    assert (rows, cols) == (4, 5)
+    assert idx[:, 0].tolist() == [19, 15, 16, 4, 0, 1, 9, 5, 6]  # centred on pixel 0
+    with pytest.raises(ValueError, match="does not fit"):
+        field_indices(2, 5, 3, wrap=False)
+
+
+def test_tc_dataset_is_every_shape_at_every_position() -> None:
+    data = load_dataset("tc")
+    assert data.X.shape == (288, 36) and data.Y.shape == (288, 1)
+    assert data.meta["retina"] == [6, 6]
+    assert int(data.Y.sum()) == 144  # balanced: 144 T, 144 C
+    assert (data.X.sum(axis=1) == 5).all()  # five blocks each
+    assert len({row.tobytes() for row in data.X}) == 288  # no pattern twice
+    blocks = {name: set(b) for name, b in shapes()}
+    assert len({frozenset(b) for b in blocks.values()}) == 8  # 4 distinct orientations each
+    # the T's crossbar: three blocks in a row with the stem under the middle one
+    assert blocks["T0"] == {(0, 0), (0, 1), (0, 2), (1, 1), (2, 1)}
+    # translating a pattern around the torus gives another pattern of the set
+    first = data.X[0].reshape(6, 6)
+    assert np.roll(first, (2, 3), axis=(0, 1)).ravel().tobytes() in {r.tobytes() for r in data.X}
+
+
+def test_a_tied_net_resumes_bit_identically_and_trains_alone() -> None:
+    data = load_dataset("tc")
+    config = TrainConfig(learning_rate=0.01, momentum=0.9, epochs=40)
+
+    def fresh() -> tuple[TiedNetwork, np.random.Generator]:
+        rng = np.random.default_rng(3)
+        return TiedNetwork((6, 6), 2, [], 1, wrap=True, init=1.0, rng=rng), rng
+
+    net, rng = fresh()
+    whole = train(net, data.X, data.Y, config, rng=rng)
+    net2, rng2 = fresh()
+    states = []
+    train(net2, data.X, data.Y, config, rng=rng2, checkpoint_every=15, on_checkpoint=states.append)
+    net3, rng3 = fresh()
+    rest = train(net3, data.X, data.Y, config, rng=rng3, state=states[0])
+    assert states[0].epoch == 15
+    np.testing.assert_array_equal(rest.loss, whole.loss[15:])
+    np.testing.assert_array_equal(net3.theta, net.theta)
+    pair = [fresh(), fresh()]
+    with pytest.raises(ValueError, match="trains alone"):
+        train_population([n for n, _ in pair], data.X, data.Y, [config] * 2, rngs=[r for _, r in pair])
+
+
+def test_saved_arrays_and_weight_decay_spare_the_kernel_biases(tmp_path) -> None:
+    net = _net(True, [])
+    assert net.weight_indicator[: net.kernels].tolist() == [0.0, 0.0]
+    assert net.weight_indicator[net.kernels : net.lead].all()
+    net.save(tmp_path / "tied.npz")
+    with np.load(tmp_path / "tied.npz") as saved:
+        np.testing.assert_array_equal(saved["K"], net.params[0])
+        np.testing.assert_array_equal(saved["W1"], net.params[2])
