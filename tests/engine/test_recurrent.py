@@ -1,0 +1,139 @@
+"""A recurrent net unfolded in time (engine.recurrent): BPTT checked against finite
+differences, against PyTorch autograd on the same unrolled maths (logistic units, which
+torch's nn.RNN lacks) and against nn.RNN itself (tanh); the sequence datasets; resuming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine import TrainConfig, load_dataset, train
+from engine.recurrent import RecurrentNetwork
+from engine.sequences import LETTERS, sequence
+
+torch = pytest.importorskip("torch")  # the bench extra; installed for the tests
+
+STEPS, D_IN, UNITS, D_OUT, N = 4, 3, 5, 2, 6
+
+
+def _net(activation: str = "sigmoid", seed: int = 0) -> RecurrentNetwork:
+    rng = np.random.default_rng(seed)
+    return RecurrentNetwork(D_IN, UNITS, D_OUT, STEPS, activation=activation, init=0.7, rng=rng)
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return rng.random((N, STEPS * D_IN)), rng.random((N, STEPS * D_OUT))
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_bptt_matches_finite_differences(activation: str) -> None:
+    net = _net(activation)
+    X, Y = _data()
+    net.gradient(X, Y)
+    analytic = net.grad.copy()
+    theta, eps = net.theta, 1e-6
+    numeric = np.empty_like(theta)
+    for i in range(theta.size):
+        old = theta[i]
+        theta[i] = old + eps
+        up = net.loss(X, Y)
+        theta[i] = old - eps
+        down = net.loss(X, Y)
+        theta[i] = old
+        numeric[i] = (up - down) / (2 * eps)
+    assert np.abs(analytic - numeric).max() < 1e-8 * max(1.0, np.abs(numeric).max())
+    recurrent_rows = slice(1 + D_IN, 1 + D_IN + UNITS)
+    assert np.abs(net.gblocks[0][recurrent_rows]).max() > 1e-3  # W_h does learn
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_bptt_matches_torch_autograd_on_the_unrolled_net(activation: str) -> None:
+    """h_t = f([x_t; h_{t-1}] W + b), y_t = sigmoid(h_t W_y + c), written out by hand in torch:
+    the maths of the module docstring, differentiated by autograd."""
+    net = _net(activation)
+    X, Y = _data()
+    grads = net.gradient(X, Y)
+    W, b, W_y, c = (torch.tensor(p.copy(), requires_grad=True) for p in net.params)
+    x = torch.tensor(X).reshape(N, STEPS, D_IN)
+    f = torch.sigmoid if activation == "sigmoid" else torch.tanh
+    h = torch.zeros(N, UNITS, dtype=torch.float64)
+    outs = []
+    for t in range(STEPS):
+        h = f(torch.cat([x[:, t], h], dim=1) @ W + b)
+        outs.append(torch.sigmoid(h @ W_y + c))
+    out = torch.cat(outs, dim=1)
+    (0.5 * ((out - torch.tensor(Y)) ** 2).sum()).backward()
+    np.testing.assert_allclose(net.forward(X), out.detach().numpy(), rtol=0, atol=1e-12)
+    for mine, theirs in zip(grads, (W, b, W_y, c), strict=True):
+        np.testing.assert_allclose(mine, theirs.grad.numpy(), rtol=0, atol=1e-12)
+
+
+def test_bptt_matches_torch_nn_rnn() -> None:
+    """torch's own RNN layer (tanh; its two biases: ours in b_ih, b_hh held at 0)."""
+    net = _net("tanh")
+    X, Y = _data()
+    grads = net.gradient(X, Y)
+    W = net.params[0]
+    rnn = torch.nn.RNN(D_IN, UNITS, nonlinearity="tanh", batch_first=True).double()
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.tensor(W[:D_IN].T))
+        rnn.weight_hh_l0.copy_(torch.tensor(W[D_IN:].T))
+        rnn.bias_ih_l0.copy_(torch.tensor(net.params[1]))
+        rnn.bias_hh_l0.zero_()
+    W_y, c = (torch.tensor(p.copy(), requires_grad=True) for p in net.params[2:])
+    hs, _ = rnn(torch.tensor(X).reshape(N, STEPS, D_IN))
+    out = torch.sigmoid(hs @ W_y + c).reshape(N, STEPS * D_OUT)
+    (0.5 * ((out - torch.tensor(Y)) ** 2).sum()).backward()
+    np.testing.assert_allclose(net.forward(X), out.detach().numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(net.hidden(X)[0], hs.detach().numpy().reshape(N, -1), atol=1e-12)
+    np.testing.assert_allclose(grads[0][:D_IN], rnn.weight_ih_l0.grad.numpy().T, atol=1e-12)
+    np.testing.assert_allclose(grads[0][D_IN:], rnn.weight_hh_l0.grad.numpy().T, atol=1e-12)
+    np.testing.assert_allclose(grads[1], rnn.bias_ih_l0.grad.numpy(), atol=1e-12)
+    np.testing.assert_allclose(grads[2], W_y.grad.numpy(), atol=1e-12)
+    np.testing.assert_allclose(grads[3], c.grad.numpy(), atol=1e-12)
+
+
+def test_sequence_datasets() -> None:
+    assert sequence(0, 3) == [0, 3, 1, 4, 2, 0]  # A D B E C A
+    data = load_dataset("sequences")
+    assert data.X.shape == data.Y.shape == (25, 30) and data.meta["steps"] == 6
+    steps = data.Y.reshape(25, 6, 5)
+    assert (steps.sum(axis=2) == 1).all()  # one letter per step
+    inputs = data.X.reshape(25, 6, 5)
+    assert (inputs[:, :2].sum(axis=2) == 1).all() and not inputs[:, 2:].any()  # cue only
+    np.testing.assert_array_equal(inputs[:, :2], steps[:, :2])  # the cue is echoed
+    assert data.meta["pattern_names"][1] == "ABBCCD"
+    timed = load_dataset("timed_sequences:3")
+    assert timed.meta["steps"] == 9 and timed.meta["pattern_names"][1] == "AB...BCCD"
+    silent = timed.Y.reshape(25, 9, 5)[:, 2:5]
+    assert not silent.any()  # no letter during the pause
+    np.testing.assert_array_equal(timed.Y.reshape(25, 9, 5)[:, 5:], steps[:, 2:])
+    with pytest.raises(ValueError, match="N must be in 0..20"):
+        load_dataset("timed_sequences:21")
+    assert LETTERS == "ABCDE"
+
+
+def test_a_recurrent_net_learns_to_complete_and_resumes_bit_identically() -> None:
+    data = load_dataset("sequences")
+    config = TrainConfig(learning_rate=0.005, momentum=0.9, epochs=120, stop_within=0.2)
+
+    def fresh() -> tuple[RecurrentNetwork, np.random.Generator]:
+        rng = np.random.default_rng(0)
+        return RecurrentNetwork(5, 20, 5, 6, activation="tanh", init=0.5, rng=rng), rng
+
+    net, rng = fresh()
+    whole = train(net, data.X, data.Y, config, rng=rng)
+    assert whole.solved_epoch is not None and whole.accuracy[-1] == 1.0
+    net2, rng2 = fresh()
+    states = []
+    train(net2, data.X, data.Y, config, rng=rng2, checkpoint_every=50, on_checkpoint=states.append)
+    net3, rng3 = fresh()
+    rest = train(net3, data.X, data.Y, config, rng=rng3, state=states[0])
+    np.testing.assert_array_equal(rest.loss, whole.loss[50:])
+    np.testing.assert_array_equal(net3.theta, net.theta)
+
+
+def test_softmax_outputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="softmax"):
+        RecurrentNetwork(2, 2, 2, 3, output_activation="softmax", rng=np.random.default_rng(0))
