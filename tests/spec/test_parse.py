@@ -16,6 +16,7 @@ CONFIG_KEYS = {
     "stop_within", "stop_on_solve", "validation_split", "log_every", "schedule",
     "input_groups", "group_hidden", "epoch_metrics", "patience", "min_delta", "restore_best",
     "decay", "decay_biases", "error_margin",
+    "kernels", "field", "wrap", "recurrent",  # issue 21: tied and recurrent nets
 }  # fmt: skip
 
 
@@ -47,6 +48,7 @@ def test_documented_defaults() -> None:
         "stop_loss": None, "stop_within": 0.5,
         "stop_on_solve": False, "patience": 0, "min_delta": 0.0, "restore_best": False,
         "validation_split": 0.0, "log_every": 1, "epoch_metrics": "exact", "schedule": [],
+        "kernels": None, "field": 3, "wrap": False, "recurrent": False,  # issue 21
     }  # fmt: skip
     rows = defaults_table()
     assert [row[0] for row in rows] == list(PARAMETERS)
