@@ -15,7 +15,9 @@ from .masks import group_mask
 from .network import Network
 from .optimizers import OPTIMIZERS
 from .population import train_population
+from .recurrent import RecurrentNetwork
 from .state import TrainState
+from .tied import TiedNetwork
 from .training import train
 
 __all__ = [
@@ -32,8 +34,10 @@ __all__ = [
     "History",
     "Network",
     "PopulationCallback",
+    "RecurrentNetwork",
     "StopTraining",
     "TrainConfig",
+    "TiedNetwork",
     "TrainState",
     "group_mask",
     "load_dataset",

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .network import Network
 from .layers import Workspace
+from .network import Network
 
 Array = np.ndarray
 

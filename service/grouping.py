@@ -67,10 +67,12 @@ def shape_key(config: Mapping[str, Any], seed: int) -> str:
     """Runs with equal keys can train in one population: same data, same network shape,
     optimizer and batch schedule. A validation split is drawn from the run's seed, so with
     one the seed is part of the shape (the members must see the same training rows)."""
+    if shares_weights(config):
+        # engine.stacked has no tied or recurrent layer: such a run trains alone, so its key
+        # is the whole run, configuration and seed (unique within a sweep)
+        return json.dumps({**config, "__seed": int(seed)}, sort_keys=True, default=str)
     shape = {k: v for k, v in config.items() if k not in MEMBER_KEYS}
-    # engine.stacked has no tied or recurrent layer: such a run trains alone (the seed
-    # tells apart the runs of one configuration)
-    if float(config.get("validation_split") or 0.0) > 0 or shares_weights(config):
+    if float(config.get("validation_split") or 0.0) > 0:
         shape["__seed"] = int(seed)
     return json.dumps(shape, sort_keys=True, default=str)
 

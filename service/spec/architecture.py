@@ -14,15 +14,11 @@ from .shapes import data_shape
 from .sweep import Axis
 
 SEQUENCE_DATASETS = ("sequences", "timed_sequences")
-# datasets whose inputs are a retina of another shape than a square (none yet): base -> (h, w)
-RETINAS: dict[str, tuple[int, int]] = {}
 
 
 def _retina(dataset: str) -> tuple[int, int] | None:
-    """(height, width) of the dataset's inputs as an image; None when they are no square."""
-    base = dataset.partition(":")[0]
-    if base in RETINAS:
-        return RETINAS[base]
+    """(height, width) of the dataset's inputs as an image; None when they are no square
+    (every image dataset so far is square: tc 6x6, digits 8x8)."""
     shape = data_shape(dataset)
     if shape is None:
         return None
@@ -61,8 +57,7 @@ def _check_tied(axes: dict[str, Axis], dataset: str, fields: tuple[int, ...]) ->
         inputs = f"{shape.inputs} inputs" if shape else "inputs of unknown number"
         raise Invalid(
             "parameters.kernels",
-            f"needs an image dataset (a square retina, e.g. tc or digits); {dataset} has "
-            f"{inputs}",
+            f"needs an image dataset (a square retina, e.g. tc or digits); {dataset} has {inputs}",
         )
     for field in fields:
         if field > min(retina):

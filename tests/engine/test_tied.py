@@ -16,7 +16,9 @@ F = torch.nn.functional
 
 
 def _net(wrap: bool, hidden: list[int], seed: int = 0, **kw) -> TiedNetwork:
-    return TiedNetwork((5, 6), 2, hidden, 2, wrap=wrap, init=0.7, rng=np.random.default_rng(seed), **kw)
+    return TiedNetwork(
+        (5, 6), 2, hidden, 2, wrap=wrap, init=0.7, rng=np.random.default_rng(seed), **kw
+    )
 
 
 def _data(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +125,9 @@ def test_a_tied_net_resumes_bit_identically_and_trains_alone() -> None:
     np.testing.assert_array_equal(net3.theta, net.theta)
     pair = [fresh(), fresh()]
     with pytest.raises(ValueError, match="trains alone"):
-        train_population([n for n, _ in pair], data.X, data.Y, [config] * 2, rngs=[r for _, r in pair])
+        train_population(
+            [n for n, _ in pair], data.X, data.Y, [config] * 2, rngs=[r for _, r in pair]
+        )
 
 
 def test_saved_arrays_and_weight_decay_spare_the_kernel_biases(tmp_path) -> None:

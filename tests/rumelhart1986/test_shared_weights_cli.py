@@ -71,10 +71,13 @@ def test_sequence_sweeps_learn_and_run_the_timing_variant(tmp_path: Path) -> Non
     runs = json.loads(_bplab(url, "runs", "1", "--format", "json"))
     assert all(r["status"] == "succeeded" and r["solved_epoch"] for r in runs)  # 45-60 here
     assert all(r["accuracy"] == 1.0 for r in runs)  # every step of every sequence right
-    timed = _example(tmp_path, "timed_sequences.yaml", epochs=30, log_every=10)
-    _bplab(url, "sweep", "run", str(timed), "--workers", "2")
+    # two learning rates: runs the local pool would stack into populations if they could be
+    timed = _example(
+        tmp_path, "timed_sequences.yaml", epochs=30, log_every=10, learning_rate=[1e-3, 2e-3]
+    )
+    _bplab(url, "sweep", "run", str(timed), "--workers", "1")
     timed_runs = json.loads(_bplab(url, "runs", "2", "--format", "json"))
-    assert [(r["status"], r["epochs_run"]) for r in timed_runs] == [("succeeded", 30)] * 2
+    assert [(r["status"], r["epochs_run"]) for r in timed_runs] == [("succeeded", 30)] * 4
     doc = json.loads(_bplab(url, "inspect", str(timed_runs[0]["id"]), "--format", "json"))
     hidden, output = doc["layers"]
     assert hidden["sources"][:6] == ["A", "B", "C", "D", "E", "h1(t-1)"]
@@ -98,15 +101,18 @@ def test_a_shared_weight_run_stopped_twice_resumes_bit_identical(
 
 def test_shared_weight_runs_are_never_stacked(db_url: str) -> None:
     tied = {k: v for k, v in TIED.items() if k != "dataset"} | {"hidden": [[]]}
-    spec = parse_spec({"dataset": "tc", "seeds": 3, "parameters": tied | {"epochs": 12}})
+    # runs that differ only in what population members may differ in (learning rate, seed)
+    tied |= {"epochs": 12, "learning_rate": [0.1, 0.2]}
+    spec = parse_spec({"dataset": "tc", "seeds": 3, "parameters": tied})
     runs = [(i, dict(r.config), r.seed) for i, r in enumerate(spec.expand())]
-    assert group_runs(runs, 64) == [[0], [1], [2]]
+    assert sorted(group_runs(runs, 64)) == [[i] for i in range(6)]
     xor = parse_spec({"dataset": "xor", "seeds": 3, "parameters": {"epochs": 12}})
     assert group_runs([(i, dict(r.config), r.seed) for i, r in enumerate(xor.expand())], 64) == [
         [0, 1, 2]
     ]
     # claimed together, each still trains alone and ends as a lone run does
-    ids = make_sweep(db_url, 3, epochs=12, log_every=4, **TIED)
+    ids = make_sweep(db_url, 2, epochs=12, log_every=4, **TIED)
+    ids += make_sweep(db_url, 2, epochs=12, log_every=4, **TIED | {"learning_rate": 0.2})
     statuses = execute_runs(ids, url=db_url)
     assert set(statuses.values()) == {"succeeded"}
     for run_id in ids:
@@ -138,7 +144,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("text", "message"), BAD, ids=[m.split(":")[1] for _, m in BAD])
-def test_bad_shared_weight_keys_are_one_line_exit_2(tmp_path: Path, text: str, message: str) -> None:
+def test_bad_shared_weight_keys_are_one_line_exit_2(
+    tmp_path: Path, text: str, message: str
+) -> None:
     url = f"sqlite:///{tmp_path / 'bad.db'}"
     path = tmp_path / "bad.yaml"
     path.write_text(text)
