@@ -324,9 +324,8 @@ class Network:
         ``architecture`` (a JSON string), all readable with allow_pickle=False.
         """
         arrays: dict[str, Array] = {"architecture": np.array(json.dumps(self.architecture()))}
-        for l, blk in enumerate(self.blocks, start=1):
-            arrays[f"W{l}"] = blk[1:]
-            arrays[f"b{l}"] = blk[0]
+        for i, array in enumerate(self.params):  # W1, b1, W2, b2, ... in params order
+            arrays[f"{'W' if i % 2 == 0 else 'b'}{i // 2 + 1}"] = array
         for l, m in enumerate(self.masks):
             if m is not None:
                 arrays[f"mask{l}"] = m
@@ -338,6 +337,13 @@ class Network:
         with np.load(file, allow_pickle=False) as data:
             try:
                 arch = json.loads(str(data["architecture"]))
+                if "kind" in arch:  # a net with shared weights: engine.tied, engine.recurrent
+                    from .shared import from_architecture
+
+                    shared = from_architecture(arch)
+                    count = len(shared.params)
+                    shared.set_params([data[f"{'Wb'[i % 2]}{i // 2 + 1}"] for i in range(count)])
+                    return shared
                 L = len(arch["layer_sizes"]) - 1
                 masks = {l: data[f"mask{l}"] for l in range(L) if f"mask{l}" in data.files}
                 net = cls(

@@ -205,13 +205,3 @@ class TiedNetwork(Network):
             "output_activation": self.output_activation,
             "cost": self.cost,
         }
-
-    def save(self, file: Any) -> None:
-        """``np.savez`` of ``architecture`` (JSON) and the params as K, k_bias, W1, b1, ..."""
-        import json
-
-        arrays: dict[str, Array] = {"architecture": np.array(json.dumps(self.architecture()))}
-        arrays["K"], arrays["k_bias"] = self.kernel_block[1:], self.kernel_block[0]
-        for l, blk in enumerate(self.blocks, start=1):
-            arrays[f"W{l}"], arrays[f"b{l}"] = blk[1:], blk[0]
-        np.savez(file, **arrays)  # type: ignore[arg-type]

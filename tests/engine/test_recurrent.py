@@ -137,3 +137,23 @@ def test_a_recurrent_net_learns_to_complete_and_resumes_bit_identically() -> Non
 def test_softmax_outputs_are_refused() -> None:
     with pytest.raises(ValueError, match="softmax"):
         RecurrentNetwork(2, 2, 2, 3, output_activation="softmax", rng=np.random.default_rng(0))
+
+
+def test_saved_shared_weight_nets_load_back(tmp_path) -> None:
+    from engine import Network
+    from engine.tied import TiedNetwork
+
+    rng = np.random.default_rng(4)
+    nets = [
+        _net("tanh"),
+        TiedNetwork((5, 6), 2, [3], 2, field=3, wrap=True, activation="tanh", rng=rng),
+    ]
+    X = np.random.default_rng(5).random((3, 30))
+    for k, net in enumerate(nets):
+        path = tmp_path / f"net{k}.npz"
+        net.save(path)
+        back = Network.load(path)
+        assert type(back) is type(net) and back.architecture() == net.architecture()
+        np.testing.assert_array_equal(back.theta, net.theta)
+        x = X[:, : net.layer_sizes[0]] if k == 0 else X
+        np.testing.assert_array_equal(back.forward(x), net.forward(x))

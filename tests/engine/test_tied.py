@@ -135,6 +135,7 @@ def test_saved_arrays_and_weight_decay_spare_the_kernel_biases(tmp_path) -> None
     assert net.weight_indicator[: net.kernels].tolist() == [0.0, 0.0]
     assert net.weight_indicator[net.kernels : net.lead].all()
     net.save(tmp_path / "tied.npz")
-    with np.load(tmp_path / "tied.npz") as saved:
-        np.testing.assert_array_equal(saved["K"], net.params[0])
-        np.testing.assert_array_equal(saved["W1"], net.params[2])
+    with np.load(tmp_path / "tied.npz") as saved:  # params order, as `bplab runs weights`
+        np.testing.assert_array_equal(saved["W1"], net.params[0])  # the kernels
+        np.testing.assert_array_equal(saved["b1"], net.params[1])
+        np.testing.assert_array_equal(saved["W2"], net.params[2])
