@@ -269,14 +269,18 @@ class Network:
                 result[start:stop] = self.run(ws).T
         return result
 
-    def hidden(self, X: Array) -> list[Array]:
-        """Hidden-layer outputs [h1, h2, ...], each (n, d_l), for inputs X."""
+    def run_set(self, X: Array) -> Workspace:
+        """A fresh workspace holding the forward pass of the whole set X."""
         X = self._check_x(X)
         ws = Workspace(self, X.shape[0])
-        ws.x[...] = X.T
+        ws.load_x(X)
         with np.errstate(all="ignore"):
             self.run(ws)
-        return [o.T.copy() for o in ws.outs[:-1]]
+        return ws
+
+    def hidden(self, X: Array) -> list[Array]:
+        """Hidden-layer outputs [h1, h2, ...], each (n, d_l), for inputs X."""
+        return [o.T.copy() for o in self.run_set(X).outs[:-1]]
 
     def loss(self, X: Array, Y: Array) -> float:
         """The cost E over the set (sum for sse, mean over samples for mse/cross_entropy)."""
@@ -294,7 +298,7 @@ class Network:
         """
         X, Y = self._check_xy(X, Y)
         ws = Workspace(self, X.shape[0])
-        ws.x[...] = X.T
+        ws.load_x(X)
         ws.y[...] = Y.T
         with np.errstate(all="ignore"):
             self.run(ws)

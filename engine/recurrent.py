@@ -150,26 +150,9 @@ class RecurrentNetwork(Network):
             np.dot(ws.z[t], dh.T, out=ws.g0)
             g0 += ws.g0
 
-    def gradient(self, X: Array, Y: Array) -> list[Array]:
-        """dE/dparams over the whole set, in ``params`` order and shapes."""
-        X, Y = self._check_xy(X, Y)
-        ws = RecurrentWorkspace(self, X.shape[0])
-        ws.load_x(X)
-        ws.y[...] = Y.T
-        with np.errstate(all="ignore"):
-            self.run(ws)
-            np.subtract(ws.out, ws.y, out=ws.diff)
-            self.output_delta(ws)
-            self.backprop(ws)
-        return [a.copy() for g in self.gblocks for a in (g[1:], g[0])]
-
     def hidden(self, X: Array) -> list[Array]:
         """[h_1 .. h_T side by side (n, T * H)] for sequences X."""
-        X = self._check_x(X)
-        ws = RecurrentWorkspace(self, X.shape[0])
-        ws.load_x(X)
-        with np.errstate(all="ignore"):
-            self.run(ws)
+        ws = self.run_set(X)
         return [np.concatenate([ws.hs[t, 1:].T for t in range(self.steps)], axis=1)]
 
     def architecture(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .initializers import init_layer
-from .layers import Workspace, backward_layers, forward_layers
+from .layers import Workspace, forward_layers
 from .network import Network
 
 Array = np.ndarray
@@ -164,27 +164,14 @@ class TiedNetwork(Network):
     def backprop(self, ws: TiedWorkspace) -> None:  # type: ignore[override]
         """The full layers' gradients, then the tied units' deltas and the kernels' gradient:
         summed over positions and rows by one product."""
-        backward_layers(
-            self.gblocks,
-            ws.ins,
-            ws.outs,
-            ws.deltas,
-            ws.deltasT,
-            ws.tmps,
-            self._grad_hidden,
-            self.back_views,
-        )
+        super().backprop(ws)  # the full layers (a tied net has no masks)
         np.dot(self.blocks[0][1:], ws.deltas[0], out=ws.tied_delta)
         self._grad_hidden(ws.tied, ws.tied_delta, ws.tied_tmp)
         np.dot(ws.patches, ws.tied_delta.reshape(self.kernels, -1).T, out=self.kernel_grad)
 
     def hidden(self, X: Array) -> list[Array]:
         """[tied layer (n, kernels * positions), h1, ...] for inputs X."""
-        X = self._check_x(X)
-        ws = TiedWorkspace(self, X.shape[0])
-        ws.load_x(X)
-        with np.errstate(all="ignore"):
-            self.run(ws)
+        ws = self.run_set(X)
         return [ws.tied.T.copy(), *[o.T.copy() for o in ws.outs[:-1]]]
 
     def gradient(self, X: Array, Y: Array) -> list[Array]:
