@@ -61,6 +61,11 @@ EXPERIMENTS: dict[str, tuple[str, Any]] = {
     "family_trees": ("family trees, as the Nature text states it", "1,500 sweeps"),
     "family_trees_faithful": ("family trees, eps 0.05 after sweep 20, init 2.0", "1,500 sweeps"),
     "family_trees_adjusted": ("family trees, adjusted (cross entropy, no decay)", "1,500 sweeps"),
+    # PDP vol. 1 ch. 8's shared-weight demonstrations (issue 21): the chapter reports that
+    # they learn and shows the kernels and sequences found, without counts we could cite
+    "tc": ("T-C problem", "learns; translation-invariant feature detectors"),
+    "sequences": ("sequence completion", "learns to complete the sequences"),
+    "timed_sequences": ("sequence completion, timing variant", "learns"),
 }
 FAMILY = ("family_trees", "family_trees_faithful", "family_trees_adjusted")
 PAPER_HELD_OUT = "4/4 and 3/4 (two runs)"
@@ -73,6 +78,15 @@ def _num(x: float) -> str:
 
 def _net(config: dict[str, Any], n_in: int, n_out: int) -> str:
     hidden = "-".join(str(h) for h in config["hidden"])
+    if config.get("kernels"):
+        field, wrap = config["field"], " wrapping" if config["wrap"] else ""
+        tied = f"{n_in}-({config['kernels']} shared {field}x{field}{wrap} kernels)"
+        return "-".join([tied, *(str(h) for h in config["hidden"]), str(n_out)])
+    if config.get("recurrent"):
+        from service.datasets import cached_dataset
+
+        steps = int(cached_dataset(config["dataset"]).meta["steps"])
+        return f"{n_in // steps}-{hidden}(recurrent)-{n_out // steps}, {steps} steps"
     if config.get("input_groups"):
         blocks = ", ".join(
             f"{g}->{h}" for g, h in zip(config["input_groups"], config["group_hidden"], strict=True)
@@ -94,6 +108,8 @@ def _rates(config: dict[str, Any]) -> str:
         extras.append(config["cost"].replace("_", " "))
     if config["batch_size"] == 1:
         extras.append("per pattern")
+    if config["activation"] != "sigmoid":
+        extras.append(f"{config['activation']} hidden units")
     return "; ".join([text, *extras])
 
 
