@@ -75,6 +75,10 @@ NEUTRAL_LATER_PARAMETERS: dict[str, Any] = {
     "patience": 0,
     "min_delta": 0.0,
     "restore_best": False,
+    "kernels": None,  # issue 21: no tied layer ...
+    "field": 3,  # ... whose field then means nothing
+    "wrap": False,
+    "recurrent": False,
 }
 
 

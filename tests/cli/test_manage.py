@@ -104,6 +104,7 @@ def test_extend_of_a_sweep_recorded_before_later_parameters_adds_no_cell_twice(
     spec = lab.write_spec("s.yaml", tiny_spec())
     lab("sweep", "run", str(spec), "-w", "2")
     later = ("decay", "decay_biases", "error_margin", "patience", "min_delta", "restore_best")
+    later += ("kernels", "field", "wrap", "recurrent")  # issue 21
     keys_before = {r["id"]: r["config_key"] for r in _run_keys(lab.url)}
     with session_scope(lab.url) as session:
         for run_id, config in session.execute(text("SELECT id, config FROM runs")).all():
