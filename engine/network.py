@@ -128,20 +128,25 @@ class Network:
             self.theta *= self.free
 
         self.blocksT = [blk.T for blk in self.blocks]
-        # back_views[j]: rows of W_k (d_j, d_k) carrying hidden layer j's outputs
-        # to layer k: (k = j + 1, [(k, rows) for the further layers k > j + 1])
-        self.back_views: list[tuple[Array, list[tuple[int, Array]]]] = []
-        for j in range(L - 1):
-            start = 1 + (sum(sizes[1 : j + 1]) + sizes[0] if self.skip_connections else 0)
-            stop = start + sizes[j + 1]
-            further = range(j + 2, L) if self.skip_connections else []
-            self.back_views.append(
-                (self.blocks[j + 1][start:stop], [(k, self.blocks[k][start:stop]) for k in further])
-            )
+        self.back_views = self._back_views()
         self._f_hidden = FORWARD[self.activation]
         self._f_output = FORWARD[self.output_activation]
         self._grad_hidden = DERIVATIVES[self.activation]
         self._workspaces: dict[int, Workspace] = {}
+
+    def _back_views(self) -> list[tuple[Array, list[tuple[int, Array]]]]:
+        """back_views[j]: the rows of W_k (d_j, d_k) carrying hidden layer j's outputs to
+        layer k: (those of k = j + 1, [(k, rows) for the further layers k > j + 1])."""
+        sizes, L = self.layer_sizes, len(self.layer_sizes) - 1
+        views = []
+        for j in range(L - 1):
+            start = 1 + (sum(sizes[1 : j + 1]) + sizes[0] if self.skip_connections else 0)
+            stop = start + sizes[j + 1]
+            further = range(j + 2, L) if self.skip_connections else []
+            views.append(
+                (self.blocks[j + 1][start:stop], [(k, self.blocks[k][start:stop]) for k in further])
+            )
+        return views
 
     # -- parameters ---------------------------------------------------------
     def _split(self, flat: Array) -> list[Array]:
