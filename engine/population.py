@@ -8,8 +8,8 @@ checkpoints and resume, all decided by ``engine.control`` as for ``train``. A me
 stops is compacted away and the others go on.
 
 What members may differ in: initial weights (their nets), learning rate, momentum, weight
-decay, decay and error margin, schedule, epochs and stop criteria (their configs), generator (init and per-epoch
-shuffles), resume state. What they share: the data, the network shape (layers, activations,
+decay, decay and error margin, schedule, epochs and stop criteria (their configs), generator
+(init and per-epoch shuffles), resume state. What they share: the data, the network shape (layers, activations,
 cost, skip connections, masks), the optimizer and the batch size.
 
 Why: small nets are dominated by per-call overhead (a 2-2-1 epoch is ~25 us of Python and

@@ -39,9 +39,10 @@ def execute_runs(
     with their exact state as checkpoint, so ``bplab sweep resume`` continues them ("queued").
     An exception of a type in ``release_on`` (the Celery task passes SoftTimeLimitExceeded)
     also hands the runs back to ``queued`` with their last checkpoint, unless a run has used up
-    its attempts (BPLAB_MAX_ATTEMPTS) and took no checkpoint in this one: then it fails. "cancelled" when a run was cancelled while
-    it trained. A database that stays unreachable for longer than BPLAB_DB_RETRY_SECONDS
-    raises: the runs are left to the reconciler (their leases expire).
+    its attempts (BPLAB_MAX_ATTEMPTS) and took no checkpoint in this one: then it fails.
+    "cancelled" when a run was cancelled while it trained. A database that stays unreachable
+    for longer than BPLAB_DB_RETRY_SECONDS raises: the runs are left to the reconciler (their
+    leases expire).
     """
     worker = worker or default_worker_name()
     retry_s = reliability.db_retry_seconds()

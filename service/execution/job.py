@@ -25,6 +25,7 @@ from service.execution.recording import EpochRecorder
 
 log = logging.getLogger("bplab.runner")
 
+
 def default_worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
