@@ -9,8 +9,8 @@ stops is compacted away and the others go on.
 
 What members may differ in: initial weights (their nets), learning rate, momentum, weight
 decay, decay and error margin, schedule, epochs and stop criteria (their configs), generator
-(init and per-epoch shuffles), resume state. What they share: the data, the network shape (layers, activations,
-cost, skip connections, masks), the optimizer and the batch size.
+(init and per-epoch shuffles), resume state. What they share: the data, the network shape
+(layers, activations, cost, skip connections, masks), the optimizer and the batch size.
 
 Why: small nets are dominated by per-call overhead (a 2-2-1 epoch is ~25 us of Python and
 NumPy calls around a few flops); stacking K of them pays that overhead once per epoch.
