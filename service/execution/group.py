@@ -1,5 +1,4 @@
-"""One population: same-shape runs trained at once by ``engine.train_population`` and
-recorded run by run.
+"""One population: same-shape runs trained at once by engine.train_population, recorded run by run.
 
 Each member keeps its own epoch rows, heartbeat, checkpoints, weights and summary, every write
 fenced by its own attempt. The database work of all members goes in shared transactions (one
@@ -30,8 +29,8 @@ from service.db.bulk import insert_epoch_rows_fenced_many
 from service.db.models import Checkpoint, RunWeights
 from service.db.repository import StaleAttempt
 from service.db.retry import is_transient, with_retry
-from service.db.session import session_scope
-from service.execution.job import CheckpointPacer, RunJob
+from service.db.session import dispose_engines, session_scope
+from service.execution.job import CheckpointPacer, RunJob, raised_within
 from service.execution.recording import FLUSH_ROWS, EpochRecorder, final_summary
 from service.networks import network_from_config
 from service.pruning import Decision, Pruner, finish_unstarted, summary_fields
@@ -116,26 +115,33 @@ class Population:
                 on_finish=self._on_finish,
             )
             self._flush()
-        except self.release_on as exc:
-            for m in live:
-                if not m.done:
-                    # Only an attempt that got nowhere counts against the run: a long run
-                    # that checkpoints before each time limit goes on until it is done.
-                    tries = m.attempt - m.retry_base
-                    if tries >= reliability.max_attempts() and not m.checkpointed:
-                        msg = f"{type(exc).__name__}: {exc} (gave up after {tries} attempt(s))"
-                        m.status = m.job.fail(msg)
-                    else:
-                        m.status = m.job.release()
-                    m.done = True
-        except Exception as exc:
-            if is_transient(exc):
+        except (Exception, *self.release_on) as exc:
+            limit = raised_within(exc, self.release_on)
+            if limit is not None:
+                self._hand_back(live, limit)
+            elif is_transient(exc):
                 raise  # the database is gone: leases expire and the reconciler takes over
-            error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
-            for m in live:
-                if not m.done:
-                    m.status = m.job.fail(error)
-                    m.done = True
+            else:
+                error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+                for m in live:
+                    if not m.done:
+                        m.status = m.job.fail(error)
+                        m.done = True
+
+    def _hand_back(self, live: list[Member], limit: BaseException) -> None:
+        """The time limit (``release_on``) came: every unfinished member goes back to the queue
+        with its last checkpoint. Only an attempt that got nowhere counts against the run."""
+        # Landing in a database call, the limit left its connection mid-statement: use new ones.
+        dispose_engines(self.url)
+        for m in live:
+            if not m.done:
+                tries = m.attempt - m.retry_base
+                if tries >= reliability.max_attempts() and not m.checkpointed:
+                    msg = f"{type(limit).__name__}: {limit} (gave up after {tries} attempt(s))"
+                    m.status = m.job.fail(msg)
+                else:
+                    m.status = m.job.release()
+                m.done = True
 
     def _build(self) -> list[Member]:
         live = []

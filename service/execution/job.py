@@ -141,4 +141,17 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-__all__ = ["CheckpointPacer", "RunJob", "default_worker_name"]
+def raised_within(
+    exc: BaseException, kinds: tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """``exc`` or the exception it was raised while handling, if one is of ``kinds``: a time
+    limit that lands inside a database call can surface as the driver's error on cleanup."""
+    seen: BaseException | None = exc
+    while seen is not None and kinds:
+        if isinstance(seen, kinds):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+__all__ = ["CheckpointPacer", "RunJob", "default_worker_name", "raised_within"]

@@ -158,23 +158,27 @@ def test_runs_handed_back_at_the_time_limit_travel_on_as_one_population(
 ) -> None:
     # A soft time limit of 1 s: each task trains its population for a second, hands every
     # member back with its last checkpoint, and publishes them again together. An attempt that
-    # checkpointed does not count against BPLAB_MAX_ATTEMPTS (2 here): the runs need many more.
+    # checkpointed does not count against BPLAB_MAX_ATTEMPTS (1 here): the runs need more.
+    # The limit lands anywhere, database calls included: the hand-back must still work.
     stack.extra_env.update(
         {
             "BPLAB_TASK_SOFT_TIME_LIMIT": "1",
             "BPLAB_TASK_TIME_LIMIT": "30",
-            "BPLAB_MAX_ATTEMPTS": "2",
-            "BPLAB_CHECKPOINT_EVERY": "2000",
+            "BPLAB_MAX_ATTEMPTS": "1",
+            # a checkpoint every 200 epochs: even on a loaded machine each one-second attempt
+            # takes one, so it got further and does not count (tests/conftest.py sets
+            # BPLAB_CHECKPOINT_SECONDS=0)
+            "BPLAB_CHECKPOINT_EVERY": "200",
         }
     )
     worker = stack.start_bplab_worker()
-    # each attempt gets ~7,500 epochs further (rows recorded every epoch): several attempts
+    # on an idle machine each attempt gets ~7,500 epochs further (rows recorded every epoch)
     sweep_id, run_ids = make_sweep(stack, seeds=3, epochs=60_003, population=3)
     wait_all_terminal(stack, sweep_id, timeout=240)
     counts = check_sweep(stack, sweep_id)
     assert counts["succeeded"] == len(run_ids), counts
     attempts = [r["attempt"] for r in runs_of(stack, sweep_id)]
-    assert min(attempts) > 2, attempts
+    assert min(attempts) >= 2, attempts
     text_ = worker.text()
     assert f"runs {run_ids}: time limit reached" in text_
     assert "bplab.train_run[" not in text_  # never split into single-run tasks

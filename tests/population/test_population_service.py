@@ -311,6 +311,29 @@ def test_a_time_limit_hands_unfinished_runs_back_until_attempts_are_used(
         assert "gave up after 2 attempt(s)" in repo.get_run(s, more[0]).error
 
 
+def test_a_time_limit_that_surfaces_as_a_cleanup_error_still_hands_back(db_url, monkeypatch):
+    """Celery's soft limit can land inside a database call; the driver's cleanup then raises its
+    own error while handling it. The runs still go back to the queue, not to 'failed'."""
+    monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "50")
+    runs = _configs(learning_rate=[0.5, 1.0], epochs=300, log_every=5)
+    ids = _sweep(db_url, runs)
+    limit = _time_limit_at(120)
+
+    def limit_then_cleanup_error() -> bool:
+        try:
+            return limit()
+        except FakeTimeLimit as exc:
+            raise RuntimeError("can't change 'autocommit' now") from exc
+
+    got = execute_runs(
+        ids, url=db_url, should_stop=limit_then_cleanup_error, release_on=(FakeTimeLimit,)
+    )
+    assert set(got.values()) == {"queued"}
+    with session_scope(db_url) as s:
+        assert {repo.get_run(s, r).error for r in ids} == {None}
+        assert {repo.load_checkpoint(s, r)[0] for r in ids} == {100}
+
+
 def test_short_runs_skip_periodic_checkpoints_and_still_resume_exactly(db_url, monkeypatch):
     """By default a periodic checkpoint waits for BPLAB_CHECKPOINT_SECONDS of training since
     the run's last one: these runs take milliseconds, so none is taken, and a run handed back
