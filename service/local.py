@@ -56,11 +56,19 @@ def run_in_pool(
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     processes = min(workers, len(run_ids))
+    from service.db.session import get_engine
+
+    # The schema is checked (a SQLite file created or upgraded) here, once, not in every child;
+    # if that fails, each child meets the error again and reports it per run, as before.
+    schema_checked = False
+    with contextlib.suppress(Exception):
+        get_engine(url)
+        schema_checked = True
     with ProcessPoolExecutor(
         max_workers=processes,
         mp_context=ctx,
         initializer=_init_process,
-        initargs=(stop, url),
+        initargs=(stop, url, schema_checked),
     ) as pool:
         # Start the processes now: each needs about half a second to import numpy and
         # SQLAlchemy and open the database, which overlaps with the grouping below instead of
@@ -113,20 +121,21 @@ def _collect(
             on_done(run_id, status)
 
 
-def _init_process(stop_event: object, url: str | None) -> None:
+def _init_process(stop_event: object, url: str | None, schema_checked: bool = False) -> None:
     global _stop_event, _url
     # Ctrl-C goes to the whole process group; the parent decides, the children stop via the event.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _stop_event = stop_event
     _url = url
     # What every group needs, loaded while the parent is still preparing the work: the
-    # modules, and the database engine (on SQLite its first use checks the schema).
-    from service.db.session import get_engine
+    # modules, and the database engine (its first use checks the schema, unless the parent
+    # has just done so).
+    from service.db.session import adopt_checked_engine, get_engine
     from service.execution import execute_runs  # noqa: F401
 
     # a database error here is met again by the first group, which reports it per run
     with contextlib.suppress(Exception):
-        get_engine(url)
+        adopt_checked_engine(url) if schema_checked else get_engine(url)
     atexit.register(_exit_quickly)
 
 

@@ -31,14 +31,12 @@ UPDATE-then-INSERT:
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from psycopg import adapters
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 from sqlalchemy.engine import Connection
 
 EPOCH_FIELDS = ("loss", "accuracy", "val_loss", "val_accuracy", "max_error")
@@ -145,20 +143,35 @@ class _Int4Array(bytes):
     """An int4[] parameter already in PostgreSQL's binary array format."""
 
 
-def _binary_dumper(oid: int) -> type[Dumper]:
-    class ArrayDumper(Dumper):
-        format = Format.BINARY
+@functools.cache
+def _binary_dumpers() -> tuple[tuple[type, type], ...]:
+    """psycopg dumpers that send those arrays as they are (1022 and 1007 are float8[] and
+    int4[] in every PostgreSQL). Made on first use: importing psycopg at module level cost a
+    SQLite-only process (the local pool's children) about 0.1 s of its start-up (issue 22)."""
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
 
-        def dump(self, obj: Any) -> bytes:
-            return bytes(obj)
+    dumpers = []
+    for wrap, oid in ((_Float8Array, 1022), (_Int4Array, 1007)):
 
-    ArrayDumper.oid = oid
-    return ArrayDumper
+        class ArrayDumper(Dumper):
+            format = Format.BINARY
+
+            def dump(self, obj: Any) -> bytes:
+                return bytes(obj)
+
+        ArrayDumper.oid = oid
+        dumpers.append((wrap, ArrayDumper))
+    return tuple(dumpers)
 
 
-# sent as they are; 1022 and 1007 are float8[] and int4[] in every PostgreSQL
-adapters.register_dumper(_Float8Array, _binary_dumper(1022))
-adapters.register_dumper(_Int4Array, _binary_dumper(1007))
+def _use_binary_arrays(conn: Connection) -> None:
+    # On the connection itself: psycopg copies its global adapters into each connection when
+    # it opens, so registering them globally now would miss connections already open.
+    adapters = conn.connection.driver_connection.adapters  # type: ignore[union-attr]
+    for wrap, dumper in _binary_dumpers():
+        adapters.register_dumper(wrap, dumper)
+
 
 _ELEMENT = {
     701: np.dtype([("len", ">i4"), ("v", ">f8")]),
@@ -191,7 +204,8 @@ def _pg_array(values: list[Any], element_oid: int) -> Any:
     return wrap(header + dims + elements.tobytes())
 
 
-def _pg_arrays(columns: Mapping[str, list[Any]]) -> dict[str, Any]:
+def _pg_arrays(conn: Connection, columns: Mapping[str, list[Any]]) -> dict[str, Any]:
+    _use_binary_arrays(conn)
     return {
         key: _pg_array(values, 23 if key in ("run_id", "epoch") else 701)
         for key, values in columns.items()
@@ -230,7 +244,7 @@ def insert_epoch_rows_fenced(
     if dialect == "postgresql":
         if len(rows) >= COPY_MIN_ROWS:
             return _pg_fenced_copy(conn, run_id, attempt, rows)
-        params = {"run_id": run_id, "attempt": attempt, **_pg_arrays(_pg_columns(rows))}
+        params = {"run_id": run_id, "attempt": attempt, **_pg_arrays(conn, _pg_columns(rows))}
         return bool(conn.exec_driver_sql(_PG_FENCED_INSERT, params).scalar())
     if dialect == "sqlite":
         # in-process: two statements cost no extra round trip here
@@ -265,7 +279,7 @@ def insert_epoch_rows_fenced_many(
         {
             "ids": ids,
             "attempts": [int(a) for _r, a, _rows in items],
-            **_pg_arrays({"run_id": run_col, **params}),
+            **_pg_arrays(conn, {"run_id": run_col, **params}),
         },
     ).scalars()
     return set(ids) - {int(r) for r in passed}
@@ -303,6 +317,6 @@ def insert_epoch_rows(conn: Connection, run_id: int, rows: Sequence[Mapping[str,
     if dialect == "sqlite":
         conn.exec_driver_sql(_SQLITE_INSERT, _sqlite_params(run_id, rows))
     elif dialect == "postgresql":
-        conn.exec_driver_sql(_PG_INSERT, {"run_id": run_id, **_pg_arrays(_pg_columns(rows))})
+        conn.exec_driver_sql(_PG_INSERT, {"run_id": run_id, **_pg_arrays(conn, _pg_columns(rows))})
     else:
         raise NotImplementedError(f"bplab supports SQLite and PostgreSQL, not {dialect}")
