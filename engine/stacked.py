@@ -33,7 +33,8 @@ per-member scalars (learning rate, momentum) are (K, 1) columns broadcast over t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 
@@ -44,6 +45,7 @@ from .verify import _einsum_ok, _gemm_ok, _sample_major
 __all__ = ["Stack", "StackedWorkspace", "_gemm_ok", "head", "same_shape", "stack_thetas"]
 
 Array = np.ndarray
+Step = Callable[[], object]  # one NumPy call of a planned pass, arguments bound
 
 
 def same_shape(a: Network, b: Network) -> bool:
@@ -93,6 +95,8 @@ class Stack:
         self._wf: Array | None = None  # layer 0's weights laid out for the shared GEMM
         self._grads: dict[int, Array] = {}
         self._gemm: dict[tuple[str, int], bool] = {}
+        # per workspace: the (forward, backward) calls, planned at its first use
+        self._plans: dict[StackedWorkspace, tuple[list[Step], list[Step]]] = {}
         self._f_hidden = FORWARD[template.activation]
         self._f_output = FORWARD[template.output_activation]
         self._grad_hidden = DERIVATIVES[template.activation]
@@ -103,31 +107,9 @@ class Stack:
             return forward_layers(
                 self.blocksT, ws.ins, ws.outs, self._f_hidden, self._f_output, product=np.matmul
             )
-        # Without skip connections a hidden layer's outputs are rows 1: of the next layer's
-        # input buffer, a strided (K, d, m) view on which every ufunc is several times slower
-        # than on the whole contiguous buffer. So apply f to the whole buffer and put the row
-        # of ones back: elementwise, the hidden values are the same bits.
-        last = len(self.blocksT) - 1
-        f = self._f_hidden
-        for l in range(last):
-            nxt = ws.ins[l + 1]
-            if l == 0 and self._gemm_first(ws, "forward"):
-                # one GEMM for all members (the input is shared), f on its contiguous
-                # result, then into the strided hidden rows: the row of ones is never touched
-                wf = self._forward_buffer()
-                np.copyto(_units(wf), _units(self.blocks[0]).T)
-                K, d, m = ws.first.shape
-                r = ws.first.reshape(K * d, m)
-                np.dot(wf.reshape(wf.shape[0], -1).T, ws.ins[0], out=r)
-                f(r, r)
-                np.copyto(nxt.reshape(K, -1)[:, m:], r.reshape(K, d * m))
-                continue
-            np.matmul(self.blocksT[l], ws.ins[l], out=ws.outs[l])
-            f(nxt, nxt)
-            nxt[:, 0] = 1.0
-        o = ws.outs[last]
-        np.matmul(self.blocksT[last], ws.ins[last], out=o)
-        return self._f_output(o, o)
+        for step in self._plan(ws)[0]:
+            step()
+        return ws.out
 
     def backprop(self, ws: StackedWorkspace) -> None:
         """Fill ``grad`` (K, P) from the output deltas in ``ws.deltas[-1]``, masks applied.
@@ -137,32 +119,87 @@ class Stack:
         each entry a single a*b, so a broadcast multiply gives the same values (at most the
         sign of a zero differs) for a fraction of K tiny BLAS calls.
         """
+        for step in self._plan(ws)[1]:
+            step()
+
+    def _plan(self, ws: StackedWorkspace) -> tuple[list[Step], list[Step]]:
+        plan = self._plans.get(ws)
+        if plan is None:
+            skip = self.template.skip_connections  # its forward pass is forward_layers
+            forward = [] if skip else self._forward_steps(ws)
+            plan = self._plans[ws] = (forward, self._backward_steps(ws))
+        return plan
+
+    # The passes are planned once per workspace (a Stack lives until the members change,
+    # its workspaces as long): every view, shape and verified choice below is made here, and
+    # an epoch is only the NumPy calls of the list, in the order the passes make them.
+
+    def _forward_steps(self, ws: StackedWorkspace) -> list[Step]:
+        """The forward pass without skip connections. A hidden layer's outputs are rows 1:
+        of the next layer's input buffer, a strided (K, d, m) view on which every ufunc is
+        several times slower than on the whole contiguous buffer. So f runs over the whole
+        buffer and the row of ones is put back: elementwise, the hidden values are the same
+        bits."""
+        steps: list[Step] = []
+        last = len(self.blocksT) - 1
+        f = self._f_hidden
+        for l in range(last):
+            nxt = ws.ins[l + 1]
+            if l == 0 and self._gemm_first(ws, "forward"):
+                # one GEMM for all members (the input is shared), f on its contiguous
+                # result, then into the strided hidden rows: the row of ones is never touched
+                wf = self._forward_buffer()
+                K, d, m = ws.first.shape
+                r = ws.first.reshape(K * d, m)
+                steps += [
+                    partial(np.copyto, _units(wf), _units(self.blocks[0]).T),
+                    partial(np.dot, wf.reshape(wf.shape[0], -1).T, ws.ins[0], r),
+                    partial(f, r, r),
+                    partial(np.copyto, nxt.reshape(K, -1)[:, m:], r.reshape(K, d * m)),
+                ]
+                continue
+            steps += [
+                partial(np.matmul, self.blocksT[l], ws.ins[l], out=ws.outs[l]),
+                partial(f, nxt, nxt),
+                partial(np.copyto, nxt[:, 0], 1.0),
+            ]
+        o = ws.outs[last]
+        steps += [
+            partial(np.matmul, self.blocksT[last], ws.ins[last], out=o),
+            partial(self._f_output, o, o),
+        ]
+        return steps
+
+    def _backward_steps(self, ws: StackedWorkspace) -> list[Step]:
+        """``backprop``'s calls for this workspace, layer by layer from the output."""
         grad_hidden, ins, deltas, tmps = self._grad_hidden, ws.ins, ws.deltas, ws.tmps
+        steps: list[Step] = []
         for l in range(len(self.gblocks) - 1, -1, -1):
             if l == 0 and self._gemm_first(ws, "grad"):
-                self._grad_first(ws)
+                steps += self._grad_first(ws)
                 break
             a, dl, gb = ins[l], deltas[l], self.gblocks[l]
             if dl.shape[1] == 1 and _einsum_ok(self.K, a.shape[1], ws.m, _sample_major(a)):
-                np.einsum("kip,kp->ki", a, dl[:, 0], out=gb[..., 0])
+                steps.append(partial(np.einsum, "kip,kp->ki", a, dl[:, 0], out=gb[..., 0]))
             else:
-                _product(a, ws.deltasT[l], gb)
+                steps += _product(a, ws.deltasT[l], gb)
             if l == 0:
                 break
             j = l - 1
             first, further = self.back_views[j]
             dj = deltas[j]
-            _product(first, deltas[l], dj)
+            steps += _product(first, deltas[l], dj)
             tmp = tmps[j]
             for k, rows in further:
-                _product(rows, deltas[k], tmp)
-                dj += tmp
+                steps += _product(rows, deltas[k], tmp)
+                steps.append(partial(np.add, dj, tmp, out=dj))
             # layer 0's outputs after the shared GEMM are also in the contiguous ws.first,
             # where f' costs a third of its time on the strided rows of the next input
             outs = ws.first if j == 0 and self._gemm_first(ws, "forward") else ws.outs[j]
-            grad_hidden(outs, dj, tmp)
+            steps.append(partial(grad_hidden, outs, dj, tmp))
         if self.free is not None:
-            self.grad *= self.free
+            steps.append(partial(np.multiply, self.grad, self.free, out=self.grad))
+        return steps
 
     def _gemm_first(self, ws: StackedWorkspace, which: str) -> bool:
         """Whether layer 0's products run as one GEMM over all members: only on a shared
@@ -186,15 +223,17 @@ class Stack:
             self._wf = np.empty((rows, self.K, d))
         return self._wf
 
-    def _grad_first(self, ws: StackedWorkspace) -> None:
+    def _grad_first(self, ws: StackedWorkspace) -> list[Step]:
         """dE/d[b; W] of layer 0 for all members from one GEMM on the shared input."""
         x, d0 = ws.ins[0], ws.deltas[0]
         rows, d = self.blocks[0].shape[1:]
         g = self._grads.get(ws.m)
         if g is None:
             g = self._grads[ws.m] = np.empty((rows, self.K * d))
-        np.dot(x, d0.reshape(-1, ws.m).T, out=g)
-        np.copyto(_units(self.gblocks[0]), _units(g.reshape(rows, self.K, d)).T)
+        return [
+            partial(np.dot, x, d0.reshape(-1, ws.m).T, g),
+            partial(np.copyto, _units(self.gblocks[0]), _units(g.reshape(rows, self.K, d)).T),
+        ]
 
     def output_delta(
         self,
@@ -215,16 +254,15 @@ def _units(a: Array) -> Array:
     return a.view(np.dtype((np.void, 8 * a.shape[-1])))[..., 0]
 
 
-def _product(a: Array, b: Array, out: Array) -> None:
+def _product(a: Array, b: Array, out: Array) -> list[Step]:
+    """The calls that write the stacked product a @ b into ``out``."""
     if a.shape[-1] != 1:
-        np.matmul(a, b, out=out)
-    elif a.ndim == 3 and a.shape[-2] <= 4:
+        return [partial(np.matmul, a, b, out=out)]
+    if a.ndim == 3 and a.shape[-2] <= 4:
         # an outer product (K, r, 1) x (K, 1, c) with few rows: one multiply per row,
         # each (K, c) by a (K, 1) column, takes half the work of one broadcast over both
-        for i in range(a.shape[-2]):
-            np.multiply(b[:, 0], a[:, i], out=out[:, i])
-    else:
-        np.multiply(a, b, out=out)
+        return [partial(np.multiply, b[:, 0], a[:, i], out=out[:, i]) for i in range(a.shape[-2])]
+    return [partial(np.multiply, a, b, out=out)]
 
 
 class StackedWorkspace:
