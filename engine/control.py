@@ -236,6 +236,10 @@ class Control:
         # no member reaches its last epoch before this many epochs have run
         left = self.limit - self.first
         self.first_limit_it = int(left.min()) if left.size else 0
+        # row r's checkpoint epochs first + it fall on it = -first (mod every): an epoch
+        # whose it % every is none of these is no row's, and costs no array test
+        every = self.every
+        self.due_at = set(((-self.first) % every).tolist()) if every else set()
 
     def epochs(self) -> Array:
         """Each running member's number for the epoch about to run."""
@@ -273,7 +277,7 @@ class Control:
             rows = np.fromiter(stop, dtype=np.int64)
             outcome[rows[outcome[rows] == GO_ON]] = STOPPED  # type: ignore[index]
         due: list[int] = []
-        if self.every:
+        if self.every and self.it % self.every in self.due_at:
             ready = epochs % self.every == 0
             if outcome is not None:
                 ready &= outcome == GO_ON

@@ -126,6 +126,38 @@ def test_resume_members_from_states_at_different_epochs():
     assert all(h.epochs == 90 for h in hists)
 
 
+def test_checkpoints_of_members_resumed_out_of_step():
+    """Members resumed at epochs that differ modulo checkpoint_every get their checkpoints
+    at their own epochs, each as the member alone gets them (the control skips the test on
+    an epoch that is no member's checkpoint epoch)."""
+    from engine import TrainState, train
+
+    K = 4
+    configs = _configs(K, epochs=60)
+    states = []
+    for k, take in enumerate((3, None, 7, 12)):
+        net, rng = build([2, 2, 1], k)
+        got: list = []
+        train(net, XOR.X, XOR.Y, configs[k], rng=rng, checkpoint_every=1, on_checkpoint=got.append)
+        states.append(None if take is None else TrainState.from_bytes(got[take - 1].to_bytes()))
+    ckpts: list[list[int]] = [[] for _ in range(K)]
+    built = [build([2, 2, 1], k) for k in range(K)]
+    train_population(
+        [b[0] for b in built],
+        XOR.X,
+        XOR.Y,
+        configs,
+        rngs=[b[1] for b in built],
+        states=states,
+        checkpoint_every=5,
+        on_checkpoint=lambda k, s: ckpts[k].append(s.epoch),
+    )
+    assert ckpts == [list(range(first, 61, 5)) for first in (5, 5, 10, 15)]
+    check_population(
+        [2, 2, 1], XOR, configs, seeds=list(range(K)), states=states, checkpoint_every=5
+    )
+
+
 @pytest.mark.parametrize("sizes", [[2, 2, 1], [2, 1]])
 def test_one_pattern_full_batch_matches(sizes):
     """A set of one pattern takes the products whose inner dimension is 1 (outer products,
