@@ -164,6 +164,13 @@ def test_datasets_lists_the_1986_tasks(bplab: Bplab) -> None:
     assert "family_trees" in rows
 
 
+def _sigint_as_in_a_terminal() -> None:
+    # A program in a terminal's foreground gets Ctrl-C. A test runner started in the background
+    # (nohup, `&` in a script) has SIGINT ignored, and every child inherits that: the sweep
+    # would never see the signal and finish all its runs.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_finished_runs_and_resume_finishes_the_rest(bplab: Bplab) -> None:
     spec = bplab.write_spec(
         "slow.yaml",
@@ -182,12 +189,13 @@ def test_ctrl_c_keeps_finished_runs_and_resume_finishes_the_rest(bplab: Bplab) -
         "--workers",
         "1",
         start_new_session=True,
+        preexec_fn=_sigint_as_in_a_terminal,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
+        deadline, done = time.monotonic() + 120, 0
         while time.monotonic() < deadline:  # wait until at least one run has finished
             if os.path.exists(bplab.url.removeprefix("sqlite:///")):
                 try:
@@ -200,6 +208,7 @@ def test_ctrl_c_keeps_finished_runs_and_resume_finishes_the_rest(bplab: Bplab) -
                 if done >= 1:
                     break
             time.sleep(0.2)
+        assert done >= 1, "no run finished within 120 s"
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         _, stderr = proc.communicate(timeout=120)
     finally:

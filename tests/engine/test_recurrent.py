@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch  # torch==2.13.0 is in the test extra
 from test_gradients import _check as finite_difference_check  # tests/engine, by rootdir
 
 from engine import TrainConfig, load_dataset, train
 from engine.recurrent import RecurrentNetwork
 from engine.sequences import LETTERS, sequence
-
-torch = pytest.importorskip("torch")  # the bench extra; installed for the tests
 
 STEPS, D_IN, UNITS, D_OUT, N = 4, 3, 5, 2, 6
 

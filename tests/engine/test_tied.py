@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch  # torch==2.13.0 is in the test extra
 from test_gradients import _check as finite_difference_check  # tests/engine, by rootdir
 
 from engine import TrainConfig, load_dataset, train, train_population
 from engine.tc import shapes
 from engine.tied import TiedNetwork, field_indices
 
-torch = pytest.importorskip("torch")  # the bench extra; installed for the tests
 F = torch.nn.functional
 
 
