@@ -43,9 +43,10 @@ BASE = "bplab-test/debian:bookworm"
 PYTHON = "bplab-test/python:3.11"
 WORKERS = 2
 
-# Four XOR runs, one per worker process, of 100k epochs: long enough (~20 s each with 4 worker
-# processes on 2 cores) that a worker is killed mid-run after its first checkpoint (taken once
-# 10 s of training passed). Each run is trained again for the comparison, so no more.
+# Four XOR runs, one per worker process, of 300k epochs: long enough (~20 s each with 4 worker
+# processes on 2 cores; 100k took 7 s on an idle machine, too short for the first checkpoint)
+# that a worker is killed mid-run after its first checkpoint (taken once 10 s of training
+# passed). Each run is trained again for the comparison, so no more.
 SWEEP = {
     "name": "compose-stack",
     "dataset": "xor",
@@ -55,7 +56,7 @@ SWEEP = {
         "learning_rate": [0.5, 1.0],
         "hidden": [2],
         "momentum": 0.9,
-        "epochs": 100_000,
+        "epochs": 300_000,
         "log_every": 250,
     },
 }
