@@ -14,7 +14,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,3 +182,25 @@ def wait_for(
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@contextlib.contextmanager
+def migrated_stack(tmp: Path, workers: int = 2) -> Iterator[Stack]:
+    """A fresh PostgreSQL database migrated as compose's migrate service does, and ``workers``
+    real bplab workers started as its worker service is, all stopped and removed at the end."""
+    url = create_database()
+    s = Stack(tmp=tmp, database_url=url)
+    try:
+        migrate = s.run(compose_command("migrate"))
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+        for _ in range(workers):
+            s.start_worker(compose_command("worker"))
+        for worker in s.workers:
+            s.wait_ready(worker)
+        yield s
+    finally:
+        try:
+            s.stop_workers()
+        finally:
+            s.clean_redis()
+            drop_database(url)

@@ -28,10 +28,8 @@ from service.spec import load_spec
 from service.sweeps import create_sweep_from_spec
 from tests.distributed.stack import (
     Stack,
-    compose_command,
-    create_database,
-    drop_database,
     free_port,
+    migrated_stack,
     wait_for,
 )
 
@@ -43,22 +41,8 @@ TERMINAL = ("succeeded", "diverged", "failed", "cancelled")
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("distributed")
-    url = create_database()
-    s = Stack(tmp=tmp, database_url=url)
-    try:
-        migrate = s.run(compose_command("migrate"))
-        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-        for _ in range(2):
-            s.start_worker(compose_command("worker"))
-        for worker in s.workers:
-            s.wait_ready(worker)
+    with migrated_stack(tmp) as s:
         yield s
-    finally:
-        try:
-            s.stop_workers()
-        finally:
-            s.clean_redis()
-            drop_database(url)
 
 
 def write_spec(stack: Stack, **overrides: object) -> Path:

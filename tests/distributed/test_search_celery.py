@@ -22,7 +22,7 @@ from sqlalchemy import text
 from service.db import search as db
 from service.db.session import session_scope
 from tests.distributed.bplab_cli import BPLAB
-from tests.distributed.stack import Stack, compose_command, create_database, drop_database
+from tests.distributed.stack import Stack, migrated_stack
 from tests.distributed.test_integration import assert_trained_once, run_rows
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -34,22 +34,8 @@ SEEDS = [1, 2]
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("search_celery")
-    url = create_database()
-    s = Stack(tmp=tmp, database_url=url)
-    try:
-        migrate = s.run(compose_command("migrate"))
-        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-        for _ in range(2):
-            s.start_worker(compose_command("worker"))
-        for worker in s.workers:
-            s.wait_ready(worker)
+    with migrated_stack(tmp) as s:
         yield s
-    finally:
-        try:
-            s.stop_workers()
-        finally:
-            s.clean_redis()
-            drop_database(url)
 
 
 def write_search_spec(stack: Stack) -> str:
