@@ -70,6 +70,9 @@ cli.add_command(sweep)
 
 
 def main() -> None:
+    from service.local import allow_fork
+
+    allow_fork()  # this program's local pools may fork: it knows what it has loaded
     cli(prog_name="bplab")
 
 

@@ -10,13 +10,12 @@ from service.config import Settings
 from service.db import repository as repo
 from service.db.session import session_scope
 from service.errors import BadInput, NotFound
-from service.local import default_workers
+from service.local import LocalPool, PoolReport, default_workers
 from service.output import render
 from service.progress import epoch_poll, sweep_progress
 from service.records import run_record
 from service.results import DISPLAY_DROP, SUMMARY_COLUMNS, display_rows, summarize
 from service.spec import SpecError, SweepSpec, load_spec
-from service.sweeps import run_queued_locally
 
 
 def load_spec_or_exit(path: str, max_runs: int) -> SweepSpec:
@@ -27,15 +26,17 @@ def load_spec_or_exit(path: str, max_runs: int) -> SweepSpec:
 
 
 def run_locally(settings: Settings, sweep_id: int, workers: int | None, fmt: str) -> None:
-    with session_scope(settings.database_url, readonly=True) as session:
-        queued = len(repo.run_ids(session, sweep_id, status="queued"))
-    with sweep_progress(queued, poll=epoch_poll(settings.database_url, sweep_id)) as bar:
-        report = run_queued_locally(
-            sweep_id,
-            workers=workers or default_workers(),
-            url=settings.database_url,
-            on_done=lambda _rid, status: bar.advance(status),
-        )
+    url = settings.database_url
+    with session_scope(url, readonly=True) as session:
+        queued = repo.run_ids(session, sweep_id, status="queued")
+    report = PoolReport()
+    if queued:
+        # the pool first: its processes can be forked only while no progress thread runs
+        with (
+            LocalPool(min(workers or default_workers(), len(queued)), url) as pool,
+            sweep_progress(len(queued), poll=epoch_poll(url, sweep_id)) as bar,
+        ):
+            report = pool.run(queued, on_done=lambda _rid, status: bar.advance(status))
     print_results(settings, sweep_id, fmt)
     left = report.count("queued") + sum(1 for s in report.statuses.values() if s is None)
     finish(settings, sweep_id, interrupted=report.interrupted, left=left)

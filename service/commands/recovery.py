@@ -104,16 +104,16 @@ def retry(
         click.echo(f"published on {mask_url(settings.broker_url)}", err=True)
         return
     from service.commands.common import print_results
-    from service.local import default_workers, run_in_pool
+    from service.local import LocalPool, default_workers
     from service.progress import sweep_progress
 
-    with sweep_progress(len(run_ids)) as bar:
-        run_in_pool(
-            run_ids,
-            workers=workers or default_workers(),
-            url=settings.database_url,
-            on_done=lambda _rid, status: bar.advance(status),
-        )
+    # the pool first: its processes can be forked only while no progress thread runs
+    processes = min(workers or default_workers(), len(run_ids))
+    with (
+        LocalPool(processes, settings.database_url) as pool,
+        sweep_progress(len(run_ids)) as bar,
+    ):
+        pool.run(run_ids, on_done=lambda _rid, status: bar.advance(status))
     print_results(settings, sweep_id, fmt)
 
 

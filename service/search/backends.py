@@ -1,17 +1,15 @@
 """Where a search's runs train: a local process pool fed as slots free up, or Celery.
 
-The local pool is service.local's (spawn context, one BLAS thread, the same initializer and
-group function), but fed one configuration at a time as results land instead of one batch:
-a configuration's seeds go to one process together and train as one population.
+The local pool is service.local's, but fed one configuration at a time as results land
+instead of one batch: a configuration's seeds go to one process together and train as one
+population.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 from service import local
 
@@ -25,21 +23,14 @@ class LocalBackend:
         self.slots = slots
         self.on_done = on_done
         self.statuses: dict[int, str | None] = {}
-        for var in local.BLAS_THREAD_VARS:
-            os.environ.setdefault(var, "1")
-        ctx = multiprocessing.get_context("spawn")
-        self.stop = ctx.Event()
-        self.pool = ProcessPoolExecutor(
-            max_workers=slots,
-            mp_context=ctx,
-            initializer=local._init_process,
-            initargs=(self.stop, url),
-        )
+        # started here, before the driver's progress bar starts a thread, so it can fork
+        self.pool = local.LocalPool(slots, url)
+        self.pool.start()
         self.futures: dict[Future[dict[int, str | None]], list[int]] = {}
 
     def submit(self, run_ids: Sequence[int]) -> None:
         group = list(run_ids)
-        self.futures[self.pool.submit(local._run_group, group)] = group
+        self.futures[self.pool.submit(group)] = group
 
     def wait(self, timeout: float) -> None:
         """Until a configuration finishes or ``timeout`` seconds pass."""
@@ -65,14 +56,14 @@ class LocalBackend:
         """Interrupted: no new group starts, running ones stop within an epoch and go back
         to queued (their checkpoints kept); then the processes end."""
         if interrupted:
-            self.stop.set()
+            self.pool.stop.set()
             for fut in list(self.futures):
                 if fut.cancel():
                     self.futures.pop(fut)
         for fut in list(self.futures):
             wait([fut])
             self._collect(fut)
-        self.pool.shutdown(wait=True)
+        self.pool.close()
 
 
 class CeleryBackend:
