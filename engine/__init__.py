@@ -9,6 +9,7 @@ from .config import EPOCH_METRICS, TRAINING_DEFAULTS, TrainConfig
 from .control import OUTCOMES, PopulationCallback, StopTraining
 from .costs import COSTS
 from .datasets import DATASETS, Dataset, load_dataset
+from .dtypes import DTYPES
 from .history import History
 from .initializers import INITS
 from .masks import group_mask
@@ -24,6 +25,7 @@ __all__ = [
     "ACTIVATIONS",
     "COSTS",
     "DATASETS",
+    "DTYPES",
     "EPOCH_METRICS",
     "TRAINING_DEFAULTS",
     "INITS",

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .activations import check_name
+from .dtypes import DTYPES
 from .optimizers import OPTIMIZERS
 from .schedule import Phase, parse_schedule, values_at
 
@@ -43,6 +46,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "patience": 0,
     "min_delta": 0.0,
     "restore_best": False,
+    # the floating-point type of the weights, activations, gradients and data (engine.dtypes)
+    "dtype": "float64",
 }
 
 
@@ -79,7 +84,8 @@ class TrainConfig:
     metrics of the weights it started from. ``patience``: stop after this many epochs in a
     row whose monitored value (val_loss with a validation set, else loss) is not lower than
     the best by more than ``min_delta`` (0 or None = never); ``restore_best``: end with the
-    best epoch's weights; see ``engine.patience``.
+    best epoch's weights; see ``engine.patience``. ``dtype``: "float64" or "float32", the
+    type the net computes in (see ``engine.dtypes``); the network must be built in it.
     """
 
     learning_rate: float = TRAINING_DEFAULTS["learning_rate"]
@@ -99,6 +105,7 @@ class TrainConfig:
     patience: int | None = TRAINING_DEFAULTS["patience"]
     min_delta: float = TRAINING_DEFAULTS["min_delta"]
     restore_best: bool = TRAINING_DEFAULTS["restore_best"]
+    dtype: str = TRAINING_DEFAULTS["dtype"]
 
     def __post_init__(self) -> None:
         lr = float(self.learning_rate)
@@ -141,6 +148,8 @@ class TrainConfig:
         set_(self, "min_delta", _opt_float(self.min_delta, "min_delta") or 0.0)
         if not isinstance(self.restore_best, bool):
             raise ValueError(f"restore_best must be True or False, got {self.restore_best!r}")
+        dtype = self.dtype.name if isinstance(self.dtype, np.dtype) else self.dtype
+        set_(self, "dtype", check_name("dtype", dtype, DTYPES))
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TrainConfig:

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dtypes import DTYPES, one_below, tiny
+
 Array = np.ndarray
 
 COSTS: dict[str, str] = {
@@ -42,8 +44,9 @@ MEAN_COSTS = frozenset({"mse", "cross_entropy"})
 # Saturated logistic units return exactly 0.0 or 1.0; the logarithms are taken of
 # outputs clipped to [TINY, ONE_BELOW] so that a confident right answer costs
 # ~0 instead of 0 * log(0) = nan. (The delta o - e needs no clipping.)
-_TINY = np.finfo(np.float64).tiny
-_ONE_BELOW = float(np.nextafter(1.0, 0.0))
+# Both are of the outputs' dtype (engine.dtypes), Python floats so that they never upcast.
+_TINY = {np.dtype(t): tiny(np.dtype(t)) for t in DTYPES}
+_ONE_BELOW = {np.dtype(t): one_below(np.dtype(t)) for t in DTYPES}
 
 
 def cost_sum(cost: str, output_activation: str, o: Array, e: Array, diff: Array) -> float:
@@ -55,10 +58,10 @@ def cost_sum(cost: str, output_activation: str, o: Array, e: Array, diff: Array)
         flat = diff.reshape(-1)
         return 0.5 * float(np.dot(flat, flat))
     if output_activation == "softmax":
-        logo = np.log(np.maximum(o, _TINY))
+        logo = np.log(np.maximum(o, _TINY[o.dtype]))
         return -float(np.vdot(e, logo))
     if output_activation == "sigmoid":
-        o = np.clip(o, _TINY, _ONE_BELOW)
+        o = np.clip(o, _TINY[o.dtype], _ONE_BELOW[o.dtype])
     # identity outputs are not clipped: outside (0, 1) the cost is undefined (nan)
     # and the run is reported as diverged rather than trained on a made-up number.
     with np.errstate(invalid="ignore", divide="ignore"):

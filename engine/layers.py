@@ -6,6 +6,7 @@ See ``engine.network`` for the parameter layout these act on.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,11 +43,13 @@ class Workspace:
         sizes = net.layer_sizes
         L = len(sizes) - 1
         self.m = m
+        # every buffer in the net's dtype (a tied net's dense part, a plain namespace: float64)
+        empty = partial(np.empty, dtype=getattr(net, "dtype", np.float64))
         self.ins: list[Array] = []
         self.outs: list[Array] = []
         self.rows: Array | None = None
         if net.skip_connections:
-            buf = np.empty((1 + sum(sizes[:-1]), m))
+            buf = empty((1 + sum(sizes[:-1]), m))
             buf[0] = 1.0
             for l in range(L):
                 self.ins.append(buf[: 1 + net.fan_ins[l]])
@@ -54,24 +57,24 @@ class Workspace:
                 start = 1 + sum(sizes[: l + 1])
                 self.outs.append(buf[start : start + sizes[l + 1]])
         else:
-            self.rows = np.empty((m, 1 + sizes[0]))
+            self.rows = empty((m, 1 + sizes[0]))
             self.rows[:, 0] = 1.0
             self.ins.append(self.rows.T)
             for l in range(1, L):
-                buf = np.empty((1 + sizes[l], m))
+                buf = empty((1 + sizes[l], m))
                 buf[0] = 1.0
                 self.ins.append(buf)
             for l in range(L - 1):
                 self.outs.append(self.ins[l + 1][1:])
-        self.out = np.empty((sizes[-1], m))
+        self.out = empty((sizes[-1], m))
         self.outs.append(self.out)
         self.x = self.ins[0][1 : 1 + sizes[0]]
-        self.y = np.empty((sizes[-1], m))
-        self.diff = np.empty((sizes[-1], m))
-        self.deltas = [np.empty((d, m)) for d in sizes[1:]]
+        self.y = empty((sizes[-1], m))
+        self.diff = empty((sizes[-1], m))
+        self.deltas = [empty((d, m)) for d in sizes[1:]]
         self.deltasT = [d.T for d in self.deltas]
-        self.tmps = [np.empty((d, m)) for d in sizes[1:]]
-        self.rowmax = np.empty(m)  # per-pattern largest |o - e|, for the metrics
+        self.tmps = [empty((d, m)) for d in sizes[1:]]
+        self.rowmax = empty(m)  # per-pattern largest |o - e|, for the metrics
         self.flags = np.empty(m, dtype=bool)
 
     def load_x(self, rows: Array) -> None:

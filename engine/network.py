@@ -36,6 +36,7 @@ from .activations import (
     OUTPUT_ACTIVATIONS,
     check_name,
 )
+from .dtypes import as_dtype
 from .costs import COSTS, MEAN_COSTS, cost_sum, dead_zone, output_delta
 from .initializers import check_init, init_layer
 from .layers import Workspace, backward_layers, forward_layers
@@ -57,7 +58,10 @@ class Network:
     ``layer_sizes``: e.g. [6, 2, 1] (input, hidden..., output). ``init``: a float
     r for uniform(-r, r), or "xavier" / "he". ``masks``: fixed connectivity, a
     dict {layer_index: bool array of W's shape} or a list aligned with the
-    layers (see ``engine.masks``). ``rng`` supplies every random draw.
+    layers (see ``engine.masks``). ``rng`` supplies every random draw. ``dtype``:
+    "float64" (default) or "float32", the type of every array the net computes with
+    (the initial weights are drawn as float64 and rounded, so a float32 net starts from
+    its float64 twin's weights, rounded).
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Network:
         rng: np.random.Generator,
         masks: Mapping[int, Any] | Sequence[Any] | None = None,
         lead: int = 0,
+        dtype: str | np.dtype = "float64",
     ) -> None:
         sizes = [int(s) for s in layer_sizes]
         if len(sizes) < 2 or any(s < 1 for s in sizes) or len(sizes) != len(layer_sizes):
@@ -98,7 +103,8 @@ class Network:
         # ``lead`` parameters before the layer blocks belong to a subclass's own layer (the
         # shared kernels of engine.tied): one flat theta keeps one optimizer and one state.
         self.lead = int(lead)
-        self.theta = np.zeros(self.lead + sum(block_sizes))
+        self.dtype = as_dtype(dtype)
+        self.theta = np.zeros(self.lead + sum(block_sizes), dtype=self.dtype)
         self.grad = np.zeros_like(self.theta)
         self.blocks: list[Array] = []
         self.gblocks: list[Array] = []
@@ -170,7 +176,7 @@ class Network:
         if len(params) != len(current):
             raise ValueError(f"expected {len(current)} arrays, got {len(params)}")
         for k, (dst, src) in enumerate(zip(current, params, strict=True)):
-            src = np.asarray(src, dtype=np.float64)
+            src = np.asarray(src)  # rounded to the net's dtype when written in
             if src.shape != dst.shape:
                 raise ValueError(f"params[{k}] has shape {src.shape}, expected {dst.shape}")
             dst[...] = src
@@ -228,6 +234,12 @@ class Network:
         ``margin`` > 0 (a float, or per member (K, 1, 1) in a population): the error dead
         zone, see ``engine.costs.dead_zone`` (``ws.diff`` is changed)."""
         scale = (1.0 / ws.m if self.cost in MEAN_COSTS else 1.0) * factor
+        if isinstance(scale, np.ndarray):
+            # a population's (K, 1, 1) factors are float64: rounded to the net's dtype as a
+            # single net's Python float is when it meets its arrays (engine.dtypes)
+            scale = scale.astype(ws.out.dtype, copy=False)
+        if isinstance(margin, np.ndarray):
+            margin = margin.astype(ws.out.dtype, copy=False)
         inside = None
         if not (isinstance(margin, float) and margin == 0.0):
             inside = dead_zone(ws.diff, margin, ws.tmps[-1])
@@ -247,14 +259,14 @@ class Network:
 
     # -- public maths -------------------------------------------------------
     def _check_x(self, X: Array) -> Array:
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
             raise ValueError(f"X must be (n, {self.layer_sizes[0]}), got {X.shape}")
         return X
 
     def _check_xy(self, X: Array, Y: Array) -> tuple[Array, Array]:
         X = self._check_x(X)
-        Y = np.asarray(Y, dtype=np.float64)
+        Y = np.asarray(Y, dtype=self.dtype)
         if Y.ndim == 1 and self.layer_sizes[-1] == 1:
             Y = Y[:, None]
         if Y.shape != (X.shape[0], self.layer_sizes[-1]):
@@ -265,7 +277,7 @@ class Network:
         """Outputs (n, d_out) for inputs X: (n, d_in); a new array."""
         X = self._check_x(X)
         n = X.shape[0]
-        result = np.empty((n, self.layer_sizes[-1]))
+        result = np.empty((n, self.layer_sizes[-1]), dtype=self.dtype)
         with np.errstate(all="ignore"):
             for start in range(0, n, EVAL_CHUNK):
                 stop = min(n, start + EVAL_CHUNK)
@@ -363,6 +375,7 @@ class Network:
                     skip_connections=arch["skip_connections"],
                     rng=np.random.default_rng(0),
                     masks=masks or None,
+                    dtype=data["W1"].dtype,
                 )
                 params: list[Array] = []
                 for l in range(1, L + 1):

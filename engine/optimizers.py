@@ -1,6 +1,6 @@
 """Weight updates on the flat parameter vector, in place.
 
-All parameters of a network live in one flat float64 vector (``Network.theta``)
+All parameters of a network live in one flat vector (``Network.theta``, float64 or float32)
 and the gradient in another of the same size, so an update is a handful of
 in-place ufuncs whatever the depth, with no weight-sized temporaries: on wide
 nets a fresh multi-MB temporary per step costs more than the update itself.
@@ -62,7 +62,7 @@ class Optimizer:
     name = ""
     folds_learning_rate = False  # True: step() gets -learning_rate * dE/dw as ``grad``
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, dtype: np.dtype | type = np.float64) -> None:
         self.buffers: dict[str, Array] = {}
 
     def step(self, theta: Array, grad: Array, learning_rate: float, momentum: float) -> None:
@@ -80,8 +80,8 @@ class SGD(Optimizer):
     name = "sgd"
     folds_learning_rate = True
 
-    def __init__(self, size: int) -> None:
-        self.velocity = np.zeros(size)
+    def __init__(self, size: int, dtype: np.dtype | type = np.float64) -> None:
+        self.velocity = np.zeros(size, dtype=dtype)
         self.buffers = {"velocity": self.velocity}
         self.slices = _slices(size)
 
@@ -104,8 +104,8 @@ class Nesterov(Optimizer):
     name = "nesterov"
     folds_learning_rate = True
 
-    def __init__(self, size: int) -> None:
-        self.velocity = np.zeros(size)
+    def __init__(self, size: int, dtype: np.dtype | type = np.float64) -> None:
+        self.velocity = np.zeros(size, dtype=dtype)
         self.buffers = {"velocity": self.velocity}
 
     def step(self, theta: Array, grad: Array, learning_rate: float, momentum: float) -> None:
@@ -122,11 +122,11 @@ class Nesterov(Optimizer):
 class Adam(Optimizer):
     name = "adam"
 
-    def __init__(self, size: int) -> None:
-        self.m = np.zeros(size)
-        self.v = np.zeros(size)
+    def __init__(self, size: int, dtype: np.dtype | type = np.float64) -> None:
+        self.m = np.zeros(size, dtype=dtype)
+        self.v = np.zeros(size, dtype=dtype)
         self.t = np.zeros((), dtype=np.int64)
-        self.tmp = np.empty(size)
+        self.tmp = np.empty(size, dtype=dtype)
         self.buffers = {"m": self.m, "v": self.v, "t": self.t}
 
     def step(self, theta: Array, grad: Array, learning_rate: float, momentum: float) -> None:
@@ -154,7 +154,7 @@ class Adam(Optimizer):
 _CLASSES: dict[str, type[Optimizer]] = {"sgd": SGD, "nesterov": Nesterov, "adam": Adam}
 
 
-def make_optimizer(name: str, size: int) -> Optimizer:
-    """A fresh optimizer of the given name for ``size`` parameters."""
+def make_optimizer(name: str, size: int, dtype: np.dtype | type = np.float64) -> Optimizer:
+    """A fresh optimizer of the given name for ``size`` parameters of ``dtype``."""
     check_name("optimizer", name, OPTIMIZERS)
-    return _CLASSES[name](size)
+    return _CLASSES[name](size, dtype)

@@ -64,7 +64,7 @@ class Tracker:
             self.wait, self.best, self.best_epoch = state.wait, state.monitor_best, state.best_epoch
             self.best_metrics = state.best_metrics
             if state.best_theta is not None:
-                self.best_theta = np.array(state.best_theta, dtype=np.float64)
+                self.best_theta = np.array(state.best_theta, dtype=theta.dtype)
         if self.restore and self.best_theta is None:
             self.best_theta = np.empty_like(theta)
 

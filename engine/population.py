@@ -35,7 +35,7 @@ from .stacked import same_shape
 from .stacked_optimizer import StackedOptimizer
 from .stacked_updates import StackedUpdates
 from .state import TrainState
-from .training import prepare_set, train
+from .training import check_dtype, check_state_dtype, prepare_set, train
 
 Array = np.ndarray
 
@@ -65,6 +65,7 @@ def _check(
             raise TypeError("rngs must be numpy.random.Generator objects")
     c0 = configs[0]
     for k, cfg in enumerate(configs):
+        check_dtype(nets[k], cfg)  # same shape includes the dtype: one dtype per population
         shared = (cfg.optimizer, cfg.batch_size, cfg.epoch_metrics)
         if shared != (c0.optimizer, c0.batch_size, c0.epoch_metrics):
             raise ValueError(
@@ -186,7 +187,7 @@ class _Population:
         K0 = len(nets)
         self.opt_name = configs[0].optimizer
         self.theta = np.stack([net.theta for net in nets])
-        self.opt = StackedOptimizer.zeros(self.opt_name, K0, self.theta.shape[1])
+        self.opt = StackedOptimizer.zeros(self.opt_name, K0, self.theta.shape[1], self.theta.dtype)
         self.first = np.ones(K0, dtype=np.int64)
         self.best = np.full(K0, math.inf)
         self.solved = np.full(K0, -1, dtype=np.int64)
@@ -212,6 +213,7 @@ class _Population:
                     f"member {k}: state was saved by optimizer {state.optimizer!r}, "
                     f"config has {self.opt_name!r}"
                 )
+            check_state_dtype(state, self.theta.dtype)
             self.nets[k].set_params(state.params)
             self.theta[k] = self.nets[k].theta
             self.opt.load_member(k, state.buffers)

@@ -49,8 +49,9 @@ Step = Callable[[], object]  # one NumPy call of a planned pass, arguments bound
 
 
 def same_shape(a: Network, b: Network) -> bool:
-    """True when two networks can train in one population (layers, units, cost, masks)."""
-    if (a.architecture() != b.architecture()) or len(a.masks) != len(b.masks):
+    """True when two networks can train in one population (layers, units, cost, masks,
+    dtype)."""
+    if a.architecture() != b.architecture() or a.dtype != b.dtype or len(a.masks) != len(b.masks):
         return False
     for ma, mb in zip(a.masks, b.masks, strict=True):
         if ma is None or mb is None:
@@ -179,7 +180,9 @@ class Stack:
                 steps += self._grad_first(ws)
                 break
             a, dl, gb = ins[l], deltas[l], self.gblocks[l]
-            if dl.shape[1] == 1 and _einsum_ok(self.K, a.shape[1], ws.m, _sample_major(a)):
+            if dl.shape[1] == 1 and _einsum_ok(
+                self.K, a.shape[1], ws.m, _sample_major(a), a.dtype
+            ):
                 steps.append(partial(np.einsum, "kip,kp->ki", a, dl[:, 0], out=gb[..., 0]))
             else:
                 steps += _product(a, ws.deltasT[l], gb)
@@ -212,7 +215,7 @@ class Stack:
         ok = self._gemm.get(key)
         if ok is None:
             ok = self._gemm[key] = _gemm_ok(
-                which, self.K, x.shape[0], self.blocks[0].shape[2], ws.m, _sample_major(x)
+                which, self.K, x.shape[0], self.blocks[0].shape[2], ws.m, _sample_major(x), x.dtype
             )
         return ok
 
@@ -220,7 +223,7 @@ class Stack:
         """Layer 0's weights of all members as one (rows, K, d) matrix for the GEMM."""
         if self._wf is None:
             rows, d = self.blocks[0].shape[1:]
-            self._wf = np.empty((rows, self.K, d))
+            self._wf = np.empty((rows, self.K, d), self.theta.dtype)
         return self._wf
 
     def _grad_first(self, ws: StackedWorkspace) -> list[Step]:
@@ -229,7 +232,7 @@ class Stack:
         rows, d = self.blocks[0].shape[1:]
         g = self._grads.get(ws.m)
         if g is None:
-            g = self._grads[ws.m] = np.empty((rows, self.K * d))
+            g = self._grads[ws.m] = np.empty((rows, self.K * d), self.theta.dtype)
         return [
             partial(np.dot, x, d0.reshape(-1, ws.m).T, g),
             partial(np.copyto, _units(self.gblocks[0]), _units(g.reshape(rows, self.K, d)).T),
@@ -248,10 +251,10 @@ class Stack:
 
 
 def _units(a: Array) -> Array:
-    """(..., d) float64 with a contiguous last axis as (...) opaque d*8-byte items: a
+    """(..., d) floats with a contiguous last axis as (...) opaque d-number items: a
     transposing copy then moves whole rows of d numbers per step (bits untouched), several
     times faster than numpy's copy with an inner loop of d elements."""
-    return a.view(np.dtype((np.void, 8 * a.shape[-1])))[..., 0]
+    return a.view(np.dtype((np.void, a.itemsize * a.shape[-1])))[..., 0]
 
 
 def _product(a: Array, b: Array, out: Array) -> list[Step]:
@@ -281,8 +284,9 @@ class StackedWorkspace:
         self.ins: list[Array] = []
         self.outs: list[Array] = []
         self.rows: Array | None = None
+        empty = partial(np.empty, dtype=net.dtype)  # every float buffer in the net's dtype
         if net.skip_connections:
-            buf = np.empty((K, 1 + sum(sizes[:-1]), m))
+            buf = empty((K, 1 + sum(sizes[:-1]), m))
             buf[:, 0] = 1.0
             for l in range(L):
                 self.ins.append(buf[:, : 1 + net.fan_ins[l]])
@@ -290,26 +294,26 @@ class StackedWorkspace:
                 start = 1 + sum(sizes[: l + 1])
                 self.outs.append(buf[:, start : start + sizes[l + 1]])
         else:
-            self.rows = np.empty((m, 1 + sizes[0]) if shared_input else (K, m, 1 + sizes[0]))
+            self.rows = empty((m, 1 + sizes[0]) if shared_input else (K, m, 1 + sizes[0]))
             self.rows[..., 0] = 1.0
             self.ins.append(np.swapaxes(self.rows, -1, -2))
             for l in range(1, L):
-                buf = np.empty((K, 1 + sizes[l], m))
+                buf = empty((K, 1 + sizes[l], m))
                 buf[:, 0] = 1.0
                 self.ins.append(buf)
             for l in range(L - 1):
                 self.outs.append(self.ins[l + 1][:, 1:])
-        self.out = np.empty((K, sizes[-1], m))
+        self.out = empty((K, sizes[-1], m))
         self.outs.append(self.out)
         self.x = self.ins[0][..., 1 : 1 + sizes[0], :]
         # layer 0's outputs as the shared-input GEMM leaves them (see Stack.run)
-        self.first: Array = np.empty((K, sizes[1], m) if shared_input else (0, 0, 0))
-        self.y = np.empty((K, sizes[-1], m))
-        self.diff = np.empty((K, sizes[-1], m))
-        self.deltas = [np.empty((K, d, m)) for d in sizes[1:]]
+        self.first: Array = empty((K, sizes[1], m) if shared_input else (0, 0, 0))
+        self.y = empty((K, sizes[-1], m))
+        self.diff = empty((K, sizes[-1], m))
+        self.deltas = [empty((K, d, m)) for d in sizes[1:]]
         self.deltasT = [d.transpose(0, 2, 1) for d in self.deltas]
-        self.tmps = [np.empty((K, d, m)) for d in sizes[1:]]
-        self.rowmax = np.empty((K, m))
+        self.tmps = [empty((K, d, m)) for d in sizes[1:]]
+        self.rowmax = empty((K, m))
         self.flags = np.empty((K, m))  # 0/1 as floats, counted with ``flags @ ones``
         self.ones = np.ones(m)
 

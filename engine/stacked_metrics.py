@@ -29,14 +29,16 @@ def _dots(a: Array, b: Array) -> Array:
 
 def cost_sums(cost: str, output_activation: str, o: Array, e: Array, diff: Array) -> Array:
     """``engine.costs.cost_sum`` per member: (K,) sums over samples and outputs."""
+    # float64 out, as the single net's sums become Python floats before any arithmetic
+    # (the 1/n of a mean cost): the float32 sums, exactly, then the same float64 steps
     if cost != "cross_entropy":
-        return 0.5 * _dots(diff, diff)
+        return 0.5 * _dots(diff, diff).astype(np.float64)
     if output_activation == "softmax":
-        return -_dots(np.log(np.maximum(o, _TINY)), e)
+        return -_dots(np.log(np.maximum(o, _TINY[o.dtype])), e).astype(np.float64)
     if output_activation == "sigmoid":
-        o = np.clip(o, _TINY, _ONE_BELOW)
+        o = np.clip(o, _TINY[o.dtype], _ONE_BELOW[o.dtype])
     with np.errstate(invalid="ignore", divide="ignore"):
-        return -(_dots(np.log(o), e) + _dots(np.log1p(-o), 1.0 - e))
+        return -(_dots(np.log(o), e) + _dots(np.log1p(-o), 1.0 - e)).astype(np.float64)
 
 
 class StackedScorer:
@@ -112,7 +114,9 @@ class StackedScorer:
     def result(
         self, total: Array, correct: Array, max_err: Array
     ) -> tuple[Array, Array | None, Array]:
-        """``Scorer.result`` per member: (loss, accuracy, max_error) from the set's sums."""
+        """``Scorer.result`` per member: (loss, accuracy, max_error) from the set's sums;
+        float64 whatever the dtype (the single net's are Python floats)."""
+        max_err = max_err.astype(np.float64, copy=False)
         return from_sums(total, correct, max_err, self.n, self.mean, self.kind)
 
     def running_sums(self) -> StackedRunningSums:

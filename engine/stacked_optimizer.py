@@ -32,12 +32,13 @@ class StackedOptimizer:
             self.tmp = np.empty_like(buffers["m"])
 
     @classmethod
-    def zeros(cls, name: str, K: int, P: int) -> StackedOptimizer:
+    def zeros(
+        cls, name: str, K: int, P: int, dtype: np.dtype | type = np.float64
+    ) -> StackedOptimizer:
         if name == "adam":
-            return cls(
-                name, {"m": np.zeros((K, P)), "v": np.zeros((K, P)), "t": np.zeros(K, np.int64)}
-            )
-        return cls(name, {"velocity": np.zeros((K, P))})
+            m, v = np.zeros((K, P), dtype), np.zeros((K, P), dtype)
+            return cls(name, {"m": m, "v": v, "t": np.zeros(K, np.int64)})
+        return cls(name, {"velocity": np.zeros((K, P), dtype)})
 
     def take(self, rows: Array) -> StackedOptimizer:
         """The optimizer of the members in ``rows`` (copies)."""
@@ -71,7 +72,8 @@ class StackedOptimizer:
         return self.name != "adam"
 
     def step(self, theta: Array, grad: Array, lr: Array, mom: Array) -> None:
-        """One update of every row; ``lr``, ``mom``: (K, 1). Clobbers ``grad``."""
+        """One update of every row; ``lr``: (K, 1) float64, ``mom``: (K, 1) of theta's dtype.
+        Clobbers ``grad``."""
         if self.name == "adam":
             self._adam(theta, grad, lr)
             return
@@ -101,9 +103,10 @@ class StackedOptimizer:
         corr = {x: (1.0 - ADAM_BETA1**x, 1.0 - ADAM_BETA2**x) for x in set(t.tolist())}
         bc1 = np.array([corr[x][0] for x in t.tolist()])
         bc2 = np.array([corr[x][1] for x in t.tolist()])
+        # the factors in float64 as the single net's Python floats, rounded to the dtype once
         np.sqrt(v, out=tmp)
-        tmp *= (1.0 / np.sqrt(bc2))[:, None]
+        tmp *= (1.0 / np.sqrt(bc2))[:, None].astype(tmp.dtype)
         tmp += ADAM_EPS
         np.divide(m, tmp, out=tmp)
-        tmp *= lr / bc1[:, None]
+        tmp *= (lr / bc1[:, None]).astype(tmp.dtype)
         theta -= tmp

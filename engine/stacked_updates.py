@@ -94,8 +94,10 @@ class StackedUpdates:
             self.ws_batch = StackedWorkspace(template, K, b)
             self.ws_rest = StackedWorkspace(template, K, n % b) if n % b else self.ws_batch
             self.scorer = StackedScorer(template, K, X, Y, self.kind)
-            self.xb, self.yb = np.empty((K, b, X.shape[1])), np.empty((K, b, Y.shape[1]))
-            self.xr, self.yr = np.empty((K, n % b, X.shape[1])), np.empty((K, n % b, Y.shape[1]))
+            dt = X.dtype
+            self.xb, self.yb = np.empty((K, b, X.shape[1]), dt), np.empty((K, b, Y.shape[1]), dt)
+            self.xr = np.empty((K, n % b, X.shape[1]), dt)
+            self.yr = np.empty((K, n % b, Y.shape[1]), dt)
             self.perms = np.empty((K, n), dtype=np.int64)
         else:
             self.scorer = self.scorer.head(K)
@@ -116,12 +118,17 @@ class StackedUpdates:
         the output deltas carry -eps)."""
         lr, fold = self.phases.lr, self.opt.folds_learning_rate
         neg = -lr[:, None]
+        # Scalars that a single net applies as Python floats meet its arrays rounded to its
+        # dtype; here they are columns of that dtype, so that a float32 member computes as
+        # its lone run does (float64 columns would upcast the step). The output deltas'
+        # factor stays float64: Network.output_delta scales it by 1/m first, as train() does.
+        dtype = self.template.dtype
         self.decay = None
         if self.decay_tmp is not None:
-            self.decay = self.wd[:, None] * self.template.weight_indicator
+            self.decay = self.wd[:, None].astype(dtype) * self.template.weight_indicator
             if fold:
-                self.decay = self.decay * neg
-        self.lr_col, self.mom_col = lr[:, None], self.phases.mom[:, None]
+                self.decay = self.decay * neg.astype(dtype)
+        self.lr_col, self.mom_col = lr[:, None], self.phases.mom[:, None].astype(dtype)
         self.factor = neg[:, :, None] if fold else 1.0
 
     def _update(self, w: StackedWorkspace) -> None:

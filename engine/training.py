@@ -74,6 +74,7 @@ def _restore(state: TrainState, net: Network, opt: Optimizer, rng: np.random.Gen
         raise ValueError(
             f"state was saved by optimizer {state.optimizer!r}, config has {opt.name!r}"
         )
+    check_state_dtype(state, net.dtype)
     net.set_params(state.params)
     opt.load_buffers(state.buffers)
     rng.bit_generator.state = state.rng_state
@@ -88,6 +89,23 @@ def _require_finite(name: str, a: Array) -> None:
             f"{name} has {int(bad.sum())} NaN or infinite value(s), the first at row {row}, "
             f"column {col} ({a[row, col]}); the engine trains on finite numbers only"
         )
+
+
+def check_dtype(net: Network, config: TrainConfig) -> None:
+    """The net must be built in the config's dtype (Network(..., dtype=config.dtype))."""
+    if net.dtype.name != config.dtype:
+        raise ValueError(
+            f"config has dtype {config.dtype!r} but the network computes in {net.dtype.name!r}: "
+            f"build it with Network(..., dtype={config.dtype!r})"
+        )
+
+
+def check_state_dtype(state: TrainState, dtype: np.dtype) -> None:
+    """A run resumes in the dtype it was saved in: another would round its weights."""
+    saved = {np.asarray(p).dtype for p in state.params}
+    if saved and saved != {dtype}:
+        names = ", ".join(sorted(d.name for d in saved))
+        raise ValueError(f"the state holds {names} weights, the network is {dtype.name}")
 
 
 def prepare_set(
@@ -197,7 +215,8 @@ class _Updates:
             self.ws_batch = Workspace(net, batch)
             self.ws_rest = Workspace(net, n % batch) if n % batch else self.ws_batch
             self.scorer = Scorer(net, X, Y, kind)
-            self.xb, self.yb = np.empty((batch, X.shape[1])), np.empty((batch, Y.shape[1]))
+            self.xb = np.empty((batch, X.shape[1]), dtype=X.dtype)
+            self.yb = np.empty((batch, Y.shape[1]), dtype=Y.dtype)
             self.xr, self.yr = self.xb[: n % batch], self.yb[: n % batch]
         self.decay_tmp = np.empty_like(net.theta) if self.weight_decay > 0 else None
         self.margin = config.error_margin
@@ -314,10 +333,12 @@ def train(
     member 0 of a population of one (arrays of one); returning a collection holding 0
     stops training ("stopped"). ``on_checkpoint(state)`` runs after every
     ``checkpoint_every``-th epoch while training goes on. Never raises for divergence:
-    it ends with outcome "diverged". NaN or infinite X or Y: ValueError.
+    it ends with outcome "diverged". NaN or infinite X or Y: ValueError. The net must be
+    built in ``config.dtype``; X and Y are converted to it.
     """
+    check_dtype(net, config)
     X, Y, kind, rows_sum_to_one = prepare_set(net, X, Y, checkpoint_every, validation)
-    opt = make_optimizer(config.optimizer, net.theta.size)
+    opt = make_optimizer(config.optimizer, net.theta.size, net.dtype)
     first, best, solved = 1, math.inf, None
     if state is not None:
         _restore(state, net, opt, rng)

@@ -28,23 +28,30 @@ _VERDICTS: dict[tuple[object, ...], bool] = {}
 
 
 def _same_bits(a: Array, b: Array) -> bool:
-    return a.shape == b.shape and bool(np.array_equal(a.view(np.int64), b.view(np.int64)))
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    as_int = np.dtype(f"i{a.itemsize}")
+    return bool(np.array_equal(a.view(as_int), b.view(as_int)))
 
 
 def _trial_inputs(
-    rng: np.random.Generator, shape: tuple[int, ...], sample_major: bool = False
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    sample_major: bool = False,
+    dtype: Any = np.float64,
 ) -> list[Array]:
-    """Normal numbers, and numbers spread over many binades (where order matters most).
+    """Normal numbers, and numbers spread over many binades (where order matters most),
+    of ``dtype``: float32 products run other BLAS kernels (sgemm) than float64 ones.
 
     ``sample_major``: laid out as the input blocks are (``StackedWorkspace.rows``): the
     last two axes are the transposed view of a C-contiguous array, since BLAS and einsum
     pick their code by the layout too."""
     if sample_major:
         swapped = (*shape[:-2], shape[-1], shape[-2])
-        return [np.swapaxes(a, -1, -2) for a in _trial_inputs(rng, swapped)]
+        return [np.swapaxes(a, -1, -2) for a in _trial_inputs(rng, swapped, False, dtype)]
     return [
-        rng.standard_normal(shape),
-        rng.standard_normal(shape) * 2.0 ** rng.integers(-40, 40, shape),
+        rng.standard_normal(shape).astype(dtype),
+        (rng.standard_normal(shape) * 2.0 ** rng.integers(-40, 40, shape)).astype(dtype),
     ]
 
 
@@ -67,7 +74,15 @@ def _sample_major(a: Array) -> bool:
     return a.strides[-2] < a.strides[-1]
 
 
-def _gemm_ok(which: str, K: int, rows: int, d: int, m: int, sample_major: bool = False) -> bool:
+def _gemm_ok(
+    which: str,
+    K: int,
+    rows: int,
+    d: int,
+    m: int,
+    sample_major: bool = False,
+    dtype: Any = np.float64,
+) -> bool:
     """Layer 0 with a shared input (rows = 1 + d_in, d units, m patterns) as one GEMM.
 
     "forward": ``np.dot(Wf.T, x)`` with Wf (rows, K*d) against each member's
@@ -77,7 +92,8 @@ def _gemm_ok(which: str, K: int, rows: int, d: int, m: int, sample_major: bool =
     """
     if min(rows, d, m) < 2:
         return False
-    key = (which, K, rows, d, m, sample_major)
+    dtype = np.dtype(dtype)
+    key = (which, K, rows, d, m, sample_major, dtype.name)
     verdict = _VERDICTS.get(key)
     if verdict is None:
         rng = np.random.default_rng(12345)
@@ -85,9 +101,9 @@ def _gemm_ok(which: str, K: int, rows: int, d: int, m: int, sample_major: bool =
         for w, x, dl in _rounds(
             K * d * m,
             lambda: zip(
-                _trial_inputs(rng, (K, rows, d)),
-                _trial_inputs(rng, (rows, m), sample_major),
-                _trial_inputs(rng, (K, d, m)),
+                _trial_inputs(rng, (K, rows, d), False, dtype),
+                _trial_inputs(rng, (rows, m), sample_major, dtype),
+                _trial_inputs(rng, (K, d, m), False, dtype),
                 strict=True,
             ),
         ):
@@ -104,13 +120,16 @@ def _gemm_ok(which: str, K: int, rows: int, d: int, m: int, sample_major: bool =
     return verdict
 
 
-def _einsum_ok(K: int, rows: int, m: int, sample_major: bool = False) -> bool:
+def _einsum_ok(
+    K: int, rows: int, m: int, sample_major: bool = False, dtype: Any = np.float64
+) -> bool:
     """A gradient block for one output unit, g[k, i] = sum_p a[k, i, p] delta[k, p]: the
     single net's np.dot is a gemv; ``np.einsum`` does all members in one call (half the
     time of K gemv calls) and, for the sizes where the check passes, in the same order."""
     if m < 2:
         return False
-    key = ("einsum", K, rows, m, sample_major)
+    dtype = np.dtype(dtype)
+    key = ("einsum", K, rows, m, sample_major, dtype.name)
     verdict = _VERDICTS.get(key)
     if verdict is None:
         rng = np.random.default_rng(12345)
@@ -119,13 +138,13 @@ def _einsum_ok(K: int, rows: int, m: int, sample_major: bool = False) -> bool:
         for a, dl in _rounds(
             K * rows,
             lambda: zip(
-                _trial_inputs(rng, (K, rows, m), sample_major),
-                _trial_inputs(rng, (K, 1, m)),
+                _trial_inputs(rng, (K, rows, m), sample_major, dtype),
+                _trial_inputs(rng, (K, 1, m), False, dtype),
                 strict=True,
             ),
         ):
             ref = np.stack([np.dot(a[k], dl[k].T) for k in range(K)])
-            fast = np.zeros((K, P))
+            fast = np.zeros((K, P), dtype)
             np.einsum("kip,kp->ki", a, dl[:, 0], out=fast[:, 1 : 1 + rows])
             verdict = verdict and _same_bits(ref[..., 0], fast[:, 1 : 1 + rows].copy())
         _VERDICTS[key] = verdict

@@ -62,4 +62,5 @@ def network_from_config(
         init=config["init"],
         rng=rng,
         masks=None if mask is None else {0: mask},
+        dtype=config.get("dtype", "float64"),  # runs from before dtype existed: float64
     )

@@ -79,6 +79,7 @@ NEUTRAL_LATER_PARAMETERS: dict[str, Any] = {
     "field": 3,  # ... whose field then means nothing
     "wrap": False,
     "recurrent": False,
+    "dtype": "float64",  # issue 22: before float32, every run computed in float64
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from engine import (
     ACTIVATIONS,
     COSTS,
+    DTYPES,
     EPOCH_METRICS,
     INITS,
     OPTIMIZERS,
@@ -350,6 +351,13 @@ PARAMETERS: dict[str, Parameter] = {
             "epoch, over the whole training set; running = summed over the epoch's batches, "
             "each before its update, as scikit-learn and Keras report (no extra pass)",
             choice("epoch_metrics", EPOCH_METRICS),
+        ),
+        _param(
+            "dtype",
+            TRAINING_DEFAULTS["dtype"],
+            "the floating-point type the net computes in (weights, activations, gradients, "
+            "data): float64 or float32; stored weights keep it",
+            choice("dtype", DTYPES),
         ),
         _param(
             "schedule",
