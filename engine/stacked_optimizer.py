@@ -27,7 +27,7 @@ class StackedOptimizer:
         self.name = name
         self.buffers = buffers
         self._wide_of: Array | None = None
-        self._wide_col = np.empty(0)
+        self._wide_col = np.empty(0, next(iter(buffers.values())).dtype)
         if name == "adam":
             self.tmp = np.empty_like(buffers["m"])
 

@@ -52,8 +52,11 @@ def _admin_execute(sql: str) -> None:
         engine.dispose()
 
 
-def create_pg_database(prefix: str = "bplab_test") -> str:
-    """Create an empty PostgreSQL database with a random name; its URL."""
+def create_pg_database(prefix: str | None = None) -> str:
+    """Create an empty PostgreSQL database with a random name; its URL. The name starts
+    with ``prefix``, else BPLAB_TEST_PG_PREFIX (several people testing on one server can
+    tell theirs apart), else bplab_test."""
+    prefix = prefix or os.environ.get("BPLAB_TEST_PG_PREFIX", "bplab_test")
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         _admin_execute(f'CREATE DATABASE "{name}"')

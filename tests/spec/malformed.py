@@ -99,6 +99,10 @@ CASES: list[Case] = [
     ("output_activation_unknown", _grid(output_activation="relu"), "parameters.output_activation"),
     ("optimizer_unknown", _grid(optimizer="rmsprop"), "parameters.optimizer"),
     ("epoch_metrics_unknown", _grid(epoch_metrics="after"), "parameters.epoch_metrics"),
+    # issue 22: the floating-point type
+    ("dtype_unknown", _grid(dtype="float16"), "parameters.dtype"),
+    ("dtype_number", _grid(dtype=32), "parameters.dtype"),
+    ("dtype_in_list", _grid(dtype=["float32", "double"]), "parameters.dtype[1]"),
     ("init_negative", _grid(init=-0.3), "parameters.init"),
     ("init_unknown", _grid(init="glorot"), "parameters.init"),
     ("batch_size_zero", _grid(batch_size=0), "parameters.batch_size"),

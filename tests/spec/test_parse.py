@@ -17,6 +17,7 @@ CONFIG_KEYS = {
     "input_groups", "group_hidden", "epoch_metrics", "patience", "min_delta", "restore_best",
     "decay", "decay_biases", "error_margin",
     "kernels", "field", "wrap", "recurrent",  # issue 21: tied and recurrent nets
+    "dtype",  # issue 22: float32 or float64
 }  # fmt: skip
 
 
@@ -49,6 +50,7 @@ def test_documented_defaults() -> None:
         "stop_on_solve": False, "patience": 0, "min_delta": 0.0, "restore_best": False,
         "validation_split": 0.0, "log_every": 1, "epoch_metrics": "exact", "schedule": [],
         "kernels": None, "field": 3, "wrap": False, "recurrent": False,  # issue 21
+        "dtype": "float64",  # issue 22
     }  # fmt: skip
     rows = defaults_table()
     assert [row[0] for row in rows] == list(PARAMETERS)
