@@ -138,6 +138,14 @@ BAD = [
         "dataset: tc\nparameters:\n  kernels: 1\n  skip_connections: true\n",
         "parameters.kernels: cannot go with skip_connections",
     ),
+    (
+        "dataset: tc\nparameters:\n  kernels: 1\n  dtype: [float64, float32]\n",
+        "parameters.dtype: float32 cannot go with kernels",
+    ),
+    (
+        "dataset: sequences\nparameters:\n  recurrent: true\n  dtype: float32\n",
+        "parameters.dtype: float32 cannot go with recurrent",
+    ),
     ("dataset: timed_sequences:30\n", "dataset: timed_sequences:N needs an integer N in [0, 20]"),
     ("dataset: tc:3\n", "dataset: 'tc' takes no argument"),
 ]
