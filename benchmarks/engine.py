@@ -1,13 +1,17 @@
-"""Single-network training speed: bplab vs scikit-learn's MLP vs PyTorch (CPU, float64).
+"""Single-network training speed: bplab vs scikit-learn's MLP vs PyTorch (CPU, float64, float32).
 
 Run by hand (not in CI):
     python benchmarks/engine.py [--repeats 5] [--pop-repeats 9] [--quick] [--only single|population]
+        [--dtype float64|float32|both]
 
 Workloads (issue 3):
   W1 XOR 2-2-1, full batch          W2 symmetry 6-2-1 (64 patterns), full batch
   W3 digits 64-32-10, batch 32      W4 synthetic 20,000 x 784, 784-256-10, batch 128
-Every library gets one BLAS thread, float64, SGD with momentum 0.9, no early
+Every library gets one BLAS thread, the same dtype, SGD with momentum 0.9, no early
 stopping, the same cost (cross-entropy: scikit-learn's MLPClassifier has no other).
+Each workload runs in float64 and in float32 (rows marked f32, issue 22): bplab with
+``dtype: float32``, PyTorch with float32 layers and data, scikit-learn on float32 data
+(it trains in its input's dtype); the data are cast before the clock starts.
 Reported: the best epochs/s of the repeats, the libraries taking turns, and the ratio
 bplab / peer.
 
@@ -44,10 +48,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -55,10 +57,21 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from engine import Network, TrainConfig, load_dataset, train, train_population  # noqa: E402
+from benchmarks.engine_population import POPULATION, population_row  # noqa: E402
+from engine import Network, TrainConfig, load_dataset, train  # noqa: E402
 
 
-def workloads(quick: bool) -> list[dict]:
+def workloads(quick: bool, dtype: str = "float64") -> list[dict]:
+    """The workloads, their data cast to ``dtype`` (names marked f32 in float32)."""
+    rows = _workloads(quick)
+    for w in rows:
+        w["dtype"] = dtype
+        w["X"], w["Y"] = w["X"].astype(dtype), w["Y"].astype(dtype)
+        w["name"] += " f32" if dtype == "float32" else ""
+    return rows
+
+
+def _workloads(quick: bool) -> list[dict]:
     xor, sym = load_dataset("xor"), load_dataset("symmetry:6")
     digits = load_dataset("digits")
     rng = np.random.default_rng(0)
@@ -119,6 +132,7 @@ def run_bplab(w: dict, seed: int, epoch_metrics: str = "exact") -> float:
         cost="cross_entropy",
         init="xavier",
         rng=rng,
+        dtype=w["dtype"],
     )
     cfg = TrainConfig(
         learning_rate=w["lr"],
@@ -126,6 +140,7 @@ def run_bplab(w: dict, seed: int, epoch_metrics: str = "exact") -> float:
         batch_size=w["batch"],
         epochs=w["epochs"],
         epoch_metrics=epoch_metrics,
+        dtype=w["dtype"],
     )
     seen = []
     t = time.perf_counter()
@@ -176,9 +191,10 @@ def run_torch(w: dict, seed: int, evaluate: bool) -> float | None:
     single = w["sizes"][-1] == 1
     Y = torch.from_numpy(w["Y"]) if single else torch.from_numpy(w["Y"].argmax(axis=1))
     layers: list = []
+    dtype = torch.float32 if w["dtype"] == "float32" else torch.float64
     for a, b in zip(w["sizes"][:-1], w["sizes"][1:], strict=True):
         layers += [
-            torch.nn.Linear(a, b, dtype=torch.float64),
+            torch.nn.Linear(a, b, dtype=dtype),
             torch.nn.Sigmoid() if w["hidden"] == "sigmoid" else torch.nn.ReLU(),
         ]
     model = torch.nn.Sequential(*layers[:-1])
@@ -212,101 +228,6 @@ def run_torch(w: dict, seed: int, evaluate: bool) -> float | None:
     return time.perf_counter() - t
 
 
-POPULATION = [
-    dict(name="P1 xor 2-2-1 full", data="xor", sizes=[2, 2, 1], lr=0.5, epochs=2000),
-    dict(name="P2 symmetry 6-2-1 full", data="symmetry:6", sizes=[6, 2, 1], lr=0.1, epochs=1000),
-]
-
-
-def _members(p: dict, K: int, offset: int = 0) -> tuple[list, list, list]:
-    nets, rngs, cfgs = [], [], []
-    for k in range(offset, offset + K):
-        rng = np.random.default_rng(k)
-        nets.append(Network(p["sizes"], rng=rng))
-        rngs.append(rng)
-        cfgs.append(
-            TrainConfig(learning_rate=p["lr"] * (0.5 + k / 256), momentum=0.9, epochs=p["epochs"])
-        )
-    return nets, rngs, cfgs
-
-
-def population_row(p: dict, K: int, singles: int, repeats: int, layouts: bool = False) -> dict:
-    """Per-network epochs/s: ``singles`` nets one by one vs K at once, alternating.
-
-    The ratio is of the best rates (as timeit takes the minimum): this VM's speed moves by up
-    to 3x within minutes (one multiply of 16,384 numbers: 4.6 us, then 13 us a minute later),
-    so a median of one side taken at other moments than the other's swings the ratio by a
-    fifth. The best of alternating repeats is each side at the machine's quiet moments. The
-    medians and their ratio are reported too. ``layouts``: the population is also timed with
-    the member-major layout forced, in the same alternation (``layout_ratio``: default /
-    member-major).
-    """
-    d = load_dataset(p["data"])
-    single_rates, pop_rates, major_rates = [], [], []
-    for _ in range(repeats):
-        nets, rngs, cfgs = _members(p, singles)
-        t = time.perf_counter()
-        for net, rng, cfg in zip(nets, rngs, cfgs, strict=True):
-            train(net, d.X, d.Y, cfg, rng=rng)
-        single_rates.append(singles * p["epochs"] / (time.perf_counter() - t))
-        pnets, prngs, pcfgs = _members(p, K)
-        t = time.perf_counter()
-        train_population(pnets, d.X, d.Y, pcfgs, rngs=prngs)
-        pop_rates.append(K * p["epochs"] / (time.perf_counter() - t))
-        if layouts:
-            with _member_major():
-                mnets, mrngs, mcfgs = _members(p, K)
-                t = time.perf_counter()
-                train_population(mnets, d.X, d.Y, mcfgs, rngs=mrngs)
-                major_rates.append(K * p["epochs"] / (time.perf_counter() - t))
-    identical = all(np.array_equal(a.theta, b.theta) for a, b in zip(nets, pnets, strict=False))
-    single, pop = max(single_rates), max(pop_rates)
-    single_med, pop_med = statistics.median(single_rates), statistics.median(pop_rates)
-    return {
-        "workload": p["name"],
-        "members": K,
-        "epochs": p["epochs"],
-        "single_net_epochs_per_s": single,
-        "population_net_epochs_per_s": pop,
-        "ratio": pop / single,
-        "median_single_net_epochs_per_s": single_med,
-        "median_population_net_epochs_per_s": pop_med,
-        "ratio_of_medians": pop_med / single_med,
-        "identical_to_single": identical,
-        **_layout_figures(pop_rates, major_rates),
-    }
-
-
-@contextlib.contextmanager
-def _member_major():
-    """Force the member-major layout (``engine.stacked``) where the population would pick
-    another one (``engine.minor``'s ``fits``), for the --layouts comparison."""
-    import engine.population as population
-
-    fits = getattr(population, "fits", None)
-    if fits is None:  # only one layout: nothing to force
-        yield
-        return
-    population.fits = lambda *args: None
-    try:
-        yield
-    finally:
-        population.fits = fits
-
-
-def _layout_figures(pop_rates: list[float], major_rates: list[float]) -> dict:
-    """The default layout against member-major forced, best and median rates."""
-    if not major_rates:
-        return {}
-    best, med = max(pop_rates), statistics.median(pop_rates)
-    return {
-        "member_major_net_epochs_per_s": max(major_rates),
-        "median_member_major_net_epochs_per_s": statistics.median(major_rates),
-        "layout_ratio": best / max(major_rates),
-        "layout_ratio_of_medians": med / statistics.median(major_rates),
-    }
-
-
 def best_times(runners: dict, repeats: int) -> dict[str, float | None]:
     """Seconds per library, best of ``repeats``, the libraries taking turns (seed by seed):
     this VM's speed moves by up to 3x within minutes, and a library timed in one stretch
@@ -324,6 +245,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tenth of the epochs")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "engine.json"))
     parser.add_argument("--only", choices=("single", "population"), default=None)
+    parser.add_argument(
+        "--dtype", choices=("float64", "float32", "both"), default="both",
+        help="the single-network rows' dtype (population rows: float64)",
+    )  # fmt: skip
     parser.add_argument("--members", type=int, default=256, help="K for the population rows")
     parser.add_argument(
         "--pop-repeats", type=int, default=9, help="alternating repeats of the population rows"
@@ -342,7 +267,9 @@ def main() -> None:
     rows: list[dict] = []
     pop_rows: list[dict] = []
     with threadpool_limits(limits=1):
-        for w in workloads(args.quick) if args.only != "population" else []:
+        dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
+        single = [w for d in dtypes for w in workloads(args.quick, d)]
+        for w in single if args.only != "population" else []:
             eps = {}
             runners = {"bplab": lambda s, w=w: run_bplab(w, s)}
             if not args.bplab_only:
@@ -394,6 +321,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "repeats": args.repeats,
         "quick": args.quick,
+        "dtypes": list(dtypes),
     }
     out.write_text(json.dumps({"meta": meta, "results": rows, "population": pop_rows}, indent=2))
     print(f"wrote {out}")

@@ -27,7 +27,7 @@ DTYPES: dict[str, str] = {
 
 def as_dtype(name: Any) -> np.dtype:
     """The numpy dtype of a name in DTYPES (or of such a dtype); ValueError otherwise."""
-    if isinstance(name, np.dtype) or isinstance(name, type):
+    if isinstance(name, np.dtype | type):
         name = np.dtype(name).name
     return np.dtype(check_name("dtype", name, DTYPES))
 

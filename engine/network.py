@@ -36,8 +36,8 @@ from .activations import (
     OUTPUT_ACTIVATIONS,
     check_name,
 )
-from .dtypes import as_dtype
 from .costs import COSTS, MEAN_COSTS, cost_sum, dead_zone, output_delta
+from .dtypes import as_dtype
 from .initializers import check_init, init_layer
 from .layers import Workspace, backward_layers, forward_layers
 from .masks import normalise_masks

@@ -180,9 +180,7 @@ class Stack:
                 steps += self._grad_first(ws)
                 break
             a, dl, gb = ins[l], deltas[l], self.gblocks[l]
-            if dl.shape[1] == 1 and _einsum_ok(
-                self.K, a.shape[1], ws.m, _sample_major(a), a.dtype
-            ):
+            if dl.shape[1] == 1 and _einsum_ok(self.K, a.shape[1], ws.m, _sample_major(a), a.dtype):
                 steps.append(partial(np.einsum, "kip,kp->ki", a, dl[:, 0], out=gb[..., 0]))
             else:
                 steps += _product(a, ws.deltasT[l], gb)

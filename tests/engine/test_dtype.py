@@ -50,7 +50,8 @@ def test_a_float32_step_leaves_no_float64_array_in_the_state(optimizer, batch_si
     net = Network([64, 16, 10], output_activation="softmax", cost="cross_entropy", rng=rng,
                   dtype="float32")  # fmt: skip
     config = TrainConfig(optimizer=optimizer, batch_size=batch_size, learning_rate=0.1,
-                         weight_decay=1e-3, decay=1e-4, error_margin=0.05, dtype="float32")  # fmt: skip
+                         weight_decay=1e-3, decay=1e-4, error_margin=0.05,
+                         dtype="float32")  # fmt: skip
     X, Y, kind, rows = prepare_set(net, DIGITS.X[:50], DIGITS.Y[:50], None)
     from engine.optimizers import make_optimizer
 
@@ -221,11 +222,18 @@ def test_float32_population_members_are_bit_identical_to_lone_runs(
                        rng=np.random.default_rng(10 + k), dtype="float32")  # fmt: skip
 
     configs = [
-        TrainConfig(learning_rate=(0.3 if optimizer != "adam" else 0.01) * (1 + k / 4),
-                    momentum=0.5 + 0.1 * k, optimizer=optimizer, batch_size=batch, epochs=25,
-                    weight_decay=1e-3 * (k % 2), decay=1e-4 * (k % 3 == 1),
-                    error_margin=0.1 * (k % 3 == 2), dtype="float32",
-                    schedule=[{"until": 10, "momentum": 0.3}] if k == 4 else ())  # fmt: skip
+        TrainConfig(
+            learning_rate=(0.3 if optimizer != "adam" else 0.01) * (1 + k / 4),
+            momentum=0.5 + 0.1 * k,
+            optimizer=optimizer,
+            batch_size=batch,
+            epochs=25,
+            weight_decay=1e-3 * (k % 2),
+            decay=1e-4 * (k % 3 == 1),
+            error_margin=0.1 * (k % 3 == 2),
+            dtype="float32",
+            schedule=[{"until": 10, "momentum": 0.3}] if k == 4 else (),
+        )  # fmt: skip
         for k in range(K)
     ]
     alone = []

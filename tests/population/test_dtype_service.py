@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from engine import TrainState
@@ -18,7 +18,7 @@ from service.db.models import RunWeights
 from service.db.session import session_scope
 from service.execution import execute_run, execute_runs
 from service.grouping import shape_key
-from tests.cli.conftest import Bplab, bplab, small_xor_spec, sqlite_url  # noqa: F401 - fixtures
+from tests.cli.conftest import Bplab, small_xor_spec
 from tests.population.test_population_service import _configs, _result, _same_results, _sweep
 from tests.reliability.test_runner import assert_clean, stop_after
 
@@ -44,8 +44,8 @@ def test_a_float32_run_stopped_twice_resumes_bit_identical(db_url: str, monkeypa
 
 def test_float32_population_members_are_recorded_as_their_lone_runs(db_url, monkeypatch):
     monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "50")
-    runs = _configs(dataset="symmetry:4", hidden=3, learning_rate=[0.3, 1.5], momentum=0.9,
-                    epochs=200, log_every=5, dtype="float32", weight_decay=[0.0, 0.001])  # fmt: skip
+    runs = _configs(dataset="symmetry:4", hidden=3, learning_rate=[0.3, 1.5], epochs=200,
+                    log_every=5, dtype="float32", weight_decay=[0.0, 0.001])  # fmt: skip
     alone, together = _sweep(db_url, runs), _sweep(db_url, runs)
     for rid in alone:
         execute_run(rid, url=db_url)
@@ -70,6 +70,12 @@ def test_config_key_ignores_the_default_dtype():
     old = {k: v for k, v in config.items() if k != "dtype"}  # a run from before issue 22
     assert repo.config_key(config) == repo.config_key(old)
     assert repo.config_key({**config, "dtype": "float32"}) != repo.config_key(old)
+
+
+@pytest.fixture
+def bplab(tmp_path: Path) -> Bplab:
+    """tests/cli's fixture: the CLI in-process on a fresh SQLite file."""
+    return Bplab(f"sqlite:///{tmp_path / 'bplab.db'}", tmp_path)
 
 
 def test_sweep_run_with_float32_stores_float32_weights(bplab: Bplab) -> None:
