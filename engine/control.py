@@ -148,8 +148,9 @@ def sums_finite(theta: Array) -> bool:
     """True when every member's sum(theta) (the divergence test) is surely finite: no
     inf/nan, and too small for any order of summation to overflow. One ddot over the whole
     (K, P) array instead of K row sums: a finite sum of squares bounds every |w| by
-    sqrt(max float) ~ 1.3e154, so a row of P < 1e150 of them cannot overflow (and an
-    inf/nan makes the sum inf/nan). When False the caller does the exact row sums."""
+    sqrt(max float) ~ 1.3e154 (float32: 1.8e19), so a row of P < 1e150 (float32: 1e19) of
+    them cannot overflow (and an inf/nan makes the sum inf/nan). When False the caller does
+    the exact row sums."""
     flat = theta.reshape(-1)
     return math.isfinite(float(np.dot(flat, flat)))
 
