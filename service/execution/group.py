@@ -8,6 +8,7 @@ cheap: per run, the database, not the engine, is the cost. A group of one is a s
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -25,7 +26,7 @@ from service.datasets import training_data
 from service.db import leases
 from service.db import repository as repo
 from service.db.blobs import pack_arrays, sha256_hex
-from service.db.bulk import insert_epoch_rows_fenced_many
+from service.db.bulk import EPOCH_FIELDS, insert_epoch_rows_fenced_many
 from service.db.models import Checkpoint, RunWeights
 from service.db.repository import StaleAttempt
 from service.db.retry import is_transient, with_retry
@@ -183,12 +184,17 @@ class Population:
             due = np.flatnonzero(epochs % self._log_every == 0)
         full = False
         if due.size:
-            cols = {k: (None if v is None else v.tolist()) for k, v in metrics.items()}
-            for r in due.tolist():
+            # the due members' rows, laid out column by column (recording.EpochRecorder.append_row)
+            columns: list[Any] = [epochs[due].tolist()]
+            for key in EPOCH_FIELDS:
+                values = metrics.get(key)
+                columns.append(
+                    itertools.repeat(None) if values is None else values[due].astype(float).tolist()
+                )
+            for r, row in zip(due.tolist(), zip(*columns, strict=False), strict=True):
                 rec = self.live[members[r]].rec
                 assert rec is not None
-                row = {k: (None if v is None else v[r]) for k, v in cols.items()}
-                rec.append(int(epochs[r]), row)
+                rec.append_row(row)
                 full = full or len(rec.buffered) >= FLUSH_ROWS
         flushed = self.last_flush
         due_now = time.monotonic() - self.last_flush >= self.heartbeat_s
@@ -307,7 +313,7 @@ class Population:
         self.checkpoints = {k: s for k, s in self.checkpoints.items() if k not in targets}
         self.finishing = [k for k in self.finishing if k not in targets]
 
-    def _rows(self, k: int) -> list[dict[str, Any]]:
+    def _rows(self, k: int) -> list[tuple[Any, ...]]:
         rec = self.live[k].rec
         assert rec is not None
         return rec.buffered

@@ -9,6 +9,7 @@ from typing import Any
 from service import reliability
 from service.db import leases
 from service.db import repository as repo
+from service.db.bulk import EPOCH_FIELDS
 
 # A batch is written when it holds this many rows or when the heartbeat is due (see
 # reliability.heartbeat_seconds: at most 1 s, at least four per lease). Every write renews the
@@ -16,8 +17,6 @@ from service.db import repository as repo
 # over; so a crash loses at most about a second of curve, and a cancel acts within a second
 # (or one epoch, when epochs are slower than that).
 FLUSH_ROWS = 1000
-
-METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "max_error")
 
 
 class EpochRecorder:
@@ -39,7 +38,7 @@ class EpochRecorder:
         self.attempt = attempt
         # A write transaction stuck open (its process stopped) is ended after half a lease.
         self.idle_s = reliability.lease_seconds() / 2
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[tuple[Any, ...]] = []
         self.last_epoch: int | None = None
         self.last_metrics: dict[str, Any] | None = None
         self._last_recorded: int | None = None
@@ -54,11 +53,11 @@ class EpochRecorder:
             self.append(self.last_epoch, self.last_metrics)
 
     @property
-    def buffered(self) -> list[dict[str, Any]]:
+    def buffered(self) -> list[tuple[Any, ...]]:
         """The rows not yet written (the live list: a population flushes many recorders at once)."""
         return self._rows
 
-    def pending_rows(self) -> list[dict[str, Any]]:
+    def pending_rows(self) -> list[tuple[Any, ...]]:
         return list(self._rows)
 
     def write(self, session: Any) -> None:
@@ -71,13 +70,15 @@ class EpochRecorder:
         self._rows = []
 
     def append(self, epoch: int, metrics: dict[str, Any]) -> None:
-        """Buffer one epoch's row (the executor does this for the epochs that are due)."""
-        row: dict[str, Any] = {"epoch": int(epoch)}
-        for key in METRIC_KEYS:
-            value = metrics.get(key)
-            row[key] = None if value is None else float(value)
+        """Buffer one epoch's row from its metrics ({key: number or None})."""
+        values = (metrics.get(key) for key in EPOCH_FIELDS)
+        self.append_row((int(epoch), *(None if v is None else float(v) for v in values)))
+
+    def append_row(self, row: tuple[Any, ...]) -> None:
+        """Buffer one row already laid out as (epoch, *EPOCH_FIELDS) of int and floats (see
+        service.db.bulk.epoch_tuples): what the executor builds for the epochs that are due."""
         self._rows.append(row)
-        self._last_recorded = epoch
+        self._last_recorded = row[0]
 
 
 def final_summary(recorder: EpochRecorder, history: Any, wall_time_s: float) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import pytest
 from dbhelpers import full_config
 
 from service.db import repository as repo
-from service.db.bulk import COPY_MIN_ROWS, insert_epoch_rows_fenced
+from service.db.bulk import COPY_MIN_ROWS, epoch_tuples, insert_epoch_rows_fenced
 from service.db.session import session_scope
 
 
@@ -46,14 +46,17 @@ def _stored(url: str, run_id: int) -> dict[int, tuple]:
         }
 
 
+@pytest.mark.parametrize("form", ["mappings", "tuples"])
 @pytest.mark.parametrize("size", [3, COPY_MIN_ROWS + 5])
-def test_current_attempt_writes_and_first_row_wins(db_url, size):
+def test_current_attempt_writes_and_first_row_wins(db_url, size, form):
+    """Rows as mappings, or laid out as the executor's recorder keeps them (epoch_tuples)."""
     run_id, attempt = _claimed(db_url)
     rows = _rows(1, size)
     rows[1]["loss"] = math.nan
     rows[2]["max_error"] = math.inf
+    sent = epoch_tuples(rows) if form == "tuples" else rows
     with session_scope(db_url) as s:
-        assert insert_epoch_rows_fenced(s.connection(), run_id, attempt, rows)
+        assert insert_epoch_rows_fenced(s.connection(), run_id, attempt, sent)
     # a replay of an overlapping batch (after a resume) keeps what was written first
     with session_scope(db_url) as s:
         assert insert_epoch_rows_fenced(
@@ -132,8 +135,9 @@ def test_many_runs_at_once_only_current_attempts_write(db_url):
         assert insert_epoch_rows_fenced_many(s.connection(), []) == set()
 
 
+@pytest.mark.parametrize("form", ["mappings", "tuples"])
 @pytest.mark.parametrize("many", [False, True])
-def test_every_value_comes_back_bit_for_bit(db_url, many):
+def test_every_value_comes_back_bit_for_bit(db_url, many, form):
     """The columns go to PostgreSQL as binary arrays (NULL arrays for columns of None only,
     psycopg's own lists where None and numbers mix): every double comes back as it went in,
     including NaN, infinities, the smallest subnormal and values with 17 significant digits."""
@@ -153,11 +157,12 @@ def test_every_value_comes_back_bit_for_bit(db_url, many):
         for e, v in enumerate(values)
     ]
     run_id, attempt = _claimed(db_url)
+    sent = epoch_tuples(rows) if form == "tuples" else rows
     with session_scope(db_url) as s:
         if many:
-            assert insert_epoch_rows_fenced_many(s.connection(), [(run_id, attempt, rows)]) == set()
+            assert insert_epoch_rows_fenced_many(s.connection(), [(run_id, attempt, sent)]) == set()
         else:
-            assert insert_epoch_rows_fenced(s.connection(), run_id, attempt, rows)
+            assert insert_epoch_rows_fenced(s.connection(), run_id, attempt, sent)
     stored = _stored(db_url, run_id)
     assert sorted(stored) == [r["epoch"] for r in rows]
     for row in rows:
