@@ -43,8 +43,7 @@ class Workspace:
         sizes = net.layer_sizes
         L = len(sizes) - 1
         self.m = m
-        # every buffer in the net's dtype (a tied net's dense part, a plain namespace: float64)
-        empty = partial(np.empty, dtype=getattr(net, "dtype", np.float64))
+        empty = partial(np.empty, dtype=net.dtype)  # every buffer in the net's dtype
         self.ins: list[Array] = []
         self.outs: list[Array] = []
         self.rows: Array | None = None

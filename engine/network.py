@@ -361,7 +361,7 @@ class Network:
                 if "kind" in arch:  # a net with shared weights: engine.tied, engine.recurrent
                     from .shared import from_architecture
 
-                    shared = from_architecture(arch)
+                    shared = from_architecture(arch, data["W1"].dtype)
                     count = len(shared.params)
                     shared.set_params([data[f"{'Wb'[i % 2]}{i // 2 + 1}"] for i in range(count)])
                     return shared

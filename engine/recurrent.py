@@ -40,22 +40,23 @@ class RecurrentWorkspace(Workspace):
         T, d_in, H, d_out = net.steps, net.step_inputs, net.units, net.step_outputs
         self.m = m
         self.rows = None
-        self.z = np.zeros((T, 1 + d_in + H, m))
+        dtype = net.dtype  # every buffer in the net's dtype
+        self.z = np.zeros((T, 1 + d_in + H, m), dtype)
         self.z[:, 0] = 1.0
-        self.hs = np.empty((T, 1 + H, m))
+        self.hs = np.empty((T, 1 + H, m), dtype)
         self.hs[:, 0] = 1.0
-        self.out = np.empty((T * d_out, m))
+        self.out = np.empty((T * d_out, m), dtype)
         self.y = np.empty_like(self.out)
         self.diff = np.empty_like(self.out)
         self.deltas = [np.empty_like(self.out)]
         self.deltasT = [d.T for d in self.deltas]
         self.tmps = [np.empty_like(self.out)]
         self.outs = [self.out]
-        self.dh = np.empty((H, m))  # dE/dh_t, then dE/d(net input) at step t
-        self.dh_tmp = np.empty((H, m))
-        self.g0 = np.empty((1 + d_in + H, H))
-        self.g1 = np.empty((1 + H, d_out))
-        self.rowmax = np.empty(m)
+        self.dh = np.empty((H, m), dtype)  # dE/dh_t, then dE/d(net input) at step t
+        self.dh_tmp = np.empty((H, m), dtype)
+        self.g0 = np.empty((1 + d_in + H, H), dtype)
+        self.g1 = np.empty((1 + H, d_out), dtype)
+        self.rowmax = np.empty(m, dtype)
         self.flags = np.empty(m, dtype=bool)
 
     def load_x(self, rows: Array) -> None:
@@ -67,7 +68,8 @@ class RecurrentWorkspace(Workspace):
 
 class RecurrentNetwork(Network):
     """``step_inputs`` -> ``units`` recurrent hidden units -> ``step_outputs``, run for
-    ``steps`` steps. Softmax outputs are not offered: each step would need its own."""
+    ``steps`` steps. Softmax outputs are not offered: each step would need its own.
+    ``dtype``: as ``Network``'s."""
 
     workspace_class = RecurrentWorkspace
     stackable = False  # engine.stacked has no recurrent layer: populations of one only
@@ -84,6 +86,7 @@ class RecurrentNetwork(Network):
         cost: str = "sse",
         init: float | str = 0.3,
         rng: np.random.Generator,
+        dtype: str | np.dtype = "float64",
     ) -> None:
         if steps < 1 or min(step_inputs, units, step_outputs) < 1:
             raise ValueError("a recurrent net needs steps, inputs, units and outputs >= 1")
@@ -96,6 +99,7 @@ class RecurrentNetwork(Network):
             cost=cost,
             init=init,
             rng=rng,
+            dtype=dtype,
         )
         self.steps, self.units = steps, units
         self.step_inputs, self.step_outputs = step_inputs, step_outputs

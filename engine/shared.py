@@ -12,13 +12,15 @@ from .recurrent import RecurrentNetwork
 from .tied import TiedNetwork
 
 
-def from_architecture(arch: Mapping[str, Any]) -> Network:
-    """An untrained net of the shape ``architecture()`` described (weights to be set)."""
+def from_architecture(arch: Mapping[str, Any], dtype: Any = "float64") -> Network:
+    """An untrained net of the shape ``architecture()`` described (weights to be set), in
+    ``dtype`` (the saved weights': the architecture does not name it)."""
     common = {
         "activation": arch["activation"],
         "output_activation": arch["output_activation"],
         "cost": arch["cost"],
         "rng": np.random.default_rng(0),  # the weights are overwritten by the caller
+        "dtype": dtype,
     }
     if arch["kind"] == "tied":
         return TiedNetwork(

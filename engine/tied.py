@@ -22,6 +22,7 @@ exactly translation-equivariant, as the T-C problem's wrap-around retina needs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -62,18 +63,19 @@ class TiedWorkspace(Workspace):
     def __init__(self, net: TiedNetwork, m: int) -> None:  # type: ignore[override]
         Workspace.__init__(self, net.dense_shape, m)  # type: ignore[arg-type]
         units = net.dense_shape.layer_sizes[0]
-        first = np.empty((1 + units, m))  # [1; tied units], unit-major like hidden layers
+        empty = partial(np.empty, dtype=net.dtype)  # every buffer in the net's dtype
+        first = empty((1 + units, m))  # [1; tied units], unit-major like hidden layers
         first[0] = 1.0
         self.ins[0] = first
         self.rows = None
         self.tied = first[1:]
-        self.x = np.empty((net.layer_sizes[0], m))
+        self.x = empty((net.layer_sizes[0], m))
         ff, positions = net.idx.shape
-        self.patches = np.empty((1 + ff, positions * m))
+        self.patches = empty((1 + ff, positions * m))
         self.patches[0] = 1.0
         self.pixels = self.patches[1:].reshape(ff, positions, m)
-        self.tied_delta = np.empty((units, m))
-        self.tied_tmp = np.empty((units, m))
+        self.tied_delta = empty((units, m))
+        self.tied_tmp = empty((units, m))
 
 
 class TiedNetwork(Network):
@@ -81,7 +83,8 @@ class TiedNetwork(Network):
 
     ``retina``: (height, width); inputs are its pixels row by row. The tied layer uses
     ``activation``, as every hidden layer does. Trains with ``engine.train`` (a
-    population of these is trained one net at a time, see ``stackable``).
+    population of these is trained one net at a time, see ``stackable``). ``dtype``: as
+    ``Network``'s, the kernels included (drawn in float64 after the full layers, rounded).
     """
 
     workspace_class = TiedWorkspace
@@ -101,6 +104,7 @@ class TiedNetwork(Network):
         cost: str = "sse",
         init: float | str = 0.3,
         rng: np.random.Generator,
+        dtype: str | np.dtype = "float64",
     ) -> None:
         height, width = (int(v) for v in retina)
         if kernels < 1 or field < 1:
@@ -118,9 +122,13 @@ class TiedNetwork(Network):
             init=init,
             rng=rng,
             lead=(1 + ff) * kernels,
+            dtype=dtype,
         )
         self.dense_shape = SimpleNamespace(
-            layer_sizes=self.layer_sizes, skip_connections=False, fan_ins=self.fan_ins
+            layer_sizes=self.layer_sizes,
+            skip_connections=False,
+            fan_ins=self.fan_ins,
+            dtype=self.dtype,
         )
         self.layer_sizes = (height * width, *self.layer_sizes)
         self.kernel_block = self.theta[: self.lead].reshape(1 + ff, kernels)

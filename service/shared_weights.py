@@ -61,6 +61,7 @@ def shared_network(config: Mapping[str, Any], rng: np.random.Generator) -> Netwo
         "cost": config["cost"],
         "init": config["init"],
         "rng": rng,
+        "dtype": config.get("dtype", "float64"),  # runs from before dtype existed: float64
     }
     if config.get("kernels") and config.get("recurrent"):
         raise ValueError("kernels and recurrent do not go together (one or the other)")

@@ -41,9 +41,6 @@ def check_architecture(axes: dict[str, Axis], dataset: str) -> None:
     if (kernels or recurrent) and True in axes["skip_connections"].values:
         which = "kernels" if kernels else "recurrent"
         raise Invalid(f"parameters.{which}", "cannot go with skip_connections: true")
-    if (kernels or recurrent) and "float32" in axes["dtype"].values:
-        which = "kernels" if kernels else "recurrent"
-        raise Invalid("parameters.dtype", f"float32 cannot go with {which}: float64 only")
     if (kernels or recurrent) and axes["input_groups"].values != (None,):
         which = "kernels" if kernels else "recurrent"
         raise Invalid(f"parameters.{which}", "cannot go with input_groups")
