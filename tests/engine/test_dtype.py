@@ -11,7 +11,9 @@ import pytest
 import torch  # torch==2.13.0 is in the test extra
 
 from engine import Network, TrainConfig, TrainState, load_dataset, train, train_population
+from engine.recurrent import RecurrentNetwork
 from engine.stacked_updates import StackedUpdates
+from engine.tied import TiedNetwork
 from engine.training import _Updates, prepare_set
 
 XOR = load_dataset("xor")
@@ -64,6 +66,50 @@ def test_a_float32_step_leaves_no_float64_array_in_the_state(optimizer, batch_si
     assert _floats(net) == {"float32"}
     assert _floats(updates) == {"float32"}
     assert _floats(opt) == {"float32"}
+
+
+def _shared_weight_net(kind: str, dtype: str) -> tuple[Network, np.ndarray, np.ndarray]:
+    """A tied net on the T-C retina or a recurrent net on the letter sequences, and data."""
+    rng = np.random.default_rng(4)
+    if kind == "tied":
+        data = load_dataset("tc")
+        net = TiedNetwork((6, 6), 2, [3], 1, wrap=True, init=1.0, rng=rng, dtype=dtype)
+        return net, data.X[:40], data.Y[:40]
+    data = load_dataset("sequences")
+    net = RecurrentNetwork(5, 6, 5, 6, activation="tanh", init=0.5, rng=rng, dtype=dtype)
+    return net, data.X, data.Y
+
+
+@pytest.mark.parametrize("kind", ["tied", "recurrent"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("batch_size", [None, 7])
+def test_a_float32_shared_weight_net_leaves_no_float64_array_in_the_state(
+    kind, optimizer, batch_size
+):
+    """As above for the nets with layers of their own: the kernels, patches, unfolded
+    steps and BPTT buffers are float32 too."""
+    net, X, Y = _shared_weight_net(kind, "float32")
+    config = TrainConfig(optimizer=optimizer, batch_size=batch_size, learning_rate=0.05,
+                         weight_decay=1e-3, decay=1e-4, error_margin=0.05,
+                         dtype="float32")  # fmt: skip
+    X, Y, kind_, rows = prepare_set(net, X, Y, None)
+    from engine.optimizers import make_optimizer
+
+    opt = make_optimizer(optimizer, net.theta.size, net.dtype)
+    updates = _Updates(net, X, Y, config, kind_, rows, opt)
+    updates.start()
+    rng = np.random.default_rng(0)
+    with np.errstate(all="ignore"):
+        for _ in range(2):
+            (updates.full_epoch if updates.full else updates.batch_epoch)(rng)
+    workspaces = [updates.ws] if updates.full else [updates.ws_batch, updates.ws_rest]
+    assert all(type(ws).__name__ != "Workspace" for ws in workspaces)  # the net's own
+    assert _floats(net) == {"float32"}
+    assert _floats(updates) == {"float32"}
+    assert all(_floats(ws) == {"float32"} for ws in workspaces)
+    assert _floats(opt) == {"float32"}
+    assert net.forward(X).dtype == np.float32
+    assert all(g.dtype == np.float32 for g in net.gradient(X, Y))
 
 
 def test_a_float32_population_step_leaves_no_float64_array_in_the_state():
@@ -145,6 +191,18 @@ def test_save_and_load_keep_float32():
     buf.seek(0)
     back = Network.load(buf)
     assert back.dtype == np.float32 and np.array_equal(back.theta, net.theta)
+
+
+@pytest.mark.parametrize("kind", ["tied", "recurrent"])
+def test_save_and_load_keep_float32_with_shared_weights(kind):
+    net, X, _ = _shared_weight_net(kind, "float32")
+    buf = io.BytesIO()
+    net.save(buf)
+    buf.seek(0)
+    back = Network.load(buf)
+    assert type(back) is type(net) and back.dtype == np.float32
+    assert np.array_equal(back.theta, net.theta)
+    assert np.array_equal(back.forward(X), net.forward(X))
 
 
 def _float32_torch_reference(net: Network, X: np.ndarray, Y: np.ndarray, steps: int,

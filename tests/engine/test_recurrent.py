@@ -9,16 +9,18 @@ import pytest
 import torch  # torch==2.13.0 is in the test extra
 from test_gradients import _check as finite_difference_check  # tests/engine, by rootdir
 
-from engine import TrainConfig, load_dataset, train
+from engine import TrainConfig, TrainState, load_dataset, train, train_population
 from engine.recurrent import RecurrentNetwork
 from engine.sequences import LETTERS, sequence
 
 STEPS, D_IN, UNITS, D_OUT, N = 4, 3, 5, 2, 6
 
 
-def _net(activation: str = "sigmoid", seed: int = 0) -> RecurrentNetwork:
+def _net(activation: str = "sigmoid", seed: int = 0, dtype: str = "float64") -> RecurrentNetwork:
     rng = np.random.default_rng(seed)
-    return RecurrentNetwork(D_IN, UNITS, D_OUT, STEPS, activation=activation, init=0.7, rng=rng)
+    return RecurrentNetwork(
+        D_IN, UNITS, D_OUT, STEPS, activation=activation, init=0.7, rng=rng, dtype=dtype
+    )
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -35,51 +37,90 @@ def test_bptt_matches_finite_differences(activation: str) -> None:
     assert np.abs(analytic[0][D_IN:]).max() > 1e-3  # W_h, the recurrent weights, do learn
 
 
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
-def test_bptt_matches_torch_autograd_on_the_unrolled_net(activation: str) -> None:
-    """h_t = f([x_t; h_{t-1}] W + b), y_t = sigmoid(h_t W_y + c), written out by hand in torch:
-    the maths of the module docstring, differentiated by autograd."""
-    net = _net(activation)
-    X, Y = _data()
-    grads = net.gradient(X, Y)
+def _torch_unrolled(net: RecurrentNetwork, X: np.ndarray, Y: np.ndarray, activation: str):
+    """h_t = f([x_t; h_{t-1}] W + b), y_t = sigmoid(h_t W_y + c), written out by hand in torch
+    in the net's dtype: (outputs, [W, b, W_y, c] with their gradients)."""
     W, b, W_y, c = (torch.tensor(p.copy(), requires_grad=True) for p in net.params)
-    x = torch.tensor(X).reshape(N, STEPS, D_IN)
+    x = torch.tensor(X.astype(net.dtype)).reshape(N, STEPS, D_IN)
     f = torch.sigmoid if activation == "sigmoid" else torch.tanh
-    h = torch.zeros(N, UNITS, dtype=torch.float64)
+    h = torch.zeros(N, UNITS, dtype=W.dtype)
     outs = []
     for t in range(STEPS):
         h = f(torch.cat([x[:, t], h], dim=1) @ W + b)
         outs.append(torch.sigmoid(h @ W_y + c))
     out = torch.cat(outs, dim=1)
-    (0.5 * ((out - torch.tensor(Y)) ** 2).sum()).backward()
-    np.testing.assert_allclose(net.forward(X), out.detach().numpy(), rtol=0, atol=1e-12)
-    for mine, theirs in zip(grads, (W, b, W_y, c), strict=True):
+    (0.5 * ((out - torch.tensor(Y.astype(net.dtype))) ** 2).sum()).backward()
+    return out.detach().numpy(), (W, b, W_y, c)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_bptt_matches_torch_autograd_on_the_unrolled_net(activation: str) -> None:
+    """The maths of the module docstring, differentiated by autograd."""
+    net = _net(activation)
+    X, Y = _data()
+    grads = net.gradient(X, Y)
+    out, params = _torch_unrolled(net, X, Y, activation)
+    np.testing.assert_allclose(net.forward(X), out, rtol=0, atol=1e-12)
+    for mine, theirs in zip(grads, params, strict=True):
         np.testing.assert_allclose(mine, theirs.grad.numpy(), rtol=0, atol=1e-12)
 
 
-def test_bptt_matches_torch_nn_rnn() -> None:
-    """torch's own RNN layer (tanh; its two biases: ours in b_ih, b_hh held at 0)."""
-    net = _net("tanh")
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_float32_bptt_matches_torch_float32_autograd(activation: str) -> None:
+    """The same in single precision against PyTorch's float32: float32 tolerances."""
+    net = _net(activation, dtype="float32")
     X, Y = _data()
     grads = net.gradient(X, Y)
+    out, params = _torch_unrolled(net, X, Y, activation)
+    assert out.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    np.testing.assert_allclose(net.forward(X), out, rtol=1e-5, atol=1e-6)
+    for mine, theirs in zip(grads, params, strict=True):
+        assert theirs.dtype == torch.float32
+        np.testing.assert_allclose(mine, theirs.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def _torch_rnn(net: RecurrentNetwork, X: np.ndarray, Y: np.ndarray):
+    """torch's own RNN layer (tanh; its two biases: ours in b_ih, b_hh held at 0), in the
+    net's dtype: (outputs, hidden states, the rnn, W_y, c)."""
     W = net.params[0]
-    rnn = torch.nn.RNN(D_IN, UNITS, nonlinearity="tanh", batch_first=True).double()
+    rnn = torch.nn.RNN(D_IN, UNITS, nonlinearity="tanh", batch_first=True)
+    rnn = rnn.to(torch.float64 if net.dtype == np.float64 else torch.float32)
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(torch.tensor(W[:D_IN].T))
         rnn.weight_hh_l0.copy_(torch.tensor(W[D_IN:].T))
         rnn.bias_ih_l0.copy_(torch.tensor(net.params[1]))
         rnn.bias_hh_l0.zero_()
     W_y, c = (torch.tensor(p.copy(), requires_grad=True) for p in net.params[2:])
-    hs, _ = rnn(torch.tensor(X).reshape(N, STEPS, D_IN))
+    hs, _ = rnn(torch.tensor(X.astype(net.dtype)).reshape(N, STEPS, D_IN))
     out = torch.sigmoid(hs @ W_y + c).reshape(N, STEPS * D_OUT)
-    (0.5 * ((out - torch.tensor(Y)) ** 2).sum()).backward()
-    np.testing.assert_allclose(net.forward(X), out.detach().numpy(), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(net.hidden(X)[0], hs.detach().numpy().reshape(N, -1), atol=1e-12)
-    np.testing.assert_allclose(grads[0][:D_IN], rnn.weight_ih_l0.grad.numpy().T, atol=1e-12)
-    np.testing.assert_allclose(grads[0][D_IN:], rnn.weight_hh_l0.grad.numpy().T, atol=1e-12)
-    np.testing.assert_allclose(grads[1], rnn.bias_ih_l0.grad.numpy(), atol=1e-12)
-    np.testing.assert_allclose(grads[2], W_y.grad.numpy(), atol=1e-12)
-    np.testing.assert_allclose(grads[3], c.grad.numpy(), atol=1e-12)
+    (0.5 * ((out - torch.tensor(Y.astype(net.dtype))) ** 2).sum()).backward()
+    return out.detach().numpy(), hs.detach().numpy().reshape(N, -1), rnn, W_y, c
+
+
+TOLERANCES = {  # (rtol, atol) of the outputs and hidden states, then of the gradients
+    "float64": ((0, 1e-12), (0, 1e-12)),
+    "float32": ((1e-5, 1e-6), (1e-4, 1e-5)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_bptt_matches_torch_nn_rnn(dtype: str) -> None:
+    """Against nn.RNN in float64, and in float32 (float32 tolerances)."""
+    (rtol, atol), grad_tolerances = TOLERANCES[dtype]
+    net = _net("tanh", dtype=dtype)
+    X, Y = _data()
+    grads = net.gradient(X, Y)
+    out, hs, rnn, W_y, c = _torch_rnn(net, X, Y)
+    assert out.dtype == hs.dtype == net.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(net.forward(X), out, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(net.hidden(X)[0], hs, rtol=rtol, atol=atol)
+    rtol, atol = grad_tolerances
+    ih, hh = rnn.weight_ih_l0.grad.numpy().T, rnn.weight_hh_l0.grad.numpy().T
+    np.testing.assert_allclose(grads[0][:D_IN], ih, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(grads[0][D_IN:], hh, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(grads[1], rnn.bias_ih_l0.grad.numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(grads[2], W_y.grad.numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(grads[3], c.grad.numpy(), rtol=rtol, atol=atol)
 
 
 def test_sequence_datasets() -> None:
@@ -102,13 +143,16 @@ def test_sequence_datasets() -> None:
     assert LETTERS == "ABCDE"
 
 
-def test_a_recurrent_net_learns_to_complete_and_resumes_bit_identically() -> None:
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_recurrent_net_learns_to_complete_and_resumes_bit_identically(dtype: str) -> None:
     data = load_dataset("sequences")
-    config = TrainConfig(learning_rate=0.005, momentum=0.9, epochs=120, stop_within=0.2)
+    config = TrainConfig(learning_rate=0.005, momentum=0.9, epochs=120, stop_within=0.2,
+                         dtype=dtype)  # fmt: skip
 
     def fresh() -> tuple[RecurrentNetwork, np.random.Generator]:
         rng = np.random.default_rng(0)
-        return RecurrentNetwork(5, 20, 5, 6, activation="tanh", init=0.5, rng=rng), rng
+        net = RecurrentNetwork(5, 20, 5, 6, activation="tanh", init=0.5, rng=rng, dtype=dtype)
+        return net, rng
 
     net, rng = fresh()
     whole = train(net, data.X, data.Y, config, rng=rng)
@@ -117,9 +161,18 @@ def test_a_recurrent_net_learns_to_complete_and_resumes_bit_identically() -> Non
     states = []
     train(net2, data.X, data.Y, config, rng=rng2, checkpoint_every=50, on_checkpoint=states.append)
     net3, rng3 = fresh()
-    rest = train(net3, data.X, data.Y, config, rng=rng3, state=states[0])
+    state = TrainState.from_bytes(states[0].to_bytes())  # as a checkpoint row stores it
+    assert {p.dtype.name for p in state.params} == {dtype}
+    assert {b.dtype.name for b in state.buffers.values()} == {dtype}
+    rest = train(net3, data.X, data.Y, config, rng=rng3, state=state)
     np.testing.assert_array_equal(rest.loss, whole.loss[50:])
     np.testing.assert_array_equal(net3.theta, net.theta)
+    assert net3.theta.dtype == np.dtype(dtype)
+    # a population of one (how the service trains it, never stacked) is the lone run
+    net4, rng4 = fresh()
+    (alone,) = train_population([net4], data.X, data.Y, [config], rngs=[rng4])
+    np.testing.assert_array_equal(alone.loss, whole.loss)
+    np.testing.assert_array_equal(net4.theta, net.theta)
 
 
 def test_softmax_outputs_are_refused() -> None:

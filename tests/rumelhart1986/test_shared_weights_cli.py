@@ -1,10 +1,12 @@
 """Tied and recurrent nets through the service (issue 21): a CLI sweep on each new dataset,
 `bplab inspect` showing the kernels, runs stopped and resumed bit-identically through the
-executor, never stacked into populations, and bad keys refused in one line (exit 2)."""
+executor (float64 and float32), never stacked into populations, float32 sweeps storing
+float32 weights, and bad keys refused in one line (exit 2)."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from engine import TrainState
 from service.cli import cli
+from service.db import repository as repo
+from service.db.session import session_scope
 from service.execution import execute_run, execute_runs
 from service.grouping import group_runs
 from service.spec import parse_spec
@@ -85,27 +90,72 @@ def test_sequence_sweeps_learn_and_run_the_timing_variant(tmp_path: Path) -> Non
     assert output["targets"] == ["A", "B", "C", "D", "E"]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("overrides", [TIED, RECURRENT], ids=["tied", "recurrent"])
 def test_a_shared_weight_run_stopped_twice_resumes_bit_identical(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, overrides: dict
+    db_url: str, monkeypatch: pytest.MonkeyPatch, overrides: dict, dtype: str
 ) -> None:
     monkeypatch.setenv("BPLAB_CHECKPOINT_EVERY", "20")
-    (run_id,) = make_sweep(db_url, 1, epochs=95, **overrides)
+    (run_id,) = make_sweep(db_url, 1, epochs=95, dtype=dtype, **overrides)
     assert execute_run(run_id, url=db_url, should_stop=stop_after(33)) == "queued"
+    with session_scope(db_url) as session:
+        epoch, data = repo.load_checkpoint(session, run_id)
+    saved = TrainState.from_bytes(data)
+    assert epoch == 33 and {p.dtype.name for p in saved.params} == {dtype}  # saved on stop
+    assert {b.dtype.name for b in saved.buffers.values()} == {dtype}
     assert execute_run(run_id, url=db_url, should_stop=stop_after(40)) == "queued"
     assert execute_run(run_id, url=db_url) == "succeeded"
     s = state(db_url, run_id)
     assert (s["attempt"], s["epochs_run"], s["weights"]) == (3, 95, 1)
-    assert_clean(db_url, run_id)
+    assert_clean(db_url, run_id)  # rows and weights equal to a clean run's, of the dtype
+    with session_scope(db_url) as session:
+        weights = repo.load_weights(session, run_id)
+    assert {w.dtype.name for w in weights} == {dtype}
+
+
+def test_sweep_run_of_float32_shared_weight_nets_stores_float32_weights(tmp_path: Path) -> None:
+    """`dtype: float32` with kernels and with recurrent (once refused): the runs train in
+    float32, store float32 weights equal to a lone float32 run's in this process, and a
+    swept dtype keeps each run's own."""
+    url = f"sqlite:///{tmp_path / 'f32.db'}"
+    tc = _example(tmp_path, "tc.yaml", epochs=30, log_every=10, dtype="float32")
+    seq = _example(tmp_path, "sequences.yaml", activation="tanh", epochs=30, log_every=10,
+                   dtype=["float32", "float64"])  # fmt: skip
+    _bplab(url, "sweep", "run", str(tc), "--workers", "2")
+    _bplab(url, "sweep", "run", str(seq), "--workers", "2")
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        stored = conn.execute(
+            "SELECT r.sweep_id, r.id, w.dtype, r.status FROM runs r "
+            "JOIN run_weights w ON w.run_id = r.id ORDER BY r.id"
+        ).fetchall()
+    assert [(sw, dt, st) for sw, _, dt, st in stored] == [
+        (1, "float32", "succeeded"), (1, "float32", "succeeded"),
+        (2, "float32", "succeeded"), (2, "float32", "succeeded"),
+        (2, "float64", "succeeded"), (2, "float64", "succeeded"),
+    ]  # fmt: skip
+    for _, run_id, dtype, _ in stored:
+        with session_scope(url) as session:
+            run = repo.get_run(session, run_id)
+            config, seed = dict(run.config), run.seed
+            weights = repo.load_weights(session, run_id)
+        assert config["dtype"] == dtype and {w.dtype.name for w in weights} == {dtype}
+        clean, _ = reference(json.dumps(config), seed)
+        for mine, theirs in zip(weights, clean, strict=True):
+            assert mine.dtype == theirs.dtype
+            np.testing.assert_array_equal(mine, theirs)
+    doc = json.loads(_bplab(url, "inspect", str(stored[0][1]), "--format", "json"))
+    assert len(doc["kernels"]) == 4  # inspect reads float32 kernels too
+    assert "kernel 4 (bias" in _bplab(url, "inspect", str(stored[0][1]))
+    assert "h1(t-1)" in _bplab(url, "inspect", str(stored[2][1]), "--hidden")
 
 
 def test_shared_weight_runs_are_never_stacked(db_url: str) -> None:
     tied = {k: v for k, v in TIED.items() if k != "dataset"} | {"hidden": [[]]}
     # runs that differ only in what population members may differ in (learning rate, seed)
-    tied |= {"epochs": 12, "learning_rate": [0.1, 0.2]}
+    tied |= {"epochs": 12, "learning_rate": [0.1, 0.2], "dtype": ["float64", "float32"]}
     spec = parse_spec({"dataset": "tc", "seeds": 3, "parameters": tied})
     runs = [(i, dict(r.config), r.seed) for i, r in enumerate(spec.expand())]
-    assert sorted(group_runs(runs, 64)) == [[i] for i in range(6)]
+    assert sorted(group_runs(runs, 64)) == [[i] for i in range(12)]
     xor = parse_spec({"dataset": "xor", "seeds": 3, "parameters": {"epochs": 12}})
     assert group_runs([(i, dict(r.config), r.seed) for i, r in enumerate(xor.expand())], 64) == [
         [0, 1, 2]
@@ -113,6 +163,8 @@ def test_shared_weight_runs_are_never_stacked(db_url: str) -> None:
     # claimed together, each still trains alone and ends as a lone run does
     ids = make_sweep(db_url, 2, epochs=12, log_every=4, **TIED)
     ids += make_sweep(db_url, 2, epochs=12, log_every=4, **TIED | {"learning_rate": 0.2})
+    ids += make_sweep(db_url, 2, epochs=12, log_every=4, dtype="float32", **TIED)
+    ids += make_sweep(db_url, 2, epochs=12, log_every=4, dtype="float32", **RECURRENT)
     statuses = execute_runs(ids, url=db_url)
     assert set(statuses.values()) == {"succeeded"}
     for run_id in ids:
@@ -137,14 +189,6 @@ BAD = [
     (
         "dataset: tc\nparameters:\n  kernels: 1\n  skip_connections: true\n",
         "parameters.kernels: cannot go with skip_connections",
-    ),
-    (
-        "dataset: tc\nparameters:\n  kernels: 1\n  dtype: [float64, float32]\n",
-        "parameters.dtype: float32 cannot go with kernels",
-    ),
-    (
-        "dataset: sequences\nparameters:\n  recurrent: true\n  dtype: float32\n",
-        "parameters.dtype: float32 cannot go with recurrent",
     ),
     ("dataset: timed_sequences:30\n", "dataset: timed_sequences:N needs an integer N in [0, 20]"),
     ("dataset: tc:3\n", "dataset: 'tc' takes no argument"),
