@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from migrations import HEAD_REVISION
 from service.config import get_settings, mask_url
 
 _engines: dict[tuple[str, int, bool], Engine] = {}
@@ -138,9 +139,7 @@ def get_engine(url: str | None = None, *, readonly: bool = False) -> Engine:
     if readonly:
         engine = make_reader_engine(url)
         try:
-            from service.db import migrate
-
-            if migrate.current_revision_of(engine) != migrate.head_revision():
+            if stored_revision(engine) != HEAD_REVISION:
                 get_engine(url)  # an old (or empty) file: upgrade it once, as a writer would
         except BaseException:
             engine.dispose()
@@ -211,13 +210,30 @@ def make_reader_engine(url: str) -> Engine:
     return engine
 
 
-def _ensure_schema(engine: Engine, url: str) -> None:
-    from service.db import migrate
+def stored_revision(engine: Engine) -> str | None:
+    """The schema revision the database records (None: never migrated), read with plain SQL:
+    Alembic is imported only when there is something to migrate."""
+    with engine.connect() as conn:
+        if not conn.dialect.has_table(conn, "alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
+
+def _ensure_schema(engine: Engine, url: str) -> None:
+    current = stored_revision(engine)
+    if current == HEAD_REVISION:
+        return
     if engine.dialect.name == "sqlite":
+        from service.db.snapshot import create_from_snapshot
+
+        if current is None and create_from_snapshot(engine):
+            return
+        from service.db import migrate
+
         migrate.upgrade_engine(engine)
         return
-    current = migrate.current_revision_of(engine)
+    from service.db import migrate
+
     head = migrate.head_revision()
     if current != head:
         raise SchemaNotReady(

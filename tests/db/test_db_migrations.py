@@ -119,3 +119,79 @@ def test_error_message_masks_the_password(empty_pg_url):
     with pytest.raises(SchemaNotReady) as info:  # trust auth accepts any password
         get_engine(url_with_password)
     assert "s3cret" not in str(info.value) and "***" in str(info.value)
+
+
+def test_the_recorded_head_is_alembics():
+    from migrations import HEAD_REVISION
+
+    assert migrate.head_revision() == HEAD_REVISION  # a new migration must update it
+
+
+# A command's start on an existing file, in a fresh interpreter: with the writers' or the
+# readers' engine; whether it had to import Alembic, and the file's revision after.
+_OPEN = """
+import sys
+from service.db.session import get_engine, stored_revision
+engine = get_engine(sys.argv[1], readonly=sys.argv[2] == "reader")
+print("alembic" in sys.modules, stored_revision(engine))
+"""
+
+
+def _open(url: str, mode: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _OPEN, url, mode], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def _downgrade(url: str, revision: str) -> None:
+    engine = get_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(migrate.alembic_config(connection=conn), revision)
+    finally:
+        dispose_engines(url)
+
+
+def test_a_file_at_the_head_is_opened_without_alembic_and_an_older_one_upgraded(tmp_path):
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    get_engine(url)
+    dispose_engines(url)
+    head = migrate.head_revision()
+    assert _open(url, "writer") == ["False", head]
+    assert _open(url, "reader") == ["False", head]
+    for mode in ("writer", "reader"):
+        _downgrade(url, "0008_pruning")
+        assert _open(url, mode) == ["True", head]  # upgraded through Alembic, as before
+
+
+def test_the_sqlite_snapshot_is_what_the_migrations_make(tmp_path):
+    from service.db.snapshot import SNAPSHOT, dump_migrated_schema
+
+    assert SNAPSHOT.read_text() == dump_migrated_schema(), (
+        "migrations/sqlite_head.sql is stale: run `python -m service.db.snapshot`"
+    )
+
+
+def _schema(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_a_new_sqlite_file_is_made_from_the_snapshot_as_alembic_would(tmp_path):
+    made = f"sqlite:///{tmp_path / 'snapshot.db'}"
+    migrated = make_engine(f"sqlite:///{tmp_path / 'alembic.db'}")
+    try:
+        assert _open(made, "writer") == ["False", migrate.head_revision()]  # no Alembic
+        migrate.upgrade_engine(migrated)
+        engine = get_engine(made)
+        assert _schema(engine) == _schema(migrated)
+        migrate.check_engine(engine)  # the models match it
+        migrate.upgrade_engine(engine)  # and Alembic finds nothing to do
+    finally:
+        migrated.dispose()
+        dispose_engines(made)
