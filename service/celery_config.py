@@ -62,6 +62,13 @@ def time_limits(env: Mapping[str, str] | None = None) -> TimeLimits:
             f"BPLAB_VISIBILITY_TIMEOUT ({visibility:g} s): otherwise Redis re-delivers a task that "
             "is still running and a second worker trains the same run at the same time"
         )
+    every = settings.checkpoint_seconds
+    if every and soft <= every:
+        raise CeleryConfigError(
+            f"BPLAB_TASK_SOFT_TIME_LIMIT ({soft:g} s) must be above BPLAB_CHECKPOINT_SECONDS "
+            f"({every:g} s): an attempt cut off before its first checkpoint starts over from the "
+            "same point every time (BPLAB_CHECKPOINT_SECONDS=0 checkpoints by epochs instead)"
+        )
     return TimeLimits(soft=soft, hard=hard, visibility_timeout=visibility)
 
 

@@ -14,6 +14,7 @@ import click
 
 from service.celery_config import BLAS_THREAD_VARIABLES, CeleryConfigError, time_limits
 from service.config import Settings, mask_url
+from service.errors import BadInput
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -62,8 +63,8 @@ def worker(
         )
     try:
         time_limits()
-    except CeleryConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    except CeleryConfigError as exc:  # settings that contradict each other: bad input
+        raise BadInput(str(exc)) from None
     _check_database(settings.database_url)
 
     argv = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "prefork"]

@@ -88,7 +88,7 @@ def test_bplab_worker_refuses_to_start_with_unsafe_limits(tmp_path) -> None:
         "BPLAB_TASK_TIME_LIMIT": "3600",
     }
     result = CliRunner().invoke(bplab_cli(), ["worker"], env=env)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # bad settings, like any bad BPLAB_* value
     assert "must be below the Redis visibility timeout" in result.output
 
 
@@ -144,3 +144,24 @@ def test_submit_without_a_broker_points_to_the_local_path(tmp_path) -> None:
     assert result.returncode == 1
     assert "BPLAB_BROKER_URL is not set" in result.stderr
     assert "bplab sweep run" in result.stderr
+
+
+def test_a_soft_limit_within_the_checkpoint_interval_is_refused_at_worker_start(tmp_path) -> None:
+    """Every attempt would be handed back before its first checkpoint and start over from the
+    same point: the run could never finish. The worker refuses to start (bad settings: exit 2)."""
+    env = {
+        **__import__("os").environ,
+        "BPLAB_BROKER_URL": "redis://127.0.0.1:6379/11",
+        "BPLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "BPLAB_TASK_SOFT_TIME_LIMIT": "8",
+        "BPLAB_TASK_TIME_LIMIT": "30",
+        "BPLAB_CHECKPOINT_SECONDS": "10",
+    }
+    result = subprocess.run([*BPLAB, "worker"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "SOFT_TIME_LIMIT (8 s) must be above BPLAB_CHECKPOINT_SECONDS (10 s)" in lines[0]
+    assert not (tmp_path / "x.db").exists()  # refused before touching anything
+    # by epochs instead of seconds, the same limit is fine
+    assert time_limits({**env, "BPLAB_CHECKPOINT_SECONDS": "0"}).soft == 8
