@@ -8,7 +8,6 @@ cheap: per run, the database, not the engine, is the cost. A group of one is a s
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
@@ -26,13 +25,13 @@ from service.datasets import training_data
 from service.db import leases
 from service.db import repository as repo
 from service.db.blobs import pack_arrays, sha256_hex
-from service.db.bulk import EPOCH_FIELDS, insert_epoch_rows_fenced_many
+from service.db.bulk import insert_epoch_rows_fenced_many
 from service.db.models import Checkpoint, RunWeights
 from service.db.repository import StaleAttempt
 from service.db.retry import is_transient, with_retry
 from service.db.session import dispose_engines, session_scope
 from service.execution.job import CheckpointPacer, RunJob, raised_within
-from service.execution.recording import FLUSH_ROWS, EpochRecorder, final_summary
+from service.execution.recording import FLUSH_ROWS, EpochRecorder, epoch_rows, final_summary
 from service.networks import network_from_config
 from service.pruning import Decision, Pruner, finish_unstarted, summary_fields
 
@@ -184,14 +183,7 @@ class Population:
             due = np.flatnonzero(epochs % self._log_every == 0)
         full = False
         if due.size:
-            # the due members' rows, laid out column by column (recording.EpochRecorder.append_row)
-            columns: list[Any] = [epochs[due].tolist()]
-            for key in EPOCH_FIELDS:
-                values = metrics.get(key)
-                columns.append(
-                    itertools.repeat(None) if values is None else values[due].astype(float).tolist()
-                )
-            for r, row in zip(due.tolist(), zip(*columns, strict=False), strict=True):
+            for r, row in zip(due.tolist(), epoch_rows(due, epochs, metrics), strict=True):
                 rec = self.live[members[r]].rec
                 assert rec is not None
                 rec.append_row(row)
