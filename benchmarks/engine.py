@@ -239,7 +239,7 @@ def best_times(runners: dict, repeats: int) -> dict[str, float | None]:
     return {lib: None if ts[0] is None else min(ts) for lib, ts in times.items()}
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="a tenth of the epochs")
@@ -263,34 +263,43 @@ def main() -> None:
         action="store_true",
         help="time bplab alone (no scikit-learn, no PyTorch): for before/after comparisons",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _single_row(w: dict, args: argparse.Namespace) -> dict:
+    """One single-network workload, bplab and its peers taking turns."""
+    eps = {}
+    runners = {"bplab": lambda s, w=w: run_bplab(w, s)}
+    if not args.bplab_only:
+        runners["sklearn"] = lambda s, w=w: run_sklearn(w, s)
+        runners["torch"] = lambda s, w=w: run_torch(w, s, evaluate=False)
+    if w["batch"] is not None:
+        runners["bplab running"] = lambda s, w=w: run_bplab(w, s, "running")
+        if not args.bplab_only:
+            runners["torch+eval"] = lambda s, w=w: run_torch(w, s, evaluate=True)
+    for lib, t in best_times(runners, args.repeats).items():
+        eps[lib] = None if t is None else w["epochs"] / t
+    return {
+        "workload": w["name"],
+        "epochs": w["epochs"],
+        "epochs_per_s": eps,
+        "ratio": {
+            peer: eps[ours] / eps[peer]
+            for peer, ours in _like_for_like(eps).items()
+            if eps.get(peer) and eps.get(ours)
+        },
+    }
+
+
+def main() -> None:
+    args = _parse_args()
     rows: list[dict] = []
     pop_rows: list[dict] = []
     with threadpool_limits(limits=1):
         dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
         single = [w for d in dtypes for w in workloads(args.quick, d)]
         for w in single if args.only != "population" else []:
-            eps = {}
-            runners = {"bplab": lambda s, w=w: run_bplab(w, s)}
-            if not args.bplab_only:
-                runners["sklearn"] = lambda s, w=w: run_sklearn(w, s)
-                runners["torch"] = lambda s, w=w: run_torch(w, s, evaluate=False)
-            if w["batch"] is not None:
-                runners["bplab running"] = lambda s, w=w: run_bplab(w, s, "running")
-                if not args.bplab_only:
-                    runners["torch+eval"] = lambda s, w=w: run_torch(w, s, evaluate=True)
-            for lib, t in best_times(runners, args.repeats).items():
-                eps[lib] = None if t is None else w["epochs"] / t
-            row = {
-                "workload": w["name"],
-                "epochs": w["epochs"],
-                "epochs_per_s": eps,
-                "ratio": {
-                    peer: eps[ours] / eps[peer]
-                    for peer, ours in _like_for_like(eps).items()
-                    if eps.get(peer) and eps.get(ours)
-                },
-            }
+            row = _single_row(w, args)
             rows.append(row)
             print(_format(row), flush=True)
         for p in POPULATION if args.only != "single" else []:
