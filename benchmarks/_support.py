@@ -99,6 +99,8 @@ def clear_queue(queue: str, redis_url: str = REDIS_URL) -> None:
         keys = [queue, *(f"{queue}\x06\x16{p}" for p in range(10))]
         r.delete(*keys)
         r.srem(f"_kombu.binding.{queue}", *r.smembers(f"_kombu.binding.{queue}") or [b""])
+        # kombu 5.5 also keeps the queue's binding in a set of its own, left behind otherwise
+        r.delete(f"_kombu.binding_permanent.{queue}")
     finally:
         r.close()
 
@@ -137,6 +139,51 @@ class Children:
             self.stop(proc)
 
 
+def wait_ready(log: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until a Celery worker started with its output to ``log`` says it is ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited early; see {log}:\n{log.read_text()[-2000:]}")
+        if "ready." in log.read_text():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"worker not ready after {timeout} s; see {log}")
+
+
+def wait_finished(url: str, sweep_id: int, timeout: float) -> dict[str, int]:
+    """Until no run of the sweep is queued or running: its status counts."""
+    from service.db import repository as repo
+    from service.db.session import session_scope
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope(url) as s:
+            counts = repo.status_counts(s, sweep_id)
+        if counts.get("queued", 0) + counts.get("running", 0) == 0 and sum(counts.values()):
+            return counts
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sweep {sweep_id} not finished after {timeout} s: {counts}")
+        time.sleep(0.02)
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """User + system CPU seconds of the live processes of one session (a child started with
+    start_new_session: its pid), from /proc. A Celery worker's pool processes stay alive
+    between tasks, so the difference over an interval is what the worker spent in it."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the command name (field 2) may hold spaces: split after its closing parenthesis
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile
+        if int(fields[3]) == session_id:  # fields[3] is field 6 of proc(5), the session id
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -148,6 +195,15 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def bplab_cmd() -> list[str]:
     return [sys.executable, "-m", "service.cli"]
+
+
+def start_bplab_worker(
+    children: Children, log: Path, url: str, queue: str, concurrency: int = 2
+) -> subprocess.Popen:
+    """`bplab worker -c N` consuming ``queue`` for the database at ``url`` (not yet ready)."""
+    env = child_env(BPLAB_BROKER_URL=REDIS_URL, BPLAB_DATABASE_URL=url, BPLAB_QUEUE=queue)
+    args = [*bplab_cmd(), "worker", "-c", str(concurrency), "-Q", queue, "-l", "INFO"]
+    return children.start(args, env, log)
 
 
 def meta() -> dict:

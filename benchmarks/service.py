@@ -202,17 +202,6 @@ def xor_spec(path: Path, runs: int, epochs: int, name: str) -> Path:
     return path
 
 
-def _wait_ready(log: Path, proc, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited early; see {log}:\n{log.read_text()[-2000:]}")
-        if "ready." in log.read_text():
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"worker not ready after {timeout} s; see {log}")
-
-
 def noop_rate(children: _support.Children, tmp: Path, tasks: int) -> float:
     """Bare Celery: ``tasks`` no-op tasks through 2 prefork processes; tasks per second."""
     import redis
@@ -229,7 +218,7 @@ def noop_rate(children: _support.Children, tmp: Path, tasks: int) -> float:
     proc = children.start(args, env, log)
     r = redis.Redis.from_url(_support.REDIS_URL)
     try:
-        _wait_ready(log, proc)
+        _support.wait_ready(log, proc)
         publish([TaskMessage("bench.noop", {"key": key})] * 20, _support.REDIS_URL, queue=queue)
         while int(r.get(key) or 0) < 20:  # warm: both processes have run a task
             time.sleep(0.05)
@@ -244,21 +233,6 @@ def noop_rate(children: _support.Children, tmp: Path, tasks: int) -> float:
         r.delete(key)
         r.close()
         _support.clear_queue(queue)
-
-
-def _wait_finished(url: str, sweep_id: int, runs: int, timeout: float) -> dict[str, int]:
-    from service.db import repository as repo
-    from service.db.session import session_scope
-
-    deadline = time.monotonic() + timeout
-    while True:
-        with session_scope(url) as s:
-            counts = repo.status_counts(s, sweep_id)
-        if counts.get("queued", 0) + counts.get("running", 0) == 0 and sum(counts.values()):
-            return counts
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"sweep {sweep_id} not finished after {timeout} s: {counts}")
-        time.sleep(0.02)
 
 
 def submit(spec_path: Path, url: str, queue: str) -> tuple[int, int]:
@@ -281,22 +255,18 @@ def submit(spec_path: Path, url: str, queue: str) -> tuple[int, int]:
 
 def celery_sweep(children: _support.Children, tmp: Path, url: str, runs: int, epochs: int) -> dict:
     queue = _support.unique_queue()
-    env = _support.child_env(
-        BPLAB_BROKER_URL=_support.REDIS_URL, BPLAB_DATABASE_URL=url, BPLAB_QUEUE=queue
-    )
     log = tmp / "bplab-worker.log"
-    args = [*_support.bplab_cmd(), "worker", "-c", str(WORKERS), "-Q", queue, "-l", "INFO"]
-    proc = children.start(args, env, log)
+    proc = _support.start_bplab_worker(children, log, url, queue, WORKERS)
     try:
-        _wait_ready(log, proc)
+        _support.wait_ready(log, proc)
         warm = xor_spec(tmp / "warm.yaml", 4, 10, "warm-up")
         sweep_id, _ = submit(warm, url, queue)
-        _wait_finished(url, sweep_id, 4, timeout=120)
+        _support.wait_finished(url, sweep_id, timeout=120)
         spec = xor_spec(tmp / "xor.yaml", runs, epochs, f"bench-xor-{runs}")
         t = time.perf_counter()
         sweep_id, sent = submit(spec, url, queue)
         submitted = time.perf_counter() - t
-        counts = _wait_finished(url, sweep_id, runs, timeout=3600)
+        counts = _support.wait_finished(url, sweep_id, timeout=3600)
         elapsed = time.perf_counter() - t
         return {
             "runs": sum(counts.values()),
