@@ -231,20 +231,24 @@ def print_table(epochs: int, runs: int, rows: dict[str, dict]) -> None:
                 print(f"{name}: GridSampler ran duplicate trials per turn: {extra}")
 
 
-def print_marginal(results: dict, sweeps: list[int], runs: int) -> None:
+def print_marginal(results: dict, sweeps: list[int], runs: int, printed: bool) -> None:
     """What each net-epoch costs beyond the fixed cost: the difference between the two sweeps'
     best (and median) wall seconds over the epochs they differ by (one recorded row each,
     but for sklearn). It carries a short sweep's figures to a longer one."""
     long, short = (results[f"epochs_{e}"] for e in sweeps)
     extra = runs * (sweeps[0] - sweeps[1])
-    print(f"\nper net-epoch beyond the fixed cost, us of wall ({sweeps[0]} - {sweeps[1]} epochs):")
+    if printed:
+        print(
+            f"\nper net-epoch beyond the fixed cost, us of wall ({sweeps[0]} - {sweeps[1]} epochs):"
+        )
     for name in long:
         figures = {
             stat: (long[name][f"{stat}_wall_s"] - short[name][f"{stat}_wall_s"]) / extra * 1e6
             for stat in ("best", "median")
         }
         long[name]["marginal_us_per_net_epoch"] = figures
-        print(f"  {name:18} best {figures['best']:8.1f}   median {figures['median']:8.1f}")
+        if printed:
+            print(f"  {name:18} best {figures['best']:8.1f}   median {figures['median']:8.1f}")
 
 
 def main() -> None:
@@ -274,18 +278,28 @@ def main() -> None:
                             f" wall, {turn['cpu_s']:.2f} s CPU (load {turn['load_before']:.1f})",
                             flush=True,
                         )
+                report(turns, args, printed=False)
     finally:
         children.stop_all()
-    results = {}
-    for epochs in sweeps:
-        rows = summarise(turns[epochs])
-        print_table(epochs, args.runs, rows)
-        results[f"epochs_{epochs}"] = rows
+    report(turns, args, printed=True)
+
+
+def report(
+    turns: dict[int, dict[str, list[dict]]], args: argparse.Namespace, printed: bool
+) -> None:
+    """Summaries of the turns so far to the JSON file (after every round: a long run stopped
+    early keeps what it measured); the tables too when ``printed``."""
+    sweeps = [e for e in turns if all(turns[e].values())]
+    results = {f"epochs_{e}": summarise(turns[e]) for e in sweeps}
+    if printed:
+        for e in sweeps:
+            print_table(e, args.runs, results[f"epochs_{e}"])
     if len(sweeps) == 2:
-        print_marginal(results, sweeps, args.runs)
-    print(f"load average now (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print_marginal(results, sweeps, args.runs, printed)
     path = _support.write_json("sweep.json", {"args": vars(args), **results}, args.out)
-    print(f"wrote {path}")
+    if printed:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"load average now (1, 5, 15 min): {load}\nwrote {path}")
 
 
 if __name__ == "__main__":
