@@ -27,7 +27,12 @@ children; for Celery, the submit plus the workers' processes over the sweep). Th
 servers' and Redis's CPU is not counted. The contestants take turns (A B C A B C, ``--repeat``
 rounds); best and median of each are kept, with the load average before each turn (the machine
 is shared). Throwaway databases and queues are removed; only processes started here are
-stopped. Results go to benchmarks/results/sweep.json.
+stopped. Results go to benchmarks/results/sweep.json, rewritten after every round;
+``--summarize JSON`` prints the tables of one (a run stopped early keeps its finished rounds).
+
+Optuna is slow here: every ``trial.report`` is a transaction of its own, so at 3,000 epochs
+each of its turns records 192,000 of them (about half an hour on SQLite on the 2-core test
+machine). ``--only bplab-local,bplab-celery,sklearn`` repeats the fast contestants alone.
 """
 
 from __future__ import annotations
@@ -251,6 +256,25 @@ def print_marginal(results: dict, sweeps: list[int], runs: int, printed: bool) -
             print(f"  {name:18} best {figures['best']:8.1f}   median {figures['median']:8.1f}")
 
 
+def summarize(path: Path) -> None:
+    """The tables of an earlier run's JSON (one stopped early has the rounds it finished)."""
+    import json
+
+    saved = json.loads(path.read_text())
+    sweeps = [int(k.removeprefix("epochs_")) for k in saved if k.startswith("epochs_")]
+    for epochs in sweeps:
+        print_table(epochs, saved["args"]["runs"], saved[f"epochs_{epochs}"])
+    if len(sweeps) == 2:
+        print_marginal(
+            {f"epochs_{e}": saved[f"epochs_{e}"] for e in sweeps},
+            sweeps,
+            saved["args"]["runs"],
+            printed=True,
+        )
+    meta = saved["meta"]
+    print(f"written {meta['when']}, load average then {meta['load_average_1_5_15']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=64)
@@ -259,7 +283,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="rounds of turns")
     ap.add_argument("--only", default=",".join(CONTESTANTS), help="comma-separated contestants")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--summarize", metavar="JSON", help="print the tables of an earlier run")
     args = ap.parse_args()
+    if args.summarize:
+        summarize(Path(args.summarize))
+        return
     only = [c for c in args.only.split(",") if c]
     if unknown := set(only) - set(CONTESTANTS):
         ap.error(f"unknown contestants {sorted(unknown)}; choose from {', '.join(CONTESTANTS)}")
