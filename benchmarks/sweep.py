@@ -58,7 +58,8 @@ from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
 
-CONTESTANTS = ("bplab-local", "bplab-celery", "optuna-sqlite", "optuna-postgresql", "sklearn")
+# the slow ones last: a run stopped early keeps the others' turns
+CONTESTANTS = ("bplab-local", "bplab-celery", "sklearn", "optuna-postgresql", "optuna-sqlite")
 NEEDS_SERVERS = {"bplab-celery", "optuna-postgresql"}
 PROCESSES = 2
 PEERS = str(Path(__file__).resolve().parent / "sweep_peers.py")
@@ -83,6 +84,10 @@ def write_spec(path: Path, runs: int, epochs: int, name: str) -> Path:
     return path
 
 
+class TurnFailed(RuntimeError):
+    """A contestant's command failed: recorded as its turn, and the benchmark goes on."""
+
+
 def _children_cpu() -> float:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return kids.ru_utime + kids.ru_stime
@@ -96,7 +101,9 @@ def timed(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> dict:
     wall, cpu = time.perf_counter() - wall, _children_cpu() - cpu
     log.write_text(done.stdout + done.stderr)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
+        # the root cause is near the top of a chained traceback, the wrapper at its end
+        errors = dict.fromkeys(line for line in done.stderr.splitlines() if "Error" in line)
+        raise TurnFailed(f"{' '.join(args)} exited {done.returncode}: {' | '.join(errors)}")
     return {"wall_s": wall, "cpu_s": cpu, "stdout": done.stdout}
 
 
@@ -173,6 +180,13 @@ def sklearn(tmp: Path, runs: int, epochs: int) -> dict:
 
 def one_turn(name: str, children: _support.Children, tmp: Path, runs: int, epochs: int) -> dict:
     load = os.getloadavg()[0]
+    try:
+        return {**_turn(name, children, tmp, runs, epochs), "load_before": load}
+    except TurnFailed as exc:
+        return {"failed": str(exc)[-4000:], "load_before": load}
+
+
+def _turn(name: str, children: _support.Children, tmp: Path, runs: int, epochs: int) -> dict:
     if name == "bplab-local":
         out = bplab_local(tmp, runs, epochs)
     elif name == "bplab-celery":
@@ -181,15 +195,18 @@ def one_turn(name: str, children: _support.Children, tmp: Path, runs: int, epoch
         out = optuna(tmp, name.removeprefix("optuna-"), runs, epochs)
     else:
         out = sklearn(tmp, runs, epochs)
-    return {**out, "load_before": load}
+    return out
 
 
 def summarise(turns: dict[str, list[dict]]) -> dict[str, dict]:
     """Best and median of each contestant's wall and CPU seconds, and the ratios of each to
     bplab's (best to best, median to median; above 1: slower than bplab)."""
     rows: dict[str, dict] = {}
-    for name, ts in turns.items():
-        row: dict = {"turns": ts}
+    for name, all_turns in turns.items():
+        ts = [t for t in all_turns if "failed" not in t]
+        if not ts:
+            continue
+        row: dict = {"turns": all_turns}
         for key in ("wall_s", "cpu_s"):
             values = [t[key] for t in ts]
             row[f"best_{key}"], row[f"median_{key}"] = min(values), statistics.median(values)
@@ -229,9 +246,13 @@ def print_table(epochs: int, runs: int, rows: dict[str, dict]) -> None:
             f"median {c['median_worker_startup_s']:.2f} s); `bplab sweep submit` itself "
             f"median {c['median_submit_s']:.2f} s of its wall time"
         )
+    for name, r in rows.items():
+        for t in r["turns"]:
+            if "failed" in t:
+                print(f"{name}: a turn failed (not in the figures): {t['failed'][:300]}")
     for name in ("optuna-sqlite", "optuna-postgresql"):
         if name in rows:
-            extra = [t["trials"] - runs for t in rows[name]["turns"]]
+            extra = [t.get("trials", runs) - runs for t in rows[name]["turns"]]
             if any(extra):
                 print(f"{name}: GridSampler ran duplicate trials per turn: {extra}")
 
@@ -240,13 +261,12 @@ def print_marginal(results: dict, sweeps: list[int], runs: int, printed: bool) -
     """What each net-epoch costs beyond the fixed cost: the difference between the two sweeps'
     best (and median) wall seconds over the epochs they differ by (one recorded row each,
     but for sklearn). It carries a short sweep's figures to a longer one."""
-    long, short = (results[f"epochs_{e}"] for e in sweeps)
-    extra = runs * (sweeps[0] - sweeps[1])
+    more, fewer = max(sweeps), min(sweeps)
+    long, short = results[f"epochs_{more}"], results[f"epochs_{fewer}"]
+    extra = runs * (more - fewer)
     if printed:
-        print(
-            f"\nper net-epoch beyond the fixed cost, us of wall ({sweeps[0]} - {sweeps[1]} epochs):"
-        )
-    for name in long:
+        print(f"\nper net-epoch beyond the fixed cost, us of wall ({more} - {fewer} epochs):")
+    for name in [n for n in long if n in short]:
         figures = {
             stat: (long[name][f"{stat}_wall_s"] - short[name][f"{stat}_wall_s"]) / extra * 1e6
             for stat in ("best", "median")
@@ -291,7 +311,8 @@ def main() -> None:
     only = [c for c in args.only.split(",") if c]
     if unknown := set(only) - set(CONTESTANTS):
         ap.error(f"unknown contestants {sorted(unknown)}; choose from {', '.join(CONTESTANTS)}")
-    sweeps = [e for e in (args.epochs, args.short_epochs) if e > 0]
+    # the short sweep first: every contestant's fixed cost is known within minutes
+    sweeps = [e for e in (args.short_epochs, args.epochs) if e > 0]
     turns: dict[int, dict[str, list[dict]]] = {e: {c: [] for c in only} for e in sweeps}
     children = _support.Children()
     try:
@@ -302,14 +323,20 @@ def main() -> None:
                         turn = one_turn(name, children, Path(tmpdir), args.runs, epochs)
                         turns[epochs][name].append(turn)
                         print(
-                            f"round {round_no}, {epochs} epochs, {name}: {turn['wall_s']:.2f} s"
-                            f" wall, {turn['cpu_s']:.2f} s CPU (load {turn['load_before']:.1f})",
-                            flush=True,
+                            f"round {round_no}, {epochs} epochs, {name}: {_said(turn)}", flush=True
                         )
-                report(turns, args, printed=False)
+                        report(turns, args, printed=False)
     finally:
         children.stop_all()
     report(turns, args, printed=True)
+
+
+def _said(turn: dict) -> str:
+    if "failed" in turn:
+        return f"FAILED (load {turn['load_before']:.1f}): {turn['failed']}"
+    return (
+        f"{turn['wall_s']:.2f} s wall, {turn['cpu_s']:.2f} s CPU (load {turn['load_before']:.1f})"
+    )
 
 
 def report(
@@ -317,7 +344,7 @@ def report(
 ) -> None:
     """Summaries of the turns so far to the JSON file (after every round: a long run stopped
     early keeps what it measured); the tables too when ``printed``."""
-    sweeps = [e for e in turns if all(turns[e].values())]
+    sweeps = [e for e in turns if any(turns[e].values())]
     results = {f"epochs_{e}": summarise(turns[e]) for e in sweeps}
     if printed:
         for e in sweeps:

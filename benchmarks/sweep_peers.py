@@ -77,6 +77,16 @@ def _search_space(runs: int) -> dict[str, list]:
     }
 
 
+def _storage(url: str):  # noqa: ANN202
+    """Optuna's RDBStorage; on SQLite with a 60 s busy timeout, as a user soon learns to: with
+    the default 5 s, two processes reporting every epoch of a 3,000-epoch sweep made a trial
+    FAIL (StorageInternalError on commit) under this machine's load, and its process stop."""
+    import optuna
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
 def _optuna_worker(storage_url: str, study_name: str, runs: int, epochs: int) -> int:
     """One of the processes: study.optimize until the grid's sampler stops the study."""
     import optuna
@@ -84,7 +94,7 @@ def _optuna_worker(storage_url: str, study_name: str, runs: int, epochs: int) ->
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = _search_space(runs)
     sampler = optuna.samplers.GridSampler(space, seed=0)
-    study = optuna.load_study(study_name=study_name, storage=storage_url, sampler=sampler)
+    study = optuna.load_study(study_name=study_name, storage=_storage(storage_url), sampler=sampler)
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_categorical("learning_rate", space["learning_rate"])
@@ -102,7 +112,7 @@ def run_optuna(storage_url: str, runs: int, epochs: int) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=storage_url, study_name="xor-sweep")
+    study = optuna.create_study(storage=_storage(storage_url), study_name="xor-sweep")
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(PROCESSES, mp_context=ctx) as pool:
         jobs = [
