@@ -49,8 +49,8 @@ def pool_context() -> BaseContext:
     """How the pool's processes start: forked where that is safe, else spawned.
 
     A forked process starts with everything the parent has imported (NumPy, SQLAlchemy, the
-    models, the engine): a spawned one spends about 0.4 s of CPU importing them again, most
-    of what a short sweep costs. Forking copies the whole parent, so it is done only where
+    models, the engine): a spawned one spent most of a second of CPU importing them again,
+    more than half of what a short sweep cost (issue 22). Forking copies the whole parent, so it is done only where
     that parent is known: the bplab program (allow_fork), which has opened no broker
     connection (kombu closes those at a fork: a forked child of a test process that had used
     Celery hung there), on Linux (macOS's frameworks are not fork-safe), while it runs no
