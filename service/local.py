@@ -50,13 +50,13 @@ def pool_context() -> BaseContext:
 
     A forked process starts with everything the parent has imported (NumPy, SQLAlchemy, the
     models, the engine): a spawned one spent most of a second of CPU importing them again,
-    more than half of what a short sweep cost (issue 22). Forking copies the whole parent, so it is done only where
-    that parent is known: the bplab program (allow_fork), which has opened no broker
-    connection (kombu closes those at a fork: a forked child of a test process that had used
-    Celery hung there), on Linux (macOS's frameworks are not fork-safe), while it runs no
-    other thread (a lock another thread holds at the fork would stay locked in the child;
-    so the pool starts before the progress bar). A notebook or a program embedding bplab
-    gets spawned processes.
+    more than half of what a short sweep cost (issue 22). Forking copies the whole parent,
+    so it is done only where that parent is known: the bplab program (allow_fork), which has
+    opened no broker connection (kombu closes those at a fork: a forked child of a test
+    process that had used Celery hung there), on Linux (macOS's frameworks are not
+    fork-safe), while it runs no other thread (a lock another thread holds at the fork would
+    stay locked in the child; so the pool starts before the progress bar). A notebook or a
+    program embedding bplab gets spawned processes.
     """
     import multiprocessing
 

@@ -48,7 +48,7 @@ def current(settings: Settings) -> None:
     Reads only: a SQLite file that does not exist is reported, not created.
     """
     from service.db import migrate
-    from service.db.session import make_engine, make_reader_engine, sqlite_file
+    from service.db.session import make_engine, make_reader_engine, sqlite_file, stored_revision
 
     path = sqlite_file(settings.database_url)
     head = migrate.head_revision()
@@ -58,7 +58,7 @@ def current(settings: Settings) -> None:
     url = settings.database_url
     engine = make_reader_engine(url) if path is not None else make_engine(url)
     try:
-        rev = migrate.current_revision_of(engine)
+        rev = stored_revision(engine)
     finally:
         engine.dispose()
     if rev is None:

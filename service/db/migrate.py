@@ -44,12 +44,6 @@ def head_revision() -> str:
     return head
 
 
-def current_revision_of(engine: Engine) -> str | None:
-    """The revision the database is at (None: never migrated)."""
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
 def upgrade_engine(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Upgrade the database to revision; returns (revision before, revision after).
 

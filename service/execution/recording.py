@@ -92,7 +92,10 @@ def epoch_rows(due: np.ndarray, epochs: np.ndarray, metrics: dict[str, Any]) -> 
     columns: list[Any] = [epochs[due].tolist()]
     for key in EPOCH_FIELDS:
         values = metrics.get(key)
-        columns.append(repeat(None) if values is None else values[due].astype(float).tolist())
+        if values is None:
+            columns.append(repeat(None))
+        else:
+            columns.append(values[due].astype(float, copy=False).tolist())
     return zip(*columns, strict=False)  # the columns of None repeat forever
 
 

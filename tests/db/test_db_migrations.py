@@ -13,7 +13,13 @@ from sqlalchemy import inspect, text
 
 from service.db import migrate
 from service.db.models import Base
-from service.db.session import SchemaNotReady, dispose_engines, get_engine, make_engine
+from service.db.session import (
+    SchemaNotReady,
+    dispose_engines,
+    get_engine,
+    make_engine,
+    stored_revision,
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -26,7 +32,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path) -> str:
 def test_upgrade_empty_database_then_models_match_migrations(empty_url):
     engine = make_engine(empty_url)
     try:
-        assert migrate.current_revision_of(engine) is None
+        assert stored_revision(engine) is None
         assert migrate.upgrade_engine(engine) == (None, migrate.head_revision())
         tables = set(inspect(engine).get_table_names())
         assert {t.name for t in Base.metadata.sorted_tables} | {"alembic_version"} <= tables
@@ -69,7 +75,7 @@ def test_sqlite_is_created_and_upgraded_on_first_use(tmp_path):
     try:
         engine = get_engine(url)
         assert path.exists()
-        assert migrate.current_revision_of(engine) == migrate.head_revision()
+        assert stored_revision(engine) == migrate.head_revision()
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -100,7 +106,7 @@ def test_two_processes_starting_at_once_on_a_new_sqlite_file(tmp_path):
         assert out.decode().strip() == "0"
     engine = make_engine(url)
     try:
-        assert migrate.current_revision_of(engine) == migrate.head_revision()
+        assert stored_revision(engine) == migrate.head_revision()
     finally:
         engine.dispose()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from service.db import migrate
-from service.db.session import dispose_engines, get_engine
+from service.db.session import dispose_engines, get_engine, stored_revision
 
 # What a pool process does at start (service.local._init_process), in a fresh interpreter,
 # then a read through the adopted engine, then which modules it had to import.
@@ -57,6 +57,6 @@ def test_a_child_not_told_checks_and_creates_the_schema(tmp_path: Path) -> None:
     assert imported == ""  # from the snapshot (service.db.snapshot), not through Alembic
     engine = get_engine(url)
     with engine.connect() as conn:
-        assert migrate.current_revision_of(engine) == migrate.head_revision()
+        assert stored_revision(engine) == migrate.head_revision()
         assert conn.execute(text("SELECT count(*) FROM sweeps")).scalar() == 0
     dispose_engines(url)
