@@ -251,6 +251,37 @@ def dispose_engines(url: str | None = None) -> None:
                 _engines.pop(key).dispose()
 
 
+def close_engines() -> None:
+    """At a process's end: ``dispose_engines()``, and every SQLite file it used left whole.
+
+    The last connection to a SQLite file to close moves the write-ahead log into the file and
+    deletes it, unless it opened the file read-only (as every reader here does, and a command
+    usually reads last). Until something moves it, the newest commits live only in
+    ``bplab.db-wal``: a user who copies ``bplab.db`` alone gets runs still "running" (seen
+    after `bplab sweep run`). So one writing connection is opened and closed last.
+    """
+    files = {sqlite_file(key[0]) for key in _engines if key[1] == os.getpid()}
+    dispose_engines()
+    for path in files:
+        if path is not None and Path(f"{path}-wal").exists():
+            _fold_write_ahead_log(path)
+
+
+def _fold_write_ahead_log(path: Path) -> None:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(path, timeout=busy_timeout_ms() / 1000)
+        try:
+            # reading opens the log; closing the last connection then checkpoints and deletes it
+            # (another process still connected keeps it, and folds it when it closes)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        pass  # a file we may only read: it stays as it is, complete with its log
+
+
 def _forget_parent_engines() -> None:
     # In a forked child the parent's pooled sockets must be neither used nor closed (that
     # would end the parent's sessions): drop them without closing.
