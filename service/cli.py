@@ -71,16 +71,13 @@ cli.add_command(sweep)
 
 def main() -> None:
     from service.local import allow_fork
-    from service.process_exit import close_databases, end_program
+    from service.process_exit import end_program
 
     allow_fork()  # this program's local pools may fork: it knows what it has loaded
     try:
         cli(prog_name="bplab")  # click's standalone mode ends every command with sys.exit
     except SystemExit as request:
-        ending = request
-    finally:  # after a crash too: what the command committed must be in the file
-        close_databases()
-    end_program(ending)
+        end_program(request)
 
 
 if __name__ == "__main__":

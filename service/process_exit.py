@@ -1,4 +1,5 @@
-"""How a bplab process ends: its database files complete, and without Python's teardown.
+"""How a bplab process ends: without Python's teardown, once its work and atexit handlers are
+done (service.db.session's among them, which leaves every SQLite file it used whole).
 
 Python's own exit tears down every module and object it loaded: with NumPy, SQLAlchemy and the
 models loaded that took 0.11 s of a 0.55 s command here (measured: the same imports, then a
@@ -13,15 +14,6 @@ import os
 import sys
 import threading
 from typing import NoReturn
-
-
-def close_databases() -> None:
-    """Close this process's database connections, leaving its SQLite files whole
-    (service.db.session.close_engines), if it opened any: `bplab --help` must not import
-    SQLAlchemy to find out that it did not."""
-    session = sys.modules.get("service.db.session")
-    if session is not None:
-        session.close_engines()
 
 
 def exit_now(code: int) -> NoReturn:

@@ -6,6 +6,7 @@ rolls back on an exception and always closes. Repository functions never commit.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Iterator
@@ -252,7 +253,7 @@ def dispose_engines(url: str | None = None) -> None:
 
 
 def close_engines() -> None:
-    """At a process's end: ``dispose_engines()``, and every SQLite file it used left whole.
+    """At a process's end (atexit): ``dispose_engines()``, and every SQLite file it used whole.
 
     The last connection to a SQLite file to close moves the write-ahead log into the file and
     deletes it, unless it opened the file read-only (as every reader here does, and a command
@@ -290,6 +291,9 @@ def _forget_parent_engines() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_parent_engines)
+# Any process that used a database ends with its files whole: the bplab program, a notebook
+# using service.api, a worker. (A pool process ends with os._exit: its parent folds the log.)
+atexit.register(close_engines)
 
 
 @contextmanager

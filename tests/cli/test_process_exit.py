@@ -83,6 +83,33 @@ def test_a_reading_command_folds_a_log_left_by_a_killed_writer(tmp_path: Path) -
         conn.close()
 
 
+def test_a_library_caller_ending_normally_leaves_the_file_whole(tmp_path: Path) -> None:
+    """A notebook or script using the database (here a write, then a read-only read last)
+    gets the same at its normal exit: service.db.session folds the log at exit."""
+    url = f"sqlite:///{tmp_path / 'lib.db'}"
+    script = textwrap.dedent(
+        f"""
+        from sqlalchemy import text
+        from service.db.session import session_scope
+        with session_scope({url!r}) as session:
+            session.execute(text(
+                "INSERT INTO sweeps (name, dataset, method, spec, swept, n_runs, backend)"
+                " VALUES ('lib', 'xor', 'grid', '{{}}', '[]', 0, 'local')"
+            ))
+        with session_scope({url!r}, readonly=True) as session:
+            assert session.execute(text("SELECT name FROM sweeps")).scalar_one() == "lib"
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "lib.db-wal").exists()
+    conn = sqlite3.connect(tmp_path / "lib.db")
+    try:
+        assert conn.execute("SELECT name FROM sweeps").fetchall() == [("lib",)]
+    finally:
+        conn.close()
+
+
 def test_exit_codes_and_messages_survive_the_quick_exit(tmp_path: Path) -> None:
     missing = _run(tmp_path, "sweep", "run", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2
