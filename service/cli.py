@@ -74,6 +74,7 @@ def main() -> None:
     from service.process_exit import end_program
 
     allow_fork()  # this program's local pools may fork: it knows what it has loaded
+    LazyGroup.owns_process = True  # and may pause the collector for its imports
     try:
         cli(prog_name="bplab")  # click's standalone mode ends every command with sys.exit
     except SystemExit as request:

@@ -10,6 +10,7 @@ command's own docstring), and `bplab --help` and `bplab sweep --help` import no 
 
 from __future__ import annotations
 
+import gc
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ class LazyCommand:
 class LazyGroup(click.Group):
     """A group that imports a ``LazyCommand`` the first time click asks for it by name."""
 
+    # Only the bplab program (service.cli.main) sets this: it owns its process. A test or a
+    # notebook running commands in-process keeps its own collector as it was (gc.freeze would
+    # also keep whatever garbage it holds at that moment forever).
+    owns_process = False
+
     def __init__(
         self, *args: Any, lazy_commands: Mapping[str, LazyCommand] | None = None, **kwargs: Any
     ) -> None:
@@ -49,7 +55,20 @@ class LazyGroup(click.Group):
     def _load(self, name: str) -> click.Command:
         entry = self.lazy_commands[name]
         module_name, _, attribute = entry.target.partition(":")
-        command = getattr(importlib.import_module(module_name), attribute)
+        # The cyclic collector would scan the import's new objects (SQLAlchemy, NumPy, the
+        # models: 130,000 of them, 457 garbage) again and again, finding next to nothing: a
+        # module lives as long as the program. So the program pauses it, and gc.freeze
+        # (CPython's tool for this) keeps them out of every later collection, the pool's
+        # forked processes' too (measured: CPU x0.96 for 3 epochs, x0.94 for 3,000 epochs).
+        pause = self.owns_process and gc.isenabled()
+        if pause:
+            gc.disable()
+        try:
+            command = getattr(importlib.import_module(module_name), attribute)
+        finally:
+            if pause:
+                gc.freeze()
+                gc.enable()
         if not isinstance(command, click.Command):
             raise TypeError(f"{entry.target} is not a click command")
         if entry.adaptive_route is not None:
