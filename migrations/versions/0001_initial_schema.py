@@ -17,6 +17,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    _create_sweeps()
+    _create_runs()
+    _create_run_data()
+
+
+def _create_sweeps() -> None:
     op.create_table(
         "sweeps",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -35,6 +41,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sweeps")),
     )
+
+
+def _create_runs() -> None:
     op.create_table(
         "runs",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -98,6 +107,9 @@ def upgrade() -> None:
     op.create_index(op.f("ix_runs_sweep_id_status"), "runs", ["sweep_id", "status"])
     op.create_index(op.f("ix_runs_weight_decay"), "runs", ["weight_decay"])
 
+
+def _create_run_data() -> None:
+    """What a run leaves behind: its checkpoint, its epoch rows, its final weights."""
     op.create_table(
         "checkpoints",
         sa.Column("run_id", sa.Integer(), nullable=False),

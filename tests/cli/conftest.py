@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from sqlalchemy import text
 
 from service.cli import cli
+from service.db.session import session_scope
 
 BPLAB = [sys.executable, "-m", "service.cli"]
 
@@ -74,3 +76,35 @@ def small_xor_spec(**overrides: object) -> dict:
     }
     spec.update(overrides)
     return spec
+
+
+# --- the sweep management tests (test_manage_*.py) ---------------------------------------
+
+
+def tiny_spec(**overrides: object) -> dict:
+    """2 learning rates x 2 seeds of XOR, 60 epochs: a sweep that trains in a blink."""
+    spec = {
+        "name": "tiny",
+        "dataset": "xor",
+        "seeds": 2,
+        "parameters": {"learning_rate": [0.5, 2.0], "epochs": 60, "log_every": 10},
+    }
+    spec.update(overrides)
+    return spec
+
+
+@pytest.fixture
+def lab(db_url: str, tmp_path: Path) -> Bplab:
+    return Bplab(db_url, tmp_path)
+
+
+def count(url: str, sql: str) -> int:
+    with session_scope(url, readonly=True) as session:
+        return int(session.execute(text(sql)).scalar() or 0)
+
+
+def one_line_exit_2(lab: Bplab, *args: str) -> str:
+    result = lab(*args, expect=2)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]

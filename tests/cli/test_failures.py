@@ -52,7 +52,7 @@ def commands(tmp: Path) -> dict[str, list[str]]:
         "export": ["export", "1", "-o", str(tmp / "e.csv")],
         "inspect": ["inspect", "1"],
         "sql": ["sql", "SELECT COUNT(*) AS n FROM runs"],
-        # issue 19's (sweep delete: tests/cli/test_manage.py)
+        # issue 19's (sweep delete: tests/cli/test_manage_sweeps.py)
         "best": ["best", "1"],
         "sweep extend": ["sweep", "extend", "1", "--seeds", "3", "--workers", "1"],
         "sweep rename": ["sweep", "rename", "1", "tiny"],

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine import Network, TrainConfig, TrainState, load_dataset, train, train_population
-from tests.engine.test_population import (
+from tests.engine.population_helpers import (
     assert_same_history,
     assert_same_state,
     check_population,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine import TrainConfig, group_mask, load_dataset, train_population
-from tests.engine.test_population import build, check_population
+from tests.engine.population_helpers import build, check_population
 
 XOR = load_dataset("xor")
 

@@ -17,8 +17,6 @@ from sqlalchemy import text
 from service.db.session import session_scope
 from tests.faults.harness import (
     FaultStack,
-    RedisServer,
-    TcpProxy,
     busy_child,
     check_sweep,
     free_port,
@@ -33,6 +31,7 @@ from tests.faults.harness import (
     wait_all_terminal,
     wait_for,
 )
+from tests.faults.servers import RedisServer, TcpProxy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

@@ -26,7 +26,6 @@ from service.db.session import session_scope
 from service.producer import publish_runs
 from tests.faults.harness import (
     FaultStack,
-    TcpProxy,
     busy_child,
     check_sweep,
     kill_worker_group,
@@ -37,6 +36,7 @@ from tests.faults.harness import (
     wait_all_terminal,
     wait_for,
 )
+from tests.faults.servers import TcpProxy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

@@ -19,7 +19,8 @@ from service.db.models import Checkpoint
 from service.db.session import dispose_engines, session_scope
 from service.execution import execute_run
 from service.execution.group import Population
-from tests.faults.harness import TcpProxy, due_epochs, reference
+from tests.faults.harness import due_epochs, reference
+from tests.faults.servers import TcpProxy
 from tests.reliability.helpers import make_sweep, state, sweep_of
 
 
