@@ -7,6 +7,7 @@ rolls back on an exception and always closes. Repository functions never commit.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, Transaction, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from migrations import HEAD_REVISION
 from service.config import get_settings, mask_url
+
+log = logging.getLogger("bplab.db")
 
 _engines: dict[tuple[str, int, bool], Engine] = {}
 _lock = threading.Lock()
@@ -313,10 +316,26 @@ def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        _roll_back_keeping_the_cause(session)
         raise
     finally:
         session.close()
+
+
+def _roll_back_keeping_the_cause(transaction: Session | Transaction) -> None:
+    """Roll back after an exception, which stays the one raised.
+
+    An exception raised inside the driver (a Celery soft time limit, Ctrl-C) can leave the
+    connection in the middle of a statement: the rollback then fails ("another command is
+    already in progress"), and its error, had it propagated, would have hidden the cause. A
+    worker's time limit turned into a connection error was retried as an outage, and the runs
+    trained on past their limit instead of being handed back (seen in tests/faults). The
+    broken connection is discarded when it goes back to the pool (its reset fails there).
+    """
+    try:
+        transaction.rollback()
+    except Exception as failure:
+        log.info("rollback failed (%s); the connection is discarded", failure)
 
 
 @contextmanager
@@ -326,7 +345,13 @@ def connection_scope(url: str | None = None, *, readonly: bool = False) -> Itera
     bookkeeping cost more than the SQL. Commits on success, rolls back on an exception."""
     engine = get_engine(url, readonly=readonly)
     bind = engine.execution_options(bplab_sqlite_begin="DEFERRED") if readonly else engine
-    with bind.begin() as conn:
-        if readonly and engine.dialect.name == "postgresql":
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-        yield conn
+    with bind.connect() as conn:
+        transaction = conn.begin()
+        try:
+            if readonly and engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            yield conn
+            transaction.commit()
+        except BaseException:
+            _roll_back_keeping_the_cause(transaction)
+            raise

@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from service.db import repository as repo
 from service.db.models import Sweep
-from service.db.session import get_engine, session_scope
+from service.db.session import connection_scope, get_engine, session_scope
 
 
 def test_forked_child_gets_its_own_engine_and_leaves_the_parents_alone(db_url):
@@ -84,3 +84,32 @@ def test_readonly_session_refuses_writes_on_postgresql(empty_pg_url):
             s.execute(text("DELETE FROM sweeps"))
     finally:
         dispose_engines(empty_pg_url)
+
+
+class _TimeLimit(Exception):  # noqa: N818 - as Celery's SoftTimeLimitExceeded, an Exception
+    """Stands for an exception raised inside the driver, mid-statement."""
+
+
+def test_an_exception_mid_statement_is_the_one_raised_not_the_failed_rollback(pg_database):
+    """A Celery soft time limit landing while psycopg sends a statement leaves the connection
+    busy; the rollback then fails. The time limit must still be what the caller sees (it was
+    turned into a connection error and retried as an outage: tests/faults), and the broken
+    connection must not come back from the pool."""
+    with pytest.raises(_TimeLimit), session_scope(pg_database) as s:
+        s.execute(text("SELECT 1"))
+        pgconn = s.connection().connection.driver_connection.pgconn
+        pgconn.send_query(b"SELECT pg_sleep(0.2)")  # a statement in flight, never read
+        raise _TimeLimit
+    for _ in range(3):  # every pooled connection answers
+        with session_scope(pg_database) as s:
+            assert s.scalar(text("SELECT 2")) == 2
+
+
+def test_connection_scope_raises_the_cause_too(pg_database):
+    with pytest.raises(_TimeLimit), connection_scope(pg_database) as conn:
+        conn.execute(text("SELECT 1"))
+        conn.connection.driver_connection.pgconn.send_query(b"SELECT pg_sleep(0.2)")
+        raise _TimeLimit
+    for _ in range(3):
+        with connection_scope(pg_database) as conn:
+            assert conn.execute(text("SELECT 2")).scalar() == 2
