@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from service.db import repository as repo
 from service.db.models import Sweep
@@ -113,3 +115,40 @@ def test_connection_scope_raises_the_cause_too(pg_database):
     for _ in range(3):
         with connection_scope(pg_database) as conn:
             assert conn.execute(text("SELECT 2")).scalar() == 2
+
+
+def _hold_write_lock(path: str, seconds: float) -> subprocess.Popen:
+    """Another process that takes SQLite's write lock, says so, and keeps it ``seconds``."""
+    script = (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({path!r}, isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE'); print('held', flush=True)\n"
+        f"time.sleep({seconds}); c.execute('COMMIT')\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_writer_waits_for_the_lock_then_fails_as_locked(tmp_path, monkeypatch):
+    """BEGIN IMMEDIATE is polled (service.db.session._begin_immediate): a writer gets the lock
+    once another process lets it go within the busy timeout, and past it fails with the
+    OperationalError "database is locked" that the CLI reports (exit 1); either way its
+    connection keeps the configured busy timeout."""
+    monkeypatch.setenv("BPLAB_SQLITE_BUSY_TIMEOUT", "2")
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    with session_scope(url) as s:  # created and migrated
+        s.execute(text("SELECT 1"))
+    holder = _hold_write_lock(str(tmp_path / "lock.db"), 0.3)
+    with session_scope(url) as s:
+        assert s.scalar(text("PRAGMA busy_timeout")) == 2000
+        s.execute(text("UPDATE alembic_version SET version_num = version_num"))
+    assert holder.wait(10) == 0
+    holder = _hold_write_lock(str(tmp_path / "lock.db"), 3)
+    try:
+        with pytest.raises(OperationalError, match="database is locked"), session_scope(url) as s:
+            s.execute(text("SELECT 1"))  # the session's first statement begins it
+    finally:
+        holder.wait(10)
+    with session_scope(url) as s:
+        assert s.scalar(text("PRAGMA busy_timeout")) == 2000
