@@ -295,7 +295,8 @@ def close_engines() -> None:
     deletes it, unless it opened the file read-only (as every reader here does, and a command
     usually reads last). Until something moves it, the newest commits live only in
     ``bplab.db-wal``: a user who copies ``bplab.db`` alone gets runs still "running" (seen
-    after `bplab sweep run`). So one writing connection is opened and closed last.
+    after `bplab sweep run`). So one writing connection checkpoints the log into the file,
+    and closes last.
     """
     files = {sqlite_file(key[0]) for key in _engines if key[1] == os.getpid()}
     dispose_engines()
@@ -308,9 +309,10 @@ def _fold_write_ahead_log(path: Path) -> None:
     try:
         conn = sqlite3.connect(path, timeout=busy_timeout_ms() / 1000)
         try:
-            # reading opens the log; closing the last connection then checkpoints and deletes it
-            # (another process still connected keeps it, and folds it when it closes)
-            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            # Copies the log's pages into the file now, even while another process keeps the
+            # file open (`bplab dashboard` reading it): only one reading an older snapshot at
+            # this moment holds part of it back. Closing the last connection deletes the log.
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         finally:
             conn.close()
     except sqlite3.Error:

@@ -58,6 +58,25 @@ def test_the_file_alone_holds_the_whole_sweep_after_sweep_run(tmp_path: Path) ->
     assert rows == 4 * 40  # log_every 1: every epoch of every run
 
 
+def test_the_file_is_whole_while_another_process_keeps_it_open(tmp_path: Path) -> None:
+    """A reader with the file open (as `bplab dashboard` has during a sweep) keeps SQLite's log
+    in place, but what the command committed is in bplab.db all the same."""
+    spec = _write_spec(tmp_path)
+    assert _run(tmp_path, "sweep", "run", str(spec), "-w", "1").returncode == 0
+    reader = sqlite3.connect(f"file:{tmp_path / 'bplab.db'}?mode=ro", uri=True)
+    try:
+        assert reader.execute("SELECT count(*) FROM sweeps").fetchone() == (1,)
+        done = _run(tmp_path, "sweep", "run", str(spec), "-w", "2")
+        assert done.returncode == 0, done.stderr
+        copy = tmp_path / "copied.db"
+        shutil.copyfile(tmp_path / "bplab.db", copy)
+        statuses, rows = _statuses_and_rows(copy)
+        assert statuses == [("succeeded", 8)]
+        assert rows == 8 * 40
+    finally:
+        reader.close()
+
+
 def test_a_reading_command_folds_a_log_left_by_a_killed_writer(tmp_path: Path) -> None:
     spec = _write_spec(tmp_path)
     assert _run(tmp_path, "sweep", "run", str(spec), "-w", "1").returncode == 0
