@@ -93,14 +93,15 @@ class Population:
 
     # -- the whole life of the population ---------------------------------------------
     def run(self) -> None:
-        live = self._prune_claimed(self._build())
-        if not live:
-            return
-        first = live[0]
-        X, Y, validation = training_data(first.config, first.seed)
-        self.live = live
-        self.log_every = np.array([max(1, int(m.config.get("log_every", 1))) for m in live])
+        live = self.members  # a time limit before training hands every member back
         try:
+            live = self._prune_claimed(self._build())
+            if not live:
+                return
+            first = live[0]
+            X, Y, validation = training_data(first.config, first.seed)
+            self.live = live
+            self.log_every = np.array([max(1, int(m.config.get("log_every", 1))) for m in live])
             train_population(
                 [m.net for m in live],
                 X,
@@ -161,7 +162,7 @@ class Population:
                     )
                 TrainConfig.from_dict(m.config)
             except Exception as exc:  # a bad run fails alone, as in execute_run
-                if is_transient(exc):
+                if is_transient(exc) or raised_within(exc, self.release_on) is not None:
                     raise
                 m.status = m.job.fail(f"{type(exc).__name__}: {exc}")
                 m.done = True
