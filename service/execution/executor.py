@@ -70,8 +70,14 @@ def execute_runs(
     shapes: dict[str, list[Member]] = {}
     for m in members:
         shapes.setdefault(shape_key(m.config, m.seed), []).append(m)
+    limit: BaseException | None = None
     for group in shapes.values():
-        Population(group, url, should_stop, release_on).run()
+        population = Population(group, url, should_stop, release_on)
+        if limit is None:
+            population.run()
+            limit = population.limit_reached
+        else:  # the task's time limit came in an earlier population: this one goes back as is
+            population.hand_back(group, limit)
         for m in group:
             statuses[m.run_id] = m.status
     return statuses

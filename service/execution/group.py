@@ -90,6 +90,7 @@ class Population:
         self._members: np.ndarray | None = None
         self._first_epochs: np.ndarray | None = None
         self.pruner: Pruner | None = None
+        self.limit_reached: BaseException | None = None  # the release_on exception, if it came
 
     # -- the whole life of the population ---------------------------------------------
     def run(self) -> None:
@@ -98,8 +99,7 @@ class Population:
             live = self._prune_claimed(self._build())
             if not live:
                 return
-            first = live[0]
-            X, Y, validation = training_data(first.config, first.seed)
+            X, Y, validation = training_data(live[0].config, live[0].seed)
             self.live = live
             self.log_every = np.array([max(1, int(m.config.get("log_every", 1))) for m in live])
             train_population(
@@ -119,7 +119,7 @@ class Population:
         except (Exception, *self.release_on) as exc:
             limit = raised_within(exc, self.release_on)
             if limit is not None:
-                self._hand_back(live, limit)
+                self.hand_back(live, limit)
             elif is_transient(exc):
                 raise  # the database is gone: leases expire and the reconciler takes over
             else:
@@ -129,9 +129,10 @@ class Population:
                         m.status = m.job.fail(error)
                         m.done = True
 
-    def _hand_back(self, live: list[Member], limit: BaseException) -> None:
+    def hand_back(self, live: list[Member], limit: BaseException) -> None:
         """The time limit (``release_on``) came: every unfinished member goes back to the queue
         with its last checkpoint. Only an attempt that got nowhere counts against the run."""
+        self.limit_reached = limit
         # Landing in a database call, the limit left its connection mid-statement: use new ones.
         dispose_engines(self.url)
         for m in live:
