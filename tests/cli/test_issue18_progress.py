@@ -18,7 +18,10 @@ LONG = {
     "name": "long",
     "dataset": "parity:4",
     "seeds": 1,
-    "parameters": {"hidden": 4, "epochs": 40000, "stop_within": None, "log_every": 100},
+    # about 2.5 s of training here: the bar polls every second, and the rows it counts are
+    # written every heartbeat (half a second with the lease below); at 40,000 epochs the run
+    # was over before the first of them was seen now and then
+    "parameters": {"hidden": 4, "epochs": 100000, "stop_within": None, "log_every": 100},
 }
 
 
@@ -27,6 +30,7 @@ def test_bar_moves_with_epochs_before_a_run_finishes(db_url: str, tmp_path: Path
     spec = bp.write_spec("long.yaml", LONG)
     # FORCE_COLOR makes rich draw its live bar into the pipe as it would on a terminal
     env = {**os.environ, **bp.env, "FORCE_COLOR": "1", "COLUMNS": "160"}
+    env["BPLAB_LEASE_SECONDS"] = "2"  # a heartbeat, and so a write of rows, every 0.5 s
     done = subprocess.run(
         [*BPLAB, "sweep", "run", str(spec), "--workers", "1"],
         env=env,
