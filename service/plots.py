@@ -251,3 +251,47 @@ def _positions(panel: ParamPanel) -> list[float]:
     if panel.categories is None:
         return [float(v) for v in panel.x]
     return [float(panel.categories.index(str(v))) for v in panel.x]
+
+
+# --- a tied net's kernels (`bplab plot --run ID --kind kernels`) ---
+
+
+def kernels_figure(kernels: list[dict[str, Any]], title: str) -> Figure:
+    """Each kernel as the PDP chapter draws its receptive fields (a Hinton diagram): a square
+    per weight, as it lies on the retina, its area the weight's size on one scale for all
+    kernels, white for excitatory and black for inhibitory, on grey; the bias beside it."""
+    from matplotlib.patches import Rectangle
+
+    largest = max(
+        max(abs(k["bias"]), *(abs(w) for row in k["weights"] for w in row)) for k in kernels
+    )
+    columns = min(len(kernels), 4)
+    rows = -(-len(kernels) // columns)
+    fig = Figure(figsize=(2.4 * columns, 2.6 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat[len(kernels) :]:
+        ax.set_axis_off()
+    for ax, kernel in zip(axes.flat, kernels, strict=False):
+        grid = np.asarray(kernel["weights"], dtype=float)
+        size = grid.shape[0]
+        ax.set_facecolor("0.55")
+        # the bias sits in its own column, right of the field, past a gap
+        cells = [(r, c, grid[r, c]) for r in range(size) for c in range(size)]
+        for r, c, w in [*cells, (0, size + 0.5, kernel["bias"])]:
+            side = np.sqrt(abs(w) / largest) * 0.9 if largest > 0 else 0.0
+            ax.add_patch(
+                Rectangle(
+                    (c + 0.5 - side / 2, r + 0.5 - side / 2),
+                    side,
+                    side,
+                    color="white" if w > 0 else "black",
+                )
+            )
+        ax.set_xlim(0, size + 1.5)
+        ax.set_ylim(size, 0)  # row 1 at the top, as on the retina
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"kernel {kernel['kernel']} (bias right)", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig

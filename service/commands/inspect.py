@@ -6,24 +6,20 @@ import json
 from typing import Any
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from engine import Dataset, Network
+from engine import Dataset
 from service.config import Settings
 from service.datasets import cached_dataset
-from service.db import repository as repo
-from service.db.session import session_scope
-from service.errors import NotFound
 from service.inspection import LayerWeights, hidden_rows, layer_weights, unit_names
 from service.inspection_shared import (
     is_shared,
     kernel_grids,
     shared_layer_weights,
     shared_unit_names,
+    trained_network,
 )
-from service.networks import network_from_config
 from service.output import format_cell
 
 
@@ -50,19 +46,9 @@ def inspect(settings: Settings, run_id: int, show_hidden: bool, fmt: str) -> Non
     The bias row is the weight from the always-on unit; '.' marks a connection a mask
     removes (the family-trees net's block-connected first layer).
     """
-    with session_scope(settings.database_url, readonly=True) as session:
-        row = repo.get_run(session, run_id)
-        if row is None:
-            raise NotFound(f"run {run_id} does not exist")
-        config: dict[str, Any] = dict(row.config)
-        seed, status, solved = int(row.seed), row.status, row.solved_epoch
-        try:
-            arrays = repo.load_weights(session, run_id)
-        except repo.NotFound:
-            raise NotFound(
-                f"run {run_id} has no stored weights (status {status}; only finished runs have)"
-            ) from None
-    net = _network(config, arrays)
+    trained = trained_network(settings.database_url, run_id)
+    config, net = trained.config, trained.net
+    seed, status, solved = trained.seed, trained.status, trained.solved_epoch
     dataset = _dataset(config["dataset"])
     shared = is_shared(net)  # tied or recurrent: service.inspection_shared
     names = shared_unit_names(net, dataset) if shared else unit_names(net, dataset)
@@ -120,14 +106,6 @@ def inspect(settings: Settings, run_id: int, show_hidden: bool, fmt: str) -> Non
     if rows:
         console.print("\nhidden units (and outputs) for every pattern")
         console.print(_rows_table(rows))
-
-
-def _network(config: dict[str, Any], arrays: list[np.ndarray]) -> Network:
-    n_in, n_out = int(arrays[0].shape[0]), int(arrays[-1].shape[0])
-    # The initial weights do not matter (they are overwritten); the rng only builds the net.
-    net = network_from_config(config, n_in, n_out, np.random.default_rng(0))
-    net.set_params(arrays)
-    return net
 
 
 def _dataset(name: str) -> Dataset | None:

@@ -45,12 +45,12 @@ from service.results import PENDING, param_value
 )
 @click.option(
     "--kind",
-    type=click.Choice(("curves", "history", "params")),
+    type=click.Choice(("curves", "history", "params", "kernels")),
     default="curves",
     show_default=True,
     help="curves per configuration; history: the metric and best so far against "
     "configurations tried; params: each parameter against the metric (random and "
-    "model-based sweeps).",
+    "model-based sweeps); kernels: with --run, a tied net's kernels as Hinton diagrams.",
 )
 @click.pass_obj
 def plot(
@@ -72,7 +72,8 @@ def plot(
     with runs still queued or running is marked partial. With --run, ID is a run id and the
     plot shows that run's curve (and its validation loss when recorded). --kind history and
     --kind params plot the sweep's metric (a search's, else the mean final loss) per
-    configuration instead of curves.
+    configuration instead of curves. --run --kind kernels draws a tied net's kernels (the T-C
+    problem's receptive fields) as Hinton diagrams.
     """
     from service import plots
     from service.curves import group_bands, load_curves
@@ -80,6 +81,9 @@ def plot(
     if Path(output).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise BadInput(f"-o {output!r}: the file must end in .png, .svg or .pdf")
     output_path(output)
+    if kind == "kernels":
+        _plot_kernels(settings, target_id, output, is_run=is_run, by=by)
+        return
     if kind != "curves":
         _plot_search(settings, target_id, output, kind, log, is_run=is_run, by=by)
         return
@@ -127,6 +131,25 @@ def _plot_search(
     with writing_to(output):
         plots.save(fig, output)
     click.echo(f"wrote {output}: {shown} configuration(s)", err=True)
+
+
+def _plot_kernels(
+    settings: Settings, run_id: int, output: str, *, is_run: bool, by: str | None
+) -> None:
+    from service import plots
+    from service.inspection_shared import kernel_grids, trained_network
+
+    if not is_run or by is not None:
+        raise BadInput("--kind kernels draws one run's kernels: give --run and a run id")
+    trained = trained_network(settings.database_url, run_id)
+    kernels = kernel_grids(trained.net)
+    if not kernels:
+        raise BadInput(f"run {run_id} has no tied kernels (its spec sets no `kernels`)")
+    title = f"run {run_id} (seed {trained.seed}, {trained.status}): {trained.config['dataset']}"
+    fig = plots.kernels_figure(kernels, title)
+    with writing_to(output):
+        plots.save(fig, output)
+    click.echo(f"wrote {output}: {len(kernels)} kernel(s)", err=True)
 
 
 def _plotted_runs(
