@@ -1,9 +1,10 @@
 """A trained network laid out for reading: weights per layer and hidden activations per pattern.
 
-Used by ``bplab inspect``. A layer's table has one row per source unit (the inputs, earlier
-hidden layers when there are skip connections, and the bias, the weight from the unit that is
-always 1) and one column per unit of the layer, so the 1986 paper's pictures of learned
-weights (e.g. the symmetry net's 1:2:4 mirror pairs) can be read off directly.
+Used by ``bplab inspect`` (``trained_network`` by ``bplab plot --kind kernels`` too). A
+layer's table has one row per source unit (the inputs, earlier hidden layers when there are
+skip connections, and the bias, the weight from the unit that is always 1) and one column per
+unit of the layer, so the 1986 paper's pictures of learned weights (e.g. the symmetry net's
+1:2:4 mirror pairs) can be read off directly.
 """
 
 from __future__ import annotations
@@ -15,8 +16,45 @@ from typing import Any
 import numpy as np
 
 from engine import Dataset, Network
+from service.db import repository as repo
+from service.db.session import session_scope
+from service.errors import NotFound
+from service.networks import network_from_config
 
 BIAS = "bias"
+
+
+@dataclass(frozen=True)
+class TrainedNetwork:
+    """A finished run's network with its final weights (what `inspect` and `plot` read)."""
+
+    config: dict[str, Any]
+    net: Network
+    seed: int
+    status: str
+    solved_epoch: int | None
+
+
+def trained_network(url: str, run_id: int) -> TrainedNetwork:
+    """Run ``run_id``'s net rebuilt from its config with its stored final weights; NotFound
+    (exit 2) for a run that does not exist or has no weights (not finished)."""
+    with session_scope(url, readonly=True) as session:
+        row = repo.get_run(session, run_id)
+        if row is None:
+            raise NotFound(f"run {run_id} does not exist")
+        config: dict[str, Any] = dict(row.config)
+        try:
+            arrays = repo.load_weights(session, run_id)
+        except repo.NotFound:
+            raise NotFound(
+                f"run {run_id} has no stored weights (status {row.status}; only finished runs have)"
+            ) from None
+        seed, status, solved = int(row.seed), str(row.status), row.solved_epoch
+    n_in, n_out = int(arrays[0].shape[0]), int(arrays[-1].shape[0])
+    # The initial weights do not matter (they are overwritten); the rng only builds the net.
+    net = network_from_config(config, n_in, n_out, np.random.default_rng(0))
+    net.set_params(arrays)
+    return TrainedNetwork(config, net, seed, status, solved)
 
 
 @dataclass(frozen=True)

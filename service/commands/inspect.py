@@ -12,13 +12,18 @@ from rich.table import Table
 from engine import Dataset
 from service.config import Settings
 from service.datasets import cached_dataset
-from service.inspection import LayerWeights, hidden_rows, layer_weights, unit_names
+from service.inspection import (
+    LayerWeights,
+    hidden_rows,
+    layer_weights,
+    trained_network,
+    unit_names,
+)
 from service.inspection_shared import (
     is_shared,
     kernel_grids,
     shared_layer_weights,
     shared_unit_names,
-    trained_network,
 )
 from service.output import format_cell
 

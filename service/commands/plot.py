@@ -137,7 +137,8 @@ def _plot_kernels(
     settings: Settings, run_id: int, output: str, *, is_run: bool, by: str | None
 ) -> None:
     from service import plots
-    from service.inspection_shared import kernel_grids, trained_network
+    from service.inspection import trained_network
+    from service.inspection_shared import kernel_grids
 
     if not is_run or by is not None:
         raise BadInput("--kind kernels draws one run's kernels: give --run and a run id")
