@@ -19,7 +19,7 @@ from engine import Dataset, Network
 from service.db import repository as repo
 from service.db.session import session_scope
 from service.errors import NotFound
-from service.networks import network_from_config
+from service.networks import network_with_weights
 
 BIAS = "bias"
 
@@ -50,11 +50,7 @@ def trained_network(url: str, run_id: int) -> TrainedNetwork:
                 f"run {run_id} has no stored weights (status {row.status}; only finished runs have)"
             ) from None
         seed, status, solved = int(row.seed), str(row.status), row.solved_epoch
-    n_in, n_out = int(arrays[0].shape[0]), int(arrays[-1].shape[0])
-    # The initial weights do not matter (they are overwritten); the rng only builds the net.
-    net = network_from_config(config, n_in, n_out, np.random.default_rng(0))
-    net.set_params(arrays)
-    return TrainedNetwork(config, net, seed, status, solved)
+    return TrainedNetwork(config, network_with_weights(config, arrays), seed, status, solved)
 
 
 @dataclass(frozen=True)

@@ -64,3 +64,12 @@ def network_from_config(
         masks=None if mask is None else {0: mask},
         dtype=config.get("dtype", "float64"),  # runs from before dtype existed: float64
     )
+
+
+def network_with_weights(config: Mapping[str, Any], arrays: list[np.ndarray]) -> Network:
+    """A run's net rebuilt from its config and its stored final weights (W1, b1, W2, ...)."""
+    n_in, n_out = int(arrays[0].shape[0]), int(arrays[-1].shape[0])
+    # The initial weights do not matter (they are overwritten); the rng only builds the net.
+    net = network_from_config(config, n_in, n_out, np.random.default_rng(0))
+    net.set_params(arrays)
+    return net

@@ -17,7 +17,7 @@ from service.datasets import cached_dataset
 from service.db import dashboard_queries as dq
 from service.db import repository as repo
 from service.inspection import hidden_rows, layer_weights, unit_names
-from service.networks import network_from_config
+from service.networks import network_with_weights
 from service.records import RUN_FIELDS
 from service.web.errors import NotFoundError
 from service.web.sweep_data import finite_list
@@ -52,10 +52,7 @@ def network_view(session: Session, run: dict[str, Any]) -> dict[str, Any]:
     except repo.BlobError as exc:
         return {"note": f"the stored weights cannot be read: {exc}"}
     config = run["config"]
-    net = network_from_config(
-        config, int(arrays[0].shape[0]), int(arrays[-1].shape[0]), np.random.default_rng(0)
-    )
-    net.set_params(arrays)
+    net = network_with_weights(config, arrays)
     dataset = _dataset(config.get("dataset", ""))
     names = unit_names(net, dataset)
     layers = []
