@@ -70,15 +70,13 @@ cli.add_command(sweep)
 
 
 def main() -> None:
-    from service.local import allow_fork
-    from service.process_exit import end_program
+    from service import program
 
-    allow_fork()  # this program's local pools may fork: it knows what it has loaded
-    LazyGroup.owns_process = True  # and may pause the collector for its imports
+    program.claim()  # its pools may fork, its imports pause the collector (service.program)
     try:
         cli(prog_name="bplab")  # click's standalone mode ends every command with sys.exit
     except SystemExit as request:
-        end_program(request)
+        program.end_program(request)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 
 _stop_event = None  # set in each pool process by _init_process
 _url: str | None = None
-_fork_allowed = False  # see allow_fork
 
 
 @dataclass
@@ -39,19 +38,13 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-def allow_fork() -> None:
-    """Called by the bplab program at start: its pools may fork (see pool_context)."""
-    global _fork_allowed
-    _fork_allowed = True
-
-
 def pool_context() -> BaseContext:
     """How the pool's processes start: forked where that is safe, else spawned.
 
     A forked process starts with everything the parent has imported (NumPy, SQLAlchemy, the
     models, the engine): a spawned one spent most of a second of CPU importing them again,
     more than half of what a short sweep cost (issue 22). Forking copies the whole parent,
-    so it is done only where that parent is known: the bplab program (allow_fork), which has
+    so it is done only where that parent is known: the bplab program (service.program), which has
     opened no broker connection (kombu closes those at a fork: a forked child of a test
     process that had used Celery hung there), on Linux (macOS's frameworks are not
     fork-safe), while it runs no other thread (a lock another thread holds at the fork would
@@ -60,7 +53,9 @@ def pool_context() -> BaseContext:
     """
     import multiprocessing
 
-    if _fork_allowed and sys.platform == "linux" and threading.active_count() == 1:
+    from service import program
+
+    if program.owns_process() and sys.platform == "linux" and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("spawn")
 
@@ -231,7 +226,7 @@ def _exit_quickly() -> None:
     its last result was sent and every write committed): skip Python's teardown of NumPy,
     SQLAlchemy and the rest, which took 0.18 s that the parent spent waiting for it to end.
     (A forked process ends with os._exit already.)"""
-    from service.process_exit import exit_now
+    from service.program import exit_now
 
     exit_now(0)
 

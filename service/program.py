@@ -1,5 +1,12 @@
-"""How a bplab process ends: without Python's teardown, once its work and atexit handlers are
-done (service.db.session's among them, which leaves every SQLite file it used whole).
+"""What the bplab program may do because it owns its process, and how it ends.
+
+``service.cli.main`` calls ``claim()`` first. From then on its local pools may fork (they
+inherit what it has imported: service.local.pool_context), it pauses the cyclic collector
+while it imports a command and freezes what the import made (service.commands.lazy), and it
+ends without Python's teardown (``end_program``). A notebook, a test or a program embedding
+bplab claims nothing and keeps Python's defaults: it has loaded and started what bplab cannot
+know about (a forked child of a test process that had used Celery hung in kombu's after-fork
+hook; gc.freeze would keep its garbage forever).
 
 Python's own exit tears down every module and object it loaded: with NumPy, SQLAlchemy and the
 models loaded that took 0.11 s of a 0.55 s command here (measured: the same imports, then a
@@ -14,6 +21,18 @@ import os
 import sys
 import threading
 from typing import NoReturn
+
+_claimed = False
+
+
+def claim() -> None:
+    """Called by the bplab program at start: this process is its own (see the module)."""
+    global _claimed
+    _claimed = True
+
+
+def owns_process() -> bool:
+    return _claimed
 
 
 def exit_now(code: int) -> NoReturn:

@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from service import program
+
 
 @dataclass(frozen=True)
 class LazyCommand:
@@ -32,11 +34,6 @@ class LazyCommand:
 
 class LazyGroup(click.Group):
     """A group that imports a ``LazyCommand`` the first time click asks for it by name."""
-
-    # Only the bplab program (service.cli.main) sets this: it owns its process. A test or a
-    # notebook running commands in-process keeps its own collector as it was (gc.freeze would
-    # also keep whatever garbage it holds at that moment forever).
-    owns_process = False
 
     def __init__(
         self, *args: Any, lazy_commands: Mapping[str, LazyCommand] | None = None, **kwargs: Any
@@ -60,7 +57,7 @@ class LazyGroup(click.Group):
         # module lives as long as the program. So the program pauses it, and gc.freeze
         # (CPython's tool for this) keeps them out of every later collection, the pool's
         # forked processes' too (measured: CPU x0.96 for 3 epochs, x0.94 for 3,000 epochs).
-        pause = self.owns_process and gc.isenabled()
+        pause = program.owns_process() and gc.isenabled()  # not in a test or a notebook
         if pause:
             gc.disable()
         try:

@@ -187,9 +187,9 @@ def test_an_unknown_command_is_a_usage_error() -> None:
 def _freeze_count_after_loading(owns_process: bool) -> int:
     script = (
         "import gc, click\n"
+        "from service import program\n"
         "from service.cli import cli\n"
-        "from service.commands.lazy import LazyGroup\n"
-        f"LazyGroup.owns_process = {owns_process}\n"
+        f"{'program.claim()' if owns_process else 'pass'}\n"
         "sweep = cli.get_command(click.Context(cli), 'sweep')\n"
         "sweep.get_command(click.Context(sweep), 'run')\n"
         "assert gc.isenabled()\n"
@@ -201,7 +201,8 @@ def _freeze_count_after_loading(owns_process: bool) -> int:
 
 
 def test_only_the_program_freezes_what_its_imports_made() -> None:
-    """The bplab program (which sets owns_process) keeps its imports' objects out of later
-    collections; a test or notebook loading commands in-process keeps its collector as it was."""
+    """The bplab program (which claims its process: service.program) keeps its imports'
+    objects out of later collections; a test or notebook loading commands in-process keeps its
+    collector as it was."""
     assert _freeze_count_after_loading(True) > 100_000  # SQLAlchemy, NumPy, the models...
     assert _freeze_count_after_loading(False) == 0

@@ -1,4 +1,4 @@
-"""How the bplab program ends (service/process_exit.py): the SQLite file whole on its own, the
+"""How the bplab program ends (service/program.py): the SQLite file whole on its own, the
 command's exit code and output intact, atexit handlers run and running threads waited for,
 though Python's teardown is skipped. The real program, as a subprocess."""
 
@@ -144,7 +144,7 @@ def _end_program(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(
         f"""
         import atexit, pathlib, threading, time
-        from service.process_exit import end_program
+        from service.program import end_program
         out = pathlib.Path({str(tmp_path)!r})
         {textwrap.indent(textwrap.dedent(body), " " * 8).strip()}
         """

@@ -21,7 +21,7 @@ _PARENT = textwrap.dedent(
     import json, sys, threading, time
     import numpy  # noqa: F401  loaded before the pool, as in the CLI
     import threadpoolctl
-    from service import local
+    from service import local, program
     from service.db import artifacts
     from service.db import repository as repo
     from service.db.session import session_scope
@@ -29,7 +29,7 @@ _PARENT = textwrap.dedent(
     from service.sweeps import create_sweep_from_spec
 
     url, spec_path, mode = sys.argv[1:4]
-    local.allow_fork()
+    program.claim()  # as the bplab program does: its pools may fork
     with session_scope(url) as session:
         sweep_id = create_sweep_from_spec(session, load_spec(spec_path), backend="local")
         run_ids = repo.run_ids(session, sweep_id, status="queued")
